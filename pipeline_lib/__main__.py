@@ -1,0 +1,62 @@
+"""Run one pipeline step by hand, with the same paths the Snakemake rules use.
+
+    python -m pipeline_lib train --config config/config.yaml --stage baseline
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import steps
+from .config import load_config, stage_config
+from .runner import run_logged
+
+__all__ = ["main"]
+
+
+def _prepare(cfg: dict, args: argparse.Namespace) -> dict:
+    return dict(dataset_cfg=cfg["dataset"], task=cfg["task"], seed=cfg["seed"],
+                manifest_path=args.results / "data" / "dataset.json")
+
+
+def _train(cfg: dict, args: argparse.Namespace) -> dict:
+    r = args.results
+    return dict(stage=args.stage, train_cfg=stage_config(cfg, args.stage), model_cfg=cfg["model"],
+                task=cfg["task"], seed=cfg["seed"], device=cfg["device"], manifest_path=r / "data" / "dataset.json",
+                out_checkpoint=r / f"{args.stage}.pt", out_csv=r / "train" / f"{args.stage}.csv",
+                workdir=r / "work" / args.stage, init_checkpoint=args.init)
+
+
+def _evaluate(cfg: dict, args: argparse.Namespace) -> dict:
+    r = args.results
+    return dict(stage=args.stage, checkpoint=r / f"{args.stage}.pt", manifest_path=r / "data" / "dataset.json",
+                eval_cfg=cfg["evaluate"], device=cfg["device"], seed=cfg["seed"],
+                out_metrics=r / "metrics" / f"{args.stage}.json",
+                out_predictions=r / "metrics" / f"{args.stage}.predictions.json")
+
+
+COMMANDS = {
+    "prepare-dataset": (steps.prepare_dataset, _prepare, "validate or generate the dataset; write its manifest"),
+    "train": (steps.train_stage, _train, "train one stage with the shared engine"),
+    "evaluate": (steps.evaluate_stage, _evaluate, "evaluate a stage's checkpoint on the val split"),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline_lib", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_, _, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--config", type=Path, default=Path("config/config.yaml"), help="experiment YAML")
+        p.add_argument("--results", type=Path, default=Path("results"), help="results folder")
+        if name != "prepare-dataset":
+            p.add_argument("--stage", default="baseline", help="stage name (artifact results/STAGE.pt)")
+        if name == "train":
+            p.add_argument("--init", type=Path, default=None, help="start from this checkpoint")
+    args = parser.parse_args(argv)
+    fn, make_kwargs, _ = COMMANDS[args.command]
+    run_logged(None, lambda: fn(**make_kwargs(load_config(args.config), args)))
+
+
+if __name__ == "__main__":
+    main()

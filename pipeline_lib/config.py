@@ -1,0 +1,121 @@
+"""Experiment config: YAML validated against workflow/schemas/config.schema.yaml.
+
+    cfg = load_config("config/config.yaml")      # defaults filled, or UserError in one line
+    train_cfg = stage_config(cfg, "baseline")      # train + stages.baseline overrides
+
+Validation errors name the file, the line and the dotted key:
+``config/x.yaml:7: train.epochs: -1 is less than the minimum of 1``.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import jsonschema
+import snakemake.utils
+import yaml
+
+from .errors import UserError
+
+__all__ = ["SCHEMA_PATH", "load_config", "validate_config", "stage_config", "config_hash", "defaults"]
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _schema() -> dict:
+    with open(SCHEMA_PATH, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def _key_lines(text: str) -> dict[tuple, int]:
+    """Map each key path in a YAML document to its 1-based line, e.g. ('train', 'epochs') -> 7."""
+    lines: dict[tuple, int] = {}
+
+    def walk(node: yaml.Node, path: tuple) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                sub = path + (key.value,)
+                lines[sub] = key.start_mark.line + 1
+                walk(value, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[path + (i,)] = item.start_mark.line + 1
+                walk(item, path + (i,))
+
+    root = yaml.compose(text)
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _describe(error: jsonschema.ValidationError) -> tuple[tuple, str]:
+    """The offending key path and a message that says what to do."""
+    path = tuple(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        return path + (extra[0],), f"unknown key (allowed here: {', '.join(allowed)})"
+    return path, error.message
+
+
+def _locate(path: tuple, sources: Sequence[str | Path]) -> str:
+    """`file:line` of a key path in the last config file that sets it (later files override)."""
+    for source in reversed(sources):
+        try:
+            line = _key_lines(Path(source).read_text(encoding="utf-8")).get(path)
+        except (OSError, yaml.YAMLError):
+            continue
+        if line:
+            return f"{source}:{line}"
+    return str(sources[-1]) if sources else "config"
+
+
+def validate_config(config: dict, sources: Sequence[str | Path] = ()) -> dict:
+    """Check `config` against the schema and return a copy with every default filled in.
+
+    `sources` are the YAML files the config came from, in load order; errors point into them.
+    """
+    schema = _schema()
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if error is not None:
+        path, message = _describe(error)
+        key = ".".join(str(p) for p in path) or "<top level>"
+        raise UserError(f"{_locate(path, sources)}: {key}: {message}")
+    config = copy.deepcopy(config)
+    snakemake.utils.validate(config, str(SCHEMA_PATH), set_default=True)  # fills nested defaults
+    return config
+
+
+def load_config(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        config = yaml.safe_load(text) or {}
+    except OSError as e:
+        raise UserError(f"{path}: cannot read config ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise UserError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{path}: the config must be a mapping of keys to values")
+    return validate_config(config, [path])
+
+
+def defaults() -> dict:
+    """The config with nothing set: every value is the schema's default."""
+    return validate_config({})
+
+
+def stage_config(config: dict, stage: str) -> dict:
+    """Training hyperparameters of one stage: `train` with `stages.<stage>` laid over it."""
+    return {**config["train"], **config["stages"].get(stage, {})}
+
+
+def config_hash(section: Any) -> str:
+    """Stable short hash of a config section (key order does not matter)."""
+    blob = json.dumps(section, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

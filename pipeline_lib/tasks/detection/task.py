@@ -1,0 +1,94 @@
+"""The detection family behind slimflow's Task interface.
+
+    task = DetectionTask(); manifest = task.prepare_dataset(cfg["dataset"], Path("results/data"), seed=0)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.ops import box_convert
+
+from ...engine.utils import make_loader
+from ...io import read_json, write_json
+from ..base import Task
+from .data import YoloDataset, coco_ground_truth, collate, index_yolo_dataset, scale_boxes_to_original
+from .evaluate import coco_detection_metrics
+from .loss import DetectionLoss
+from .model import YOLODetector, postprocess
+from .synthetic import generate_synthetic
+
+__all__ = ["DetectionTask"]
+
+
+class _Criterion:
+    """(model, batch) -> (loss, items): the engine's view of the YOLOv5 loss."""
+
+    def __init__(self, model: nn.Module, hyp: dict):
+        self.loss = DetectionLoss(model, hyp)
+
+    def __call__(self, model: nn.Module, batch: dict):
+        return self.loss(model(batch["images"]), batch["targets"])
+
+
+class DetectionTask(Task):
+    family = "detection"
+    metric_keys = ("mAP50_95", "mAP50", "precision", "recall")
+
+    def prepare_dataset(self, dataset_cfg: dict, out_dir: Path, seed: int) -> dict:
+        data_yaml = dataset_cfg["path"]
+        if data_yaml is None:
+            syn = dataset_cfg["synthetic"]
+            data_yaml = generate_synthetic(out_dir / "synthetic", n_train=syn["n_train"], n_val=syn["n_val"],
+                                           imgsz=syn["imgsz"], seed=seed, difficulty=syn["difficulty"])
+        index = index_yolo_dataset(data_yaml)
+        gt_paths = {}
+        for split, items in index["splits"].items():
+            gt_paths[split] = str(out_dir / f"{split}_coco.json")
+            write_json(gt_paths[split], coco_ground_truth(items, index["names"]))
+        counts = {split: {"images": len(items), "boxes": sum(len(it["boxes"]) for it in items)}
+                  for split, items in index["splits"].items()}
+        return {"task": self.family, "data_yaml": str(data_yaml), "names": index["names"], "nc": index["nc"],
+                "counts": counts, "checksums": index["checksums"], "coco_gt": gt_paths, "splits": index["splits"]}
+
+    def arch(self, model_cfg: dict, manifest: dict) -> dict:
+        name = model_cfg["name"]
+        kwargs = {"nc": manifest["nc"], "scale": name.removeprefix("yolov5"),
+                  "anchors": model_cfg["anchors"], "shortcut": model_cfg["shortcut"]}
+        return {"family": self.family, "name": name, "kwargs": kwargs}
+
+    def build_model(self, arch: dict) -> nn.Module:
+        return YOLODetector(**arch["kwargs"])
+
+    def loader(self, manifest, split, *, train, imgsz, batch_size, workers, seed, augment=None):
+        items = manifest["splits"][split]
+        dataset = YoloDataset(items, imgsz, augment if train else None, seed=seed)
+        return make_loader(dataset, batch_size=batch_size, shuffle=train, workers=workers, seed=seed,
+                           collate_fn=collate, drop_last=train and len(items) > batch_size)
+
+    def criterion(self, model, train_cfg):
+        return _Criterion(model, train_cfg["loss"])
+
+    @torch.no_grad()
+    def evaluate(self, model, loader, device, eval_cfg, manifest, predictions_path=None):
+        model.eval()
+        detections = []
+        for batch in loader:
+            decoded = model(batch["images"].to(device))  # (B, N, 5+nc)
+            outputs = postprocess(decoded, eval_cfg["conf_thres"], eval_cfg["iou_thres"], eval_cfg["max_det"])
+            for out, image_id, ratio_pad, size in zip(outputs, batch["image_ids"], batch["ratio_pad"], batch["orig_sizes"]):
+                out = out.cpu()
+                xywh = box_convert(scale_boxes_to_original(out[:, :4], ratio_pad, size), "xyxy", "xywh")
+                detections += [{"image_id": int(image_id), "category_id": int(c), "score": round(float(s), 5),
+                                "bbox": [round(float(v), 2) for v in box]}
+                               for box, s, c in zip(xywh, out[:, 4], out[:, 5])]
+        if predictions_path is not None:
+            write_json(predictions_path, detections)
+        return coco_detection_metrics(read_json(manifest["coco_gt"]["val"]), detections)
+
+    def fitness(self, metrics):
+        return 0.1 * metrics["mAP50"] + 0.9 * metrics["mAP50_95"]
+
+    def keep_width_modules(self, model):
+        return model.keep_width_modules()

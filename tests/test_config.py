@@ -1,0 +1,58 @@
+"""Config schema: defaults fill in, mistakes fail in one line naming file:line and key."""
+from pathlib import Path
+
+import pytest
+
+from pipeline_lib.config import config_hash, defaults, load_config, stage_config
+from pipeline_lib.errors import UserError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "test.yaml"])
+def test_shipped_configs_are_valid(name):
+    cfg = load_config(REPO / "config" / name)
+    assert cfg["train"]["optimizer"] in {"sgd", "adam", "adamw"}
+    assert cfg["evaluate"]["iou_thres"] > 0
+
+
+def test_defaults_fill_nested_sections(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 3\n")
+    cfg = load_config(path)
+    assert cfg["train"]["epochs"] == 3
+    assert cfg["train"]["augment"]["mosaic"] == defaults()["train"]["augment"]["mosaic"]
+    assert cfg["dataset"]["synthetic"]["n_train"] > 0
+
+
+@pytest.mark.parametrize("text, line, key", [
+    ("seed: 1\ntrain:\n  epochs: 2\n  epoch: 3\n", 4, "train.epoch: unknown key"),
+    ("model:\n  imgsz: big\n", 2, "model.imgsz: 'big' is not of type 'integer'"),
+    ("train:\n  epochs: -1\n", 2, "train.epochs: -1 is less than the minimum of 1"),
+    ("model:\n  imgsz: 100\n", 2, "model.imgsz: 100 is not a multiple of 32"),
+    ("model:\n  name: resnet999\n", 2, "model.name:"),
+    ("bogus: 1\n", 1, "bogus: unknown key"),
+])
+def test_mistakes_name_file_line_and_key(tmp_path, text, line, key):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:{line}: {key}")
+    assert "\n" not in message
+
+
+def test_invalid_yaml_names_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  epochs: [1,\n")
+    with pytest.raises(UserError, match=rf"{path}:\d+: not valid YAML"):
+        load_config(path)
+
+
+def test_stage_overrides_and_hash():
+    cfg = defaults()
+    cfg["stages"]["baseline"] = {"epochs": 7}
+    merged = stage_config(cfg, "baseline")
+    assert merged["epochs"] == 7 and merged["lr0"] == cfg["train"]["lr0"]
+    assert config_hash({"a": 1, "b": 2}) == config_hash({"b": 2, "a": 1}) != config_hash({"a": 2, "b": 2})

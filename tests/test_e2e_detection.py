@@ -1,0 +1,109 @@
+"""End to end through the real snakemake: prepare -> train baseline -> evaluate on a tiny config."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from conftest import REPO, SNAKEMAKE, run_snakemake, snakemake_cmd, write_config
+
+METRIC_KEYS = {"stage", "task", "checkpoint", "metrics", "fitness", "params", "flops", "file_bytes"}
+
+
+def test_baseline_metrics_follow_the_public_contract(tiny_run):
+    result = json.loads((tiny_run / "results/metrics/baseline.json").read_text())
+    assert METRIC_KEYS <= set(result)
+    assert set(result["metrics"]) == {"mAP50_95", "mAP50", "precision", "recall"}
+    assert result["stage"] == "baseline" and result["task"] == "detection"
+    assert result["params"] > 100_000 and result["flops"] > 1e6
+    assert result["file_bytes"] == (tiny_run / "results/baseline.pt").stat().st_size
+    for rule in ("prepare_dataset", "train-baseline", "evaluate-baseline"):
+        assert (tiny_run / f"results/logs/{rule}.log").stat().st_size > 0
+        assert (tiny_run / f"results/benchmarks/{rule}.tsv").exists()
+    history = (tiny_run / "results/train/baseline.csv").read_text().splitlines()
+    assert len(history) == 1 + 2 and "metrics/mAP50_95" in history[0]
+    assert not (tiny_run / "results/work/baseline/last.pt").exists()
+
+
+def test_reported_map_equals_cocoeval_on_the_same_predictions(tiny_run):
+    result = json.loads((tiny_run / "results/metrics/baseline.json").read_text())
+    gt = COCO(str(tiny_run / "results/data/val_coco.json"))
+    dt = gt.loadRes(str(tiny_run / "results/metrics/baseline.predictions.json"))
+    ev = COCOeval(gt, dt, "bbox")
+    ev.evaluate(), ev.accumulate(), ev.summarize()
+    assert result["metrics"]["mAP50_95"] == max(ev.stats[0], 0.0)
+    assert result["metrics"]["mAP50"] == max(ev.stats[1], 0.0)
+
+
+def test_checkpoint_loads_weights_only_and_describes_itself(tiny_run):
+    ckpt = torch.load(tiny_run / "results/baseline.pt", weights_only=True)
+    assert ckpt["arch"]["family"] == "detection" and ckpt["arch"]["kwargs"]["nc"] == 5
+    meta = ckpt["meta"]
+    assert meta["stage"] == "baseline" and meta["config"]["epochs"] == 2 and meta["parent"] is None
+    assert 1 <= meta["epoch"] <= 2 and len(meta["dataset"]) == 16
+
+
+def test_lint_is_clean():
+    proc = subprocess.run([SNAKEMAKE, "--lint", "--snakefile", str(REPO / "Snakefile")], cwd=REPO,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_bad_config_fails_in_one_line_before_any_job(tmp_path):
+    config = write_config(tmp_path / "bad.yaml", train={"epoch": 3})
+    proc = run_snakemake(tmp_path, config, check=False)
+    assert proc.returncode != 0
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert lines == [f"slimflow config error: {config}:{_line_of(config, 'epoch:')}: train.epoch: unknown key "
+                     + lines[0].split("unknown key ", 1)[1]]
+    assert not (tmp_path / "results").exists()
+
+
+def _line_of(path, text):
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if line.strip().startswith(text))
+
+
+def test_bad_label_fails_naming_file_and_line(tmp_path):
+    data = tmp_path / "data"
+    for split in ("train", "val"):
+        (data / "images" / split).mkdir(parents=True)
+        (data / "labels" / split).mkdir(parents=True)
+        from PIL import Image
+        Image.new("RGB", (32, 32)).save(data / "images" / split / "a.png")
+        (data / "labels" / split / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    bad = data / "labels" / "train" / "a.txt"
+    bad.write_text("0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2\n")
+    (data / "data.yaml").write_text(f"path: {data}\ntrain: images/train\nval: images/val\nnames: [thing]\n")
+    config = write_config(tmp_path / "c.yaml", dataset={"path": str(data / "data.yaml")})
+    proc = run_snakemake(tmp_path, config, "results/data/dataset.json", check=False)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("slimflow error:")]
+    assert len(errors) == 1 and f"{bad}:2:" in errors[0]
+    assert "Traceback" not in (tmp_path / "results/logs/prepare_dataset.log").read_text()
+
+
+def test_killed_training_resumes_from_last_completed_epoch(tmp_path):
+    config = write_config(tmp_path / "c.yaml", dataset={"synthetic": {"n_train": 64, "n_val": 8, "imgsz": 64}},
+                          train={"epochs": 4})
+    last = tmp_path / "results/work/baseline/last.pt"
+    proc = subprocess.Popen(snakemake_cmd(tmp_path, config, "results/baseline.pt"), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole tree: snakemake and the training job
+    proc.wait()
+    assert last.exists() and not (tmp_path / "results/baseline.pt").exists()
+    done = torch.load(last, weights_only=True)["epoch"]
+    assert 1 <= done < 4
+
+    run_snakemake(tmp_path, config, "--unlock")
+    run_snakemake(tmp_path, config, "--rerun-incomplete", "results/baseline.pt")
+    log = (tmp_path / "results/logs/train-baseline.log").read_text()
+    assert f"resuming from results/work/baseline/last.pt after epoch {done}/4" in log
+    assert f"baseline epoch 1/4" not in log.split("resuming from", 1)[1]
+    assert len((tmp_path / "results/train/baseline.csv").read_text().splitlines()) == 1 + 4

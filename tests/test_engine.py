@@ -1,0 +1,143 @@
+"""The shared training loop on a toy regression task: learning, EMA, resume, NaN guard."""
+import logging
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from pipeline_lib.config import defaults
+from pipeline_lib.engine import train
+from pipeline_lib.engine.ema import ModelEMA
+from pipeline_lib.engine.loop import TrainingDiverged
+from pipeline_lib.engine.optim import build_optimizer, lr_lambda, param_groups
+from pipeline_lib.engine.utils import make_loader, seed_everything
+
+
+def _toy(seed=0):
+    seed_everything(seed)
+    model = nn.Sequential(nn.Linear(4, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 1))
+    g = torch.Generator().manual_seed(123)
+    x = torch.randn(96, 4, generator=g)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]]) + 0.1
+    loader = make_loader(TensorDataset(x, y), batch_size=16, shuffle=True, workers=0, seed=seed,
+                         drop_last=True)
+    return model, loader, (x, y)
+
+
+def _criterion(model, batch):
+    x, y = batch
+    loss = nn.functional.mse_loss(model(x), y)
+    return loss, {"mse": loss.item()}
+
+
+def _cfg(**overrides):
+    cfg = {**defaults()["train"], "epochs": 6, "batch_size": 16, "nominal_batch_size": 16, "lr0": 0.05,
+           "warmup_epochs": 1, "ema_tau": 5, "workers": 0}
+    return {**cfg, **overrides}
+
+
+def _run(tmp_path, cfg, hooks=(), run_id="r"):
+    model, loader, (x, y) = _toy()
+
+    def evaluate(m):
+        m.eval()
+        with torch.no_grad():
+            return {"mse": nn.functional.mse_loss(m(x), y).item()}
+
+    result = train(model, criterion=_criterion, train_loader=loader, evaluate=evaluate,
+                   fitness=lambda m: -m["mse"], cfg=cfg, workdir=tmp_path / "work", device=torch.device("cpu"),
+                   run_id=run_id, hooks=hooks)
+    return result, evaluate
+
+
+def test_loss_falls_and_history_has_one_row_per_epoch(tmp_path):
+    result, _ = _run(tmp_path, _cfg())
+    rows = result.history
+    assert [r["epoch"] for r in rows] == list(range(1, 7))
+    assert rows[-1]["train/mse"] < 0.5 * rows[0]["train/mse"]
+    assert {"lr/pg0", "lr/pg1", "lr/pg2", "metrics/mse", "fitness"} <= set(rows[0])
+    assert result.fitness == max(r["fitness"] for r in rows)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _KillAfter:
+    """Stops training in the middle of epoch `epoch`, like a SIGKILL would."""
+
+    def __init__(self, epoch):
+        self.epoch, self.steps = epoch, 0
+
+    def before_step(self, model, epoch, epochs):
+        if epoch == self.epoch:
+            self.steps += 1
+            if self.steps == 2:
+                raise _Interrupt
+
+
+def test_resume_after_interruption_is_bitwise_identical(tmp_path):
+    reference, _ = _run(tmp_path / "a", _cfg())
+    with pytest.raises(_Interrupt):
+        _run(tmp_path / "b", _cfg(), hooks=[_KillAfter(epoch=3)])
+    state = torch.load(tmp_path / "b" / "work" / "last.pt", weights_only=True)
+    assert state["epoch"] == 3  # epochs 1-3 completed, the 4th was interrupted
+    resumed, _ = _run(tmp_path / "b", _cfg())
+    assert len(resumed.history) == 6 and resumed.history[:3] == state["history"]
+    for name, tensor in reference.state_dict.items():
+        assert torch.equal(tensor, resumed.state_dict[name]), name
+
+
+def test_changed_config_does_not_resume(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="slimflow")
+    with pytest.raises(_Interrupt):
+        _run(tmp_path, _cfg(), hooks=[_KillAfter(epoch=2)])
+    result, _ = _run(tmp_path, _cfg(lr0=0.02), run_id="other")
+    assert "different config" in caplog.text
+    assert len(result.history) == 6
+
+
+class _PoisonLoss:
+    def before_step(self, model, epoch, epochs):
+        if epoch == 2:
+            with torch.no_grad():
+                model[0].weight.fill_(float("nan"))
+
+
+def test_nan_loss_stops_with_last_good_checkpoint_intact(tmp_path):
+    with pytest.raises(TrainingDiverged, match=r"loss is nan at epoch 3.*last\.pt \(after epoch 2\)"):
+        _run(tmp_path, _cfg(clip_grad_norm=0), hooks=[_PoisonLoss()])
+    state = torch.load(tmp_path / "work" / "last.pt", weights_only=True)
+    assert state["epoch"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_ema_follows_the_yolov5_ramp():
+    model = nn.Linear(2, 1, bias=False)
+    ema = ModelEMA(model, decay=0.9, tau=1.0)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+        ema.module.weight.fill_(0.0)
+    ema.update(model)
+    d = 0.9 * (1 - math.exp(-1))
+    assert torch.allclose(ema.module.weight, torch.full((1, 2), 1 - d))
+    assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_param_groups_keep_norms_and_biases_out_of_weight_decay():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    decay, norm, bias = param_groups(model)
+    assert [p.shape for p in decay] == [model[0].weight.shape]
+    assert len(norm) == 1 and len(bias) == 2
+    opt = build_optimizer(model, "sgd", 0.01, 0.9, 5e-4)
+    assert [g["weight_decay"] for g in opt.param_groups] == [5e-4, 0.0, 0.0]
+    assert opt.defaults["nesterov"]
+
+
+@pytest.mark.parametrize("kind", ["cosine", "linear"])
+def test_lr_schedule_runs_from_one_to_lrf(kind):
+    lf = lr_lambda(kind, epochs=10, lrf=0.1)
+    assert lf(0) == pytest.approx(1.0) and lf(10) == pytest.approx(0.1)
+    assert all(lf(e) >= lf(e + 1) for e in range(10))

@@ -1,0 +1,26 @@
+import sys
+
+from pipeline_lib.config import stage_config, validate_config
+from pipeline_lib.errors import UserError
+
+
+# Validate before any rule runs; a bad key ends the run with one line naming file:line and key.
+try:
+    config.update(validate_config(config, workflow.configfiles))
+except UserError as error:
+    sys.exit(f"slimflow config error: {error}")
+
+
+STAGES = ["baseline"]
+
+
+wildcard_constraints:
+    stage="|".join(STAGES),
+
+
+def all_targets():
+    return [f"results/metrics/{stage}.json" for stage in STAGES]
+
+
+def train_params(wildcards):
+    return stage_config(config, wildcards.stage)

@@ -1,0 +1,24 @@
+rule train:
+    input:
+        manifest="results/data/dataset.json",
+    output:
+        checkpoint="results/{stage}.pt",
+        csv="results/train/{stage}.csv",
+    log:
+        "results/logs/train-{stage}.log",
+    benchmark:
+        "results/benchmarks/train-{stage}.tsv"
+    conda:
+        "../envs/slimflow.yaml"
+    params:
+        train=train_params,
+        model=config["model"],
+        task=config["task"],
+        seed=config["seed"],
+        device=config["device"],
+        workdir=lambda wildcards: f"results/work/{wildcards.stage}",
+    threads: workflow.cores
+    resources:
+        mem_mb=8000,
+    script:
+        "../scripts/train.py"
