@@ -31,7 +31,7 @@ _KEYS = ("format", "arch", "state_dict", "meta")
 def versions() -> dict[str, str]:
     import torchvision
 
-    return {"slimflow": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+    return {"slimflow": __version__, "torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
             "python": platform.python_version()}
 
 
@@ -50,7 +50,7 @@ def load_checkpoint(path: str | os.PathLike, family: str | None = None) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        if isinstance(e, pickle.UnpicklingError):
+        if isinstance(e, pickle.UnpicklingError) and "Unsupported global" in str(e):
             why = "contains pickled objects that could run code; slimflow loads plain tensors only"
         else:
             why = f"truncated or corrupted ({type(e).__name__})"
