@@ -8,6 +8,10 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+wildcard_constraints:
+    stage="|".join(STAGES),
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"

@@ -4,7 +4,7 @@ from pipeline_lib.config import stage_config, validate_config
 from pipeline_lib.errors import UserError
 
 
-# Validate before any rule runs; a bad key ends the run with one line naming file:line and key.
+# Validate before any job starts; a bad key ends the run with one line naming the file, line and key.
 try:
     config.update(validate_config(config, workflow.configfiles))
 except UserError as error:
@@ -12,10 +12,6 @@ except UserError as error:
 
 
 STAGES = ["baseline"]
-
-
-wildcard_constraints:
-    stage="|".join(STAGES),
 
 
 def all_targets():

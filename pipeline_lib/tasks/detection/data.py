@@ -22,7 +22,6 @@ import yaml
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
-from torchvision.io import ImageReadMode, decode_image
 from torchvision.ops import box_convert
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
@@ -157,8 +156,13 @@ class YoloDataset(Dataset):
     each __getitem__ runs under its own forked, reseeded RNG. The engine calls set_epoch.
     """
 
-    def __init__(self, items: list[dict], imgsz: int, augment: dict | None = None, seed: int = 0):
+    def __init__(self, items: list[dict], imgsz: int, augment: dict | None = None, seed: int = 0,
+                 cache_bytes: int = 2 << 30):
         self.items, self.imgsz, self.seed, self.epoch = items, imgsz, seed, 0
+        # Decoded images stay in RAM when they fit in `cache_bytes` (YOLOv5's --cache ram): loaded
+        # here, before DataLoader workers fork, so every worker shares one copy.
+        need = sum(3 * imgsz * imgsz for _ in items)
+        self.cache = [self._read(i) for i in range(len(items))] if need <= cache_bytes else None
         self.augment = None if augment is None else {**DEFAULT_AUGMENT, **augment}
         if self.augment is not None:
             a = self.augment
@@ -174,8 +178,15 @@ class YoloDataset(Dataset):
 
     def _load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Image resized so its long side is imgsz (uint8 (3, h, w)) and its boxes in those pixels (n, 5)."""
+        if self.cache is None:
+            return self._read(i)
+        image, labels = self.cache[i]
+        return image, labels.clone()  # callers shift boxes in place
+
+    def _read(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         item = self.items[i]
-        image = decode_image(item["image"], mode=ImageReadMode.RGB)
+        with Image.open(item["image"]) as im:
+            image = F.pil_to_tensor(im.convert("RGB"))  # uint8 (3, h, w)
         h0, w0 = image.shape[-2:]
         r = self.imgsz / max(h0, w0)
         h, w = max(round(h0 * r), 1), max(round(w0 * r), 1)
