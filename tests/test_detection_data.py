@@ -115,3 +115,15 @@ def test_collate_builds_yolov5_targets(synthetic):
     assert batch["targets"].shape == (sum(counts), 6)
     assert batch["targets"][:, 0].tolist() == [0.0] * counts[0] + [1.0] * counts[1]
     assert batch["image_ids"].tolist() == [1, 2]
+
+
+def test_exif_rotated_camera_image_is_read_upright(tmp_path):
+    data_yaml = _dataset(tmp_path, labels=("0 0.5 0.5 0.2 0.2\n",), size=(40, 30))
+    image = tmp_path / "images" / "train" / "0.png"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: rotate 90° to display
+    Image.new("RGB", (40, 30)).save(image.with_suffix(".jpg"), exif=exif.tobytes())
+    image.unlink()
+    item = index_yolo_dataset(data_yaml)["splits"]["train"][0]
+    assert (item["width"], item["height"]) == (30, 40)
+    assert YoloDataset([item], 64)[0]["ratio_pad"] == (1.6, 8.0, 0.0)  # upright 30x40 -> 48x64, padded left/right

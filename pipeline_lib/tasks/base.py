@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
-
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -54,6 +52,3 @@ class Task(ABC):
     def keep_width_modules(self, model: nn.Module) -> list[nn.Module]:
         """Modules whose output channels the pruner must not change (e.g. prediction heads)."""
         return []
-
-    def describe(self) -> dict[str, Any]:
-        return {"family": self.family, "metrics": list(self.metric_keys)}

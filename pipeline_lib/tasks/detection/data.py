@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.ops import box_convert
@@ -35,6 +35,7 @@ __all__ = ["IMAGE_SUFFIXES", "DEFAULT_AUGMENT", "load_data_yaml", "index_yolo_da
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 DEFAULT_AUGMENT = {"mosaic": 1.0, "degrees": 0.0, "translate": 0.1, "scale": 0.5, "shear": 0.0,
                    "fliplr": 0.5, "hsv_h": 0.015, "hsv_s": 0.7, "hsv_v": 0.4}
+_EXIF_ORIENTATION = 0x0112
 PAD = 114  # YOLOv5's grey for letterbox borders and mosaic background
 SPLITS = ("train", "val")
 
@@ -103,7 +104,10 @@ def _image_size(path: Path) -> tuple[int, int]:
         with Image.open(path) as im:
             im.verify()
         with Image.open(path) as im:  # verify() leaves the file unusable; reopen for the size
-            return im.size
+            w, h = im.size
+            # Camera images may be stored sideways with an EXIF orientation tag; YOLO labels
+            # refer to the upright image, which is what _read() returns.
+            return (h, w) if im.getexif().get(_EXIF_ORIENTATION) in (5, 6, 7, 8) else (w, h)
     except Exception as e:
         raise UserError(f"{path}: unreadable image ({type(e).__name__}); remove it or replace it with a valid image") from None
 
@@ -186,7 +190,7 @@ class YoloDataset(Dataset):
     def _read(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         item = self.items[i]
         with Image.open(item["image"]) as im:
-            image = F.pil_to_tensor(im.convert("RGB"))  # uint8 (3, h, w)
+            image = F.pil_to_tensor(ImageOps.exif_transpose(im).convert("RGB"))  # uint8 (3, h, w)
         h0, w0 = image.shape[-2:]
         r = self.imgsz / max(h0, w0)
         h, w = max(round(h0 * r), 1), max(round(w0 * r), 1)

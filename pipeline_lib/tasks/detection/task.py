@@ -16,7 +16,8 @@ from ..base import Task
 from .data import YoloDataset, coco_ground_truth, collate, index_yolo_dataset, scale_boxes_to_original
 from .evaluate import coco_detection_metrics
 from .loss import DetectionLoss
-from .model import YOLODetector, postprocess
+from .anchors import fit_anchors
+from .model import ANCHORS, YOLODetector, postprocess
 from .synthetic import generate_synthetic
 
 __all__ = ["DetectionTask"]
@@ -53,9 +54,13 @@ class DetectionTask(Task):
                 "counts": counts, "checksums": index["checksums"], "coco_gt": gt_paths, "splits": index["splits"]}
 
     def arch(self, model_cfg: dict, manifest: dict) -> dict:
-        name = model_cfg["name"]
-        kwargs = {"nc": manifest["nc"], "scale": name.removeprefix("yolov5"),
-                  "anchors": model_cfg["anchors"], "shortcut": model_cfg["shortcut"]}
+        name, anchors = model_cfg["name"], model_cfg["anchors"]
+        if anchors == "auto":
+            anchors = fit_anchors(manifest["splits"]["train"], model_cfg["imgsz"])
+        if anchors in (None, "coco"):
+            anchors = ANCHORS
+        kwargs = {"nc": manifest["nc"], "scale": name.removeprefix("yolov5"), "anchors": anchors,
+                  "shortcut": model_cfg["shortcut"]}
         return {"family": self.family, "name": name, "kwargs": kwargs}
 
     def build_model(self, arch: dict) -> nn.Module:
