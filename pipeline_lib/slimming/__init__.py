@@ -1,0 +1,10 @@
+"""Network slimming (Liu et al., ICCV 2017), model-family agnostic.
+
+`sparsity` adds the L1 subgradient on BN scales during training and reports γ statistics;
+`plan` turns a global |γ| threshold into per-group channel removals (with guards) and performs
+the channel surgery through torch-pruning's dependency graph.
+"""
+from .plan import PrunePlan, apply_mask, plan_prune, prune_model
+from .sparsity import L1Sparsity, gamma_stats
+
+__all__ = ["PrunePlan", "plan_prune", "apply_mask", "prune_model", "L1Sparsity", "gamma_stats"]

@@ -1,0 +1,133 @@
+"""Prune plan: a global |γ| threshold over coupled channel groups, guards, and the surgery.
+
+    plan = plan_prune(model, example, ratio=0.5, min_channels=8, keep=task.keep_width_modules(model))
+    prune_model(model, example, plan)           # physically removes the planned channels
+
+A *group* is torch-pruning's set of layers whose channels must change together (a conv, its BN,
+every consumer, and everything tied to it by residual adds and concats). A group channel's
+importance is the largest |γ| among the group's BNs: it goes only if every coupled scale is
+small, which is also what makes the masked and the pruned network compute the same thing.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from ..errors import UserError
+
+__all__ = ["PrunePlan", "GroupPlan", "dependency_graph", "plan_prune", "apply_mask", "prune_model"]
+
+_BN = nn.modules.batchnorm._BatchNorm
+
+
+@dataclass
+class GroupPlan:
+    root: str  # name of the module whose output channels define the group
+    channels: int
+    remove: list[int]  # channel indices (in the root's output) to remove
+    bns: dict[str, list[int]]  # every BN of the group -> its channel indices matching `remove`
+
+
+@dataclass
+class PrunePlan:
+    ratio: float  # requested fraction of prunable channels
+    threshold: float
+    groups: list[GroupPlan] = field(default_factory=list)
+
+    @property
+    def achieved_ratio(self) -> float:
+        total = sum(g.channels for g in self.groups)
+        return sum(len(g.remove) for g in self.groups) / max(total, 1)
+
+
+def dependency_graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
+    was_training = model.training
+    graph = tp.DependencyGraph().build_dependency(model.eval(), example_inputs=example)
+    model.train(was_training)
+    return graph
+
+
+def _groups(model: nn.Module, graph: tp.DependencyGraph, keep: list[nn.Module]):
+    """Yield (root module, group) for every prunable group that contains at least one BN."""
+    for group in graph.get_all_groups(ignored_layers=list(keep), root_module_types=(nn.Conv2d, nn.Linear)):
+        if any(isinstance(dep.target.module, _BN) for dep, _ in group):
+            yield group[0].dep.target.module, group
+
+
+def _kept(n: int, n_below: int, min_channels: int, round_to: int) -> int:
+    """Channels a group keeps: at least min_channels, rounded up to a multiple of round_to."""
+    keep = max(n - n_below, min(min_channels, n))
+    if round_to > 1:
+        keep = min(n, math.ceil(keep / round_to) * round_to)
+    return keep
+
+
+def plan_prune(model: nn.Module, example: torch.Tensor, ratio: float, *, min_channels: int = 8,
+               round_to: int = 1, keep: list[nn.Module] = (), on_infeasible: str = "error") -> PrunePlan:
+    """Plan removal of the `ratio` fraction of prunable channels with the smallest group |γ|.
+
+    If the global threshold would leave a group with fewer than `min_channels`, the plan is
+    infeasible: `on_infeasible="error"` raises a UserError naming the largest feasible ratio,
+    `"clamp"` keeps min_channels there and warns.
+    """
+    if not 0 < ratio < 1:
+        raise UserError(f"prune.ratio: {ratio} must be in (0, 1)")
+    names = {m: n for n, m in model.named_modules()}
+    importance = tp.importance.BNScaleImportance(group_reduction="max", normalizer=None)
+    graph = dependency_graph(model, example)
+    scored = [(root, group, importance(group).detach()) for root, group in _groups(model, graph, keep)]
+    if not scored:
+        raise UserError("the model has no prunable BatchNorm channels")
+    all_scores = torch.cat([s for _, _, s in scored])
+    k = int(ratio * len(all_scores))  # channels below the threshold
+    threshold = float(all_scores.sort().values[k])
+
+    # Largest feasible threshold: every group must keep its min_channels best channels.
+    limit = min(float(s.sort(descending=True).values[min(min_channels, len(s)) - 1]) for _, _, s in scored)
+    if threshold > limit:
+        feasible = float((all_scores < limit).float().mean())
+        message = (f"prune.ratio={ratio} would leave a layer with fewer than prune.min_channels={min_channels} "
+                   f"channels; the largest feasible ratio is {math.floor(feasible * 1000) / 1000:.3f}")
+        if on_infeasible == "error":
+            raise UserError(f"{message} (lower prune.ratio or set prune.on_infeasible: clamp)")
+        warnings.warn(f"{message}; clamping those layers to min_channels", stacklevel=2)
+
+    plan = PrunePlan(ratio=ratio, threshold=threshold)
+    for root, group, scores in scored:
+        n = len(scores)
+        keep_n = _kept(n, int((scores < threshold).sum()), min_channels, round_to)
+        remove = sorted(scores.argsort()[: n - keep_n].tolist())  # lowest scores go
+        bns = {}
+        for dep, idxs in group:
+            if isinstance(dep.target.module, _BN):
+                bns[names[dep.target.module]] = [idxs[i] for i in remove]
+        plan.groups.append(GroupPlan(names[root], n, remove, bns))
+    return plan
+
+
+@torch.no_grad()
+def apply_mask(model: nn.Module, plan: PrunePlan) -> nn.Module:
+    """Zero γ and β of every planned channel: what the pruned network should compute."""
+    modules = dict(model.named_modules())
+    for group in plan.groups:
+        for bn_name, idxs in group.bns.items():
+            modules[bn_name].weight[idxs] = 0
+            modules[bn_name].bias[idxs] = 0
+    return model
+
+
+def prune_model(model: nn.Module, example: torch.Tensor, plan: PrunePlan) -> nn.Module:
+    """Remove the planned channels in place (torch-pruning handles every coupled layer)."""
+    graph = dependency_graph(model, example)
+    modules = dict(model.named_modules())
+    for group in plan.groups:
+        if group.remove:
+            root = modules[group.root]
+            pruner = graph.get_pruner_of_module(root)
+            graph.get_pruning_group(root, pruner.prune_out_channels, idxs=group.remove).prune()
+    return model

@@ -1,0 +1,68 @@
+"""Masked versus pruned: zeroing the planned channels' γ and β equals removing them."""
+import copy
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from pipeline_lib.errors import UserError
+from pipeline_lib.slimming import apply_mask, plan_prune, prune_model
+from pipeline_lib.tasks.detection.model import YOLODetector
+from pipeline_lib.profile import count_params
+
+
+def _randomize_bn(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g))
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return model.eval()
+
+
+CASES = {
+    "yolov5n": (lambda: YOLODetector(3, "n"), lambda m: m.keep_width_modules(), 64),
+    "yolov5s-no-shortcut": (lambda: YOLODetector(3, "s", shortcut=False), lambda m: m.keep_width_modules(), 64),
+    "yolov5s": (lambda: YOLODetector(3, "s"), lambda m: m.keep_width_modules(), 96),
+    "resnet18": (lambda: torchvision.models.resnet18(num_classes=10), lambda m: [m.fc], 64),
+    "mobilenet_v2": (lambda: torchvision.models.mobilenet_v2(num_classes=10), lambda m: [m.classifier[1]], 64),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_masked_and_pruned_models_agree(name):
+    build, keep, size = CASES[name]
+    torch.manual_seed(0)
+    model = _randomize_bn(build())
+    example = torch.rand(1, 3, size, size)
+    plan = plan_prune(model, example, ratio=0.4, min_channels=4, keep=keep(model))
+    assert 0.3 < plan.achieved_ratio <= 0.4 + 1e-9
+    masked = apply_mask(copy.deepcopy(model), plan)
+    before = count_params(model)
+    prune_model(model, example, plan)
+    assert count_params(model) < 0.85 * before
+    x = torch.rand(2, 3, size, size)
+    with torch.no_grad():
+        assert torch.allclose(masked(x), model(x), atol=1e-4, rtol=0)
+
+
+def test_guard_keeps_min_channels_and_gate_names_largest_feasible_ratio():
+    model = _randomize_bn(YOLODetector(3, "n"))
+    example = torch.rand(1, 3, 64, 64)
+    with pytest.raises(UserError, match=r"largest feasible ratio is 0\.\d{3}") as info:
+        plan_prune(model, example, ratio=0.95, min_channels=8, keep=model.keep_width_modules())
+    feasible = float(str(info.value).split("ratio is ")[1].split()[0])
+    ok = plan_prune(model, example, ratio=feasible, min_channels=8, keep=model.keep_width_modules())
+    with pytest.warns(UserWarning, match="clamping"):
+        plan = plan_prune(model, example, ratio=0.95, min_channels=8, round_to=8, keep=model.keep_width_modules(),
+                          on_infeasible="clamp")
+    assert ok.achieved_ratio == pytest.approx(feasible, abs=2e-3)
+    prune_model(model, example, plan)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            assert m.num_features >= 8 and m.num_features % 8 == 0
+    assert model.eval()(torch.rand(1, 3, 64, 64)).shape[-1] == 8  # the Detect head kept its width
