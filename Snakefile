@@ -8,12 +8,15 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
 wildcard_constraints:
-    stage="|".join(STAGES),
+    stage="|".join(EVALUATED),
 
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/prune.smk"
 include: "workflow/rules/evaluate.smk"
 
 

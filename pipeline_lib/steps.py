@@ -12,15 +12,17 @@ import os
 from pathlib import Path
 
 import pandas as pd
+from torch import nn
 
 from .checkpoint import build_from_checkpoint, load_checkpoint, save_checkpoint
 from .config import config_hash, defaults
 from .engine import seed_everything, select_device, train
 from .io import atomic_path, read_json, sha256_file, write_json
 from .profile import count_flops, count_params
+from .slimming import L1Sparsity, plan_prune, prunable_bns, prune_model
 from .tasks import get_task
 
-__all__ = ["prepare_dataset", "train_stage", "evaluate_stage"]
+__all__ = ["prepare_dataset", "train_stage", "prune_stage", "evaluate_stage"]
 
 log = logging.getLogger("slimflow")
 
@@ -62,13 +64,17 @@ def train_stage(*, stage: str, train_cfg: dict, model_cfg: dict, task: str, seed
     train_loader = family.loader(manifest, "train", train=True, augment=train_cfg["augment"], **loader_args)
     val_loader = family.loader(manifest, "val", train=False, **loader_args)
     val_cfg = defaults()["evaluate"]  # fixed, so editing `evaluate:` never retrains
+    hooks = []
+    if train_cfg.get("sr", 0) > 0:  # the sparse stage: L1 on every prunable BN scale
+        bns = prunable_bns(model, family.example_input(imgsz), family.keep_width_modules(model))
+        hooks.append(L1Sparsity(bns, train_cfg["sr"], train_cfg["sr_decay"]))
     data_hash = config_hash(manifest["checksums"])
     run_hash = config_hash({"stage": stage, "train": train_cfg, "arch": arch, "imgsz": imgsz,
                             "parent": parent_hash, "data": data_hash, "seed": seed})
     result = train(model, criterion=family.criterion(model, train_cfg), train_loader=train_loader,
                    evaluate=lambda m: family.evaluate(m, val_loader, dev, val_cfg, manifest),
                    fitness=family.fitness, cfg=train_cfg, workdir=Path(workdir), device=dev,
-                   run_id=run_hash, desc=stage)
+                   run_id=run_hash, hooks=hooks, desc=stage)
     model.load_state_dict(result.state_dict)
     meta = {"stage": stage, "epoch": result.epoch, "epochs": train_cfg["epochs"], "metrics": result.metrics,
             "fitness": result.fitness, "imgsz": imgsz, "names": manifest["names"], "seed": seed,
@@ -79,6 +85,34 @@ def train_stage(*, stage: str, train_cfg: dict, model_cfg: dict, task: str, seed
     for name in ("last.pt", "best.pt"):  # published: an interrupted rerun must not resume a finished run
         (Path(workdir) / name).unlink(missing_ok=True)
     log.info("%s: best epoch %d, fitness %.4f, %s -> %s", stage, result.epoch, result.fitness, result.metrics, out_checkpoint)
+
+
+def prune_stage(*, checkpoint: str | os.PathLike, prune_cfg: dict, out_checkpoint: str | os.PathLike,
+                out_report: str | os.PathLike) -> dict:
+    """Plan and cut channels of a (sparsity-trained) checkpoint; write pruned.pt and prune.json."""
+    ckpt = load_checkpoint(checkpoint)
+    family = get_task(ckpt["arch"]["family"])
+    model = build_from_checkpoint(ckpt).eval()
+    example = family.example_input(ckpt["meta"]["imgsz"])
+    layers = {name: m.num_features for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    before = {"params": count_params(model), "flops": count_flops(model, example)}
+    plan = plan_prune(model, example, prune_cfg["ratio"], min_channels=prune_cfg["min_channels"],
+                      round_to=prune_cfg["round_to"], keep=family.keep_width_modules(model),
+                      on_infeasible=prune_cfg["on_infeasible"])
+    prune_model(model, example, plan)
+    after = {"params": count_params(model), "flops": count_flops(model, example)}
+    pruned = {name: m.num_features for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    report = {"checkpoint": str(checkpoint), "config": prune_cfg, "threshold": plan.threshold,
+              "ratio_requested": plan.ratio, "ratio_achieved": plan.achieved_ratio, "before": before, "after": after,
+              "layers": {name: {"before": n, "after": pruned[name]} for name, n in layers.items()}}
+    meta = {**ckpt["meta"], "stage": "pruned", "parent": sha256_file(checkpoint), "prune": {
+        k: report[k] for k in ("threshold", "ratio_requested", "ratio_achieved")}, "config": prune_cfg,
+        "config_hash": config_hash(prune_cfg)}
+    save_checkpoint(out_checkpoint, model, ckpt["arch"], meta)
+    write_json(out_report, report)
+    log.info("pruned %.1f%% of prunable channels: FLOPs %d -> %d, params %d -> %d", 100 * plan.achieved_ratio,
+             before["flops"], after["flops"], before["params"], after["params"])
+    return report
 
 
 def evaluate_stage(*, stage: str, checkpoint: str | os.PathLike, manifest_path: str | os.PathLike,

@@ -9,6 +9,8 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from pipeline_lib.io import sha256_file
+
 from conftest import REPO, SNAKEMAKE, run_snakemake, snakemake_cmd, write_config
 
 METRIC_KEYS = {"stage", "task", "checkpoint", "metrics", "fitness", "params", "flops", "file_bytes"}
@@ -27,6 +29,21 @@ def test_baseline_metrics_follow_the_public_contract(tiny_run):
     history = (tiny_run / "results/train/baseline.csv").read_text().splitlines()
     assert len(history) == 1 + 2 and "metrics/mAP50_95" in history[0]
     assert not (tiny_run / "results/work/baseline/last.pt").exists()
+
+
+def test_whole_chain_prunes_and_finetunes(tiny_run):
+    metrics = {s: json.loads((tiny_run / f"results/metrics/{s}.json").read_text())
+               for s in ("baseline", "sparse", "pruned", "pruned_finetuned")}
+    assert metrics["sparse"]["params"] == metrics["baseline"]["params"]
+    assert metrics["pruned"]["flops"] < 0.6 * metrics["sparse"]["flops"]
+    assert metrics["pruned_finetuned"]["params"] == metrics["pruned"]["params"]
+    report = json.loads((tiny_run / "results/prune.json").read_text())
+    assert report["after"]["flops"] == metrics["pruned"]["flops"]
+    assert all(layer["after"] >= 8 for layer in report["layers"].values())
+    sparse_csv = (tiny_run / "results/train/sparse.csv").read_text().splitlines()[0]
+    assert "gamma/frac_lt_1e-2" in sparse_csv
+    finetuned = torch.load(tiny_run / "results/pruned_finetuned.pt", weights_only=True)["meta"]
+    assert finetuned["parent"] == sha256_file(tiny_run / "results/pruned.pt")
 
 
 def test_reported_map_equals_cocoeval_on_the_same_predictions(tiny_run):

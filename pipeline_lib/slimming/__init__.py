@@ -4,7 +4,7 @@
 `plan` turns a global |γ| threshold into per-group channel removals (with guards) and performs
 the channel surgery through torch-pruning's dependency graph.
 """
-from .plan import PrunePlan, apply_mask, plan_prune, prune_model
+from .plan import PrunePlan, apply_mask, plan_prune, prunable_bns, prune_model
 from .sparsity import L1Sparsity, gamma_stats
 
-__all__ = ["PrunePlan", "plan_prune", "apply_mask", "prune_model", "L1Sparsity", "gamma_stats"]
+__all__ = ["PrunePlan", "plan_prune", "prunable_bns", "apply_mask", "prune_model", "L1Sparsity", "gamma_stats"]

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..errors import UserError
 
-__all__ = ["PrunePlan", "GroupPlan", "dependency_graph", "plan_prune", "apply_mask", "prune_model"]
+__all__ = ["PrunePlan", "GroupPlan", "dependency_graph", "prunable_bns", "plan_prune", "apply_mask", "prune_model"]
 
 _BN = nn.modules.batchnorm._BatchNorm
 
@@ -57,6 +57,14 @@ def _groups(model: nn.Module, graph: tp.DependencyGraph, keep: list[nn.Module]):
     for group in graph.get_all_groups(ignored_layers=list(keep), root_module_types=(nn.Conv2d, nn.Linear)):
         if any(isinstance(dep.target.module, _BN) for dep, _ in group):
             yield group[0].dep.target.module, group
+
+
+def prunable_bns(model: nn.Module, example: torch.Tensor, keep: list[nn.Module] = ()) -> list[nn.Module]:
+    """The BN layers whose channels the planner may remove: the ones the sparsity penalty targets."""
+    graph = dependency_graph(model, example)
+    found = {dep.target.module: None for _, group in _groups(model, graph, keep)
+             for dep, _ in group if isinstance(dep.target.module, _BN)}
+    return list(found)
 
 
 def _kept(n: int, n_below: int, min_channels: int, round_to: int) -> int:

@@ -11,12 +11,24 @@ except UserError as error:
     sys.exit(f"slimflow config error: {error}")
 
 
-STAGES = ["baseline"]
+# Trained artifacts and the stages.<section> each one trains with.
+TRAINED = {"baseline": "baseline", "sparse": "sparse", "pruned_finetuned": "finetune"}
+# Every artifact that gets results/metrics/{stage}.json.
+EVALUATED = ["baseline", "sparse", "pruned", "pruned_finetuned"]
 
 
 def all_targets():
-    return [f"results/metrics/{stage}.json" for stage in STAGES]
+    return [f"results/metrics/{stage}.json" for stage in EVALUATED]
 
 
 def train_params(wildcards):
-    return stage_config(config, wildcards.stage)
+    return stage_config(config, TRAINED[wildcards.stage])
+
+
+def train_init(wildcards):
+    """The parent checkpoint a stage starts from (none for the baseline)."""
+    if wildcards.stage == "sparse" and config["stages"]["sparse"]["init"] == "baseline":
+        return {"init": "results/baseline.pt"}
+    if wildcards.stage == "pruned_finetuned":
+        return {"init": "results/pruned.pt"}
+    return {}

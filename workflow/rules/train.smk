@@ -1,5 +1,6 @@
 rule train:
     input:
+        unpack(train_init),
         manifest="results/data/dataset.json",
     output:
         checkpoint="results/{stage}.pt",
@@ -20,5 +21,7 @@ rule train:
     threads: workflow.cores
     resources:
         mem_mb=8000,
+    wildcard_constraints:
+        stage="|".join(TRAINED),
     script:
         "../scripts/train.py"
