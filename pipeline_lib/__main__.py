@@ -27,6 +27,12 @@ def _train(cfg: dict, args: argparse.Namespace) -> dict:
                 workdir=r / "work" / args.stage, init_checkpoint=args.init)
 
 
+def _prune(cfg: dict, args: argparse.Namespace) -> dict:
+    r = args.results
+    return dict(checkpoint=r / "sparse.pt", prune_cfg=cfg["prune"], out_checkpoint=r / "pruned.pt",
+                out_report=r / "prune.json")
+
+
 def _evaluate(cfg: dict, args: argparse.Namespace) -> dict:
     r = args.results
     return dict(stage=args.stage, checkpoint=r / f"{args.stage}.pt", manifest_path=r / "data" / "dataset.json",
@@ -38,6 +44,7 @@ def _evaluate(cfg: dict, args: argparse.Namespace) -> dict:
 COMMANDS = {
     "prepare-dataset": (steps.prepare_dataset, _prepare, "validate or generate the dataset; write its manifest"),
     "train": (steps.train_stage, _train, "train one stage with the shared engine"),
+    "prune": (steps.prune_stage, _prune, "cut the smallest-|γ| channels of results/sparse.pt"),
     "evaluate": (steps.evaluate_stage, _evaluate, "evaluate a stage's checkpoint on the val split"),
 }
 
@@ -49,8 +56,8 @@ def main(argv: list[str] | None = None) -> None:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--config", type=Path, default=Path("config/config.yaml"), help="experiment YAML")
         p.add_argument("--results", type=Path, default=Path("results"), help="results folder")
-        if name != "prepare-dataset":
-            p.add_argument("--stage", default="baseline", help="stage name (artifact results/STAGE.pt)")
+        if name in ("train", "evaluate"):
+            p.add_argument("--stage", default="baseline", help="artifact name: results/STAGE.pt")
         if name == "train":
             p.add_argument("--init", type=Path, default=None, help="start from this checkpoint")
     args = parser.parse_args(argv)

@@ -20,7 +20,7 @@ import yaml
 
 from .errors import UserError
 
-__all__ = ["SCHEMA_PATH", "load_config", "validate_config", "stage_config", "config_hash", "defaults"]
+__all__ = ["SCHEMA_PATH", "TRAINED_STAGES", "load_config", "validate_config", "stage_config", "config_hash", "defaults"]
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -110,9 +110,13 @@ def defaults() -> dict:
     return validate_config({})
 
 
-def stage_config(config: dict, stage: str) -> dict:
-    """Training hyperparameters of one stage: `train` with `stages.<stage>` laid over it."""
-    return {**config["train"], **config["stages"].get(stage, {})}
+# Trained artifacts (results/<artifact>.pt) and the stages.<section> each one trains with.
+TRAINED_STAGES = {"baseline": "baseline", "sparse": "sparse", "pruned_finetuned": "finetune"}
+
+
+def stage_config(config: dict, artifact: str) -> dict:
+    """Training hyperparameters of one artifact: `train` with its `stages.<section>` laid over it."""
+    return {**config["train"], **config["stages"][TRAINED_STAGES[artifact]]}
 
 
 def config_hash(section: Any) -> str:

@@ -19,10 +19,11 @@ from .config import config_hash, defaults
 from .engine import seed_everything, select_device, train
 from .io import atomic_path, read_json, sha256_file, write_json
 from .profile import count_flops, count_params
+from .report import plot_gamma, write_summary
 from .slimming import L1Sparsity, plan_prune, prunable_bns, prune_model
 from .tasks import get_task
 
-__all__ = ["prepare_dataset", "train_stage", "prune_stage", "evaluate_stage"]
+__all__ = ["prepare_dataset", "train_stage", "prune_stage", "evaluate_stage", "report"]
 
 log = logging.getLogger("slimflow")
 
@@ -136,3 +137,11 @@ def evaluate_stage(*, stage: str, checkpoint: str | os.PathLike, manifest_path: 
     write_json(out_metrics, result)
     log.info("%s: %s", stage, result)
     return result
+
+
+def report(*, metrics_paths: list[str | os.PathLike], checkpoints: dict[str, str | os.PathLike],
+           out_csv: str | os.PathLike, out_md: str | os.PathLike, out_gamma_png: str | os.PathLike) -> None:
+    """summary.csv / summary.md (one row per stage) and the γ histograms."""
+    table = write_summary(metrics_paths, out_csv, out_md)
+    plot_gamma(checkpoints, out_gamma_png)
+    log.info("summary:\n%s", table.to_string(index=False))

@@ -53,6 +53,9 @@ def test_invalid_yaml_names_line(tmp_path):
 def test_stage_overrides_and_hash():
     cfg = defaults()
     cfg["stages"]["baseline"] = {"epochs": 7}
+    cfg["stages"]["finetune"] = {"lr0": 0.001}
     merged = stage_config(cfg, "baseline")
     assert merged["epochs"] == 7 and merged["lr0"] == cfg["train"]["lr0"]
+    assert stage_config(cfg, "pruned_finetuned")["lr0"] == 0.001
+    assert stage_config(cfg, "sparse")["sr"] > 0 and "sr" not in stage_config(cfg, "baseline")
     assert config_hash({"a": 1, "b": 2}) == config_hash({"b": 2, "a": 1}) != config_hash({"a": 2, "b": 2})

@@ -46,6 +46,17 @@ def test_whole_chain_prunes_and_finetunes(tiny_run):
     assert finetuned["parent"] == sha256_file(tiny_run / "results/pruned.pt")
 
 
+def test_report_has_one_row_per_stage_and_the_gamma_plot(tiny_run):
+    import pandas as pd
+
+    table = pd.read_csv(tiny_run / "results/summary.csv").set_index("stage")
+    assert list(table.index) == ["baseline", "sparse", "pruned", "pruned_finetuned"]
+    assert table.loc["baseline", "flops_vs_baseline"] == 1.0
+    assert table.loc["pruned", "flops_vs_baseline"] < 0.6
+    assert "| pruned_finetuned |" in (tiny_run / "results/summary.md").read_text()
+    assert (tiny_run / "results/plots/bn_gamma.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_reported_map_equals_cocoeval_on_the_same_predictions(tiny_run):
     result = json.loads((tiny_run / "results/metrics/baseline.json").read_text())
     gt = COCO(str(tiny_run / "results/data/val_coco.json"))

@@ -1,6 +1,6 @@
 import sys
 
-from pipeline_lib.config import stage_config, validate_config
+from pipeline_lib.config import TRAINED_STAGES, stage_config, validate_config
 from pipeline_lib.errors import UserError
 
 
@@ -11,18 +11,17 @@ except UserError as error:
     sys.exit(f"slimflow config error: {error}")
 
 
-# Trained artifacts and the stages.<section> each one trains with.
-TRAINED = {"baseline": "baseline", "sparse": "sparse", "pruned_finetuned": "finetune"}
+TRAINED = list(TRAINED_STAGES)
 # Every artifact that gets results/metrics/{stage}.json.
 EVALUATED = ["baseline", "sparse", "pruned", "pruned_finetuned"]
 
 
 def all_targets():
-    return [f"results/metrics/{stage}.json" for stage in EVALUATED]
+    return ["results/summary.md", "results/plots/bn_gamma.png"]
 
 
 def train_params(wildcards):
-    return stage_config(config, TRAINED[wildcards.stage])
+    return stage_config(config, wildcards.stage)
 
 
 def train_init(wildcards):

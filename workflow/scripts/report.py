@@ -1,0 +1,8 @@
+"""Snakemake adapter for pipeline_lib.steps.report."""
+from pipeline_lib.runner import run_logged
+from pipeline_lib.steps import report
+
+if __name__ == "__main__":
+    run_logged(snakemake.log[0], report, metrics_paths=list(snakemake.input.metrics),
+               checkpoints={"baseline": snakemake.input.baseline, "sparse": snakemake.input.sparse},
+               out_csv=snakemake.output.csv, out_md=snakemake.output.md, out_gamma_png=snakemake.output.gamma)
