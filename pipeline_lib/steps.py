@@ -88,6 +88,10 @@ def train_stage(*, stage: str, train_cfg: dict, model_cfg: dict, task: str, seed
     log.info("%s: best epoch %d, fitness %.4f, %s -> %s", stage, result.epoch, result.fitness, result.metrics, out_checkpoint)
 
 
+def _bn_widths(model: nn.Module) -> dict[str, int]:
+    return {name: m.num_features for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+
+
 def prune_stage(*, checkpoint: str | os.PathLike, prune_cfg: dict, out_checkpoint: str | os.PathLike,
                 out_report: str | os.PathLike) -> dict:
     """Plan and cut channels of a (sparsity-trained) checkpoint; write pruned.pt and prune.json."""
@@ -95,20 +99,21 @@ def prune_stage(*, checkpoint: str | os.PathLike, prune_cfg: dict, out_checkpoin
     family = get_task(ckpt["arch"]["family"])
     model = build_from_checkpoint(ckpt).eval()
     example = family.example_input(ckpt["meta"]["imgsz"])
-    layers = {name: m.num_features for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    layers = _bn_widths(model)
     before = {"params": count_params(model), "flops": count_flops(model, example)}
     plan = plan_prune(model, example, prune_cfg["ratio"], min_channels=prune_cfg["min_channels"],
                       round_to=prune_cfg["round_to"], keep=family.keep_width_modules(model),
                       on_infeasible=prune_cfg["on_infeasible"])
     prune_model(model, example, plan)
     after = {"params": count_params(model), "flops": count_flops(model, example)}
-    pruned = {name: m.num_features for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    pruned = _bn_widths(model)
     report = {"checkpoint": str(checkpoint), "config": prune_cfg, "threshold": plan.threshold,
               "ratio_requested": plan.ratio, "ratio_achieved": plan.achieved_ratio, "before": before, "after": after,
               "layers": {name: {"before": n, "after": pruned[name]} for name, n in layers.items()}}
-    meta = {**ckpt["meta"], "stage": "pruned", "parent": sha256_file(checkpoint), "prune": {
-        k: report[k] for k in ("threshold", "ratio_requested", "ratio_achieved")}, "config": prune_cfg,
-        "config_hash": config_hash(prune_cfg)}
+    inherited = {k: ckpt["meta"][k] for k in ("imgsz", "names", "seed", "dataset")}
+    meta = {**inherited, "stage": "pruned", "parent": sha256_file(checkpoint), "config": prune_cfg,
+            "config_hash": config_hash(prune_cfg),
+            "prune": {k: report[k] for k in ("threshold", "ratio_requested", "ratio_achieved")}}
     save_checkpoint(out_checkpoint, model, ckpt["arch"], meta)
     write_json(out_report, report)
     log.info("pruned %.1f%% of prunable channels: FLOPs %d -> %d, params %d -> %d", 100 * plan.achieved_ratio,
