@@ -19,6 +19,7 @@ import snakemake.utils
 import yaml
 
 from .errors import UserError
+from .io import read_yaml_mapping
 
 __all__ = ["SCHEMA_PATH", "TRAINED_STAGES", "load_config", "validate_config", "stage_config", "config_hash", "defaults"]
 
@@ -90,19 +91,7 @@ def validate_config(config: dict, sources: Sequence[str | Path] = ()) -> dict:
 
 
 def load_config(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-        config = yaml.safe_load(text) or {}
-    except OSError as e:
-        raise UserError(f"{path}: cannot read config ({e.strerror})") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise UserError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
-    if not isinstance(config, dict):
-        raise UserError(f"{path}: the config must be a mapping of keys to values")
-    return validate_config(config, [path])
+    return validate_config(read_yaml_mapping(path, "config"), [path])
 
 
 def defaults() -> dict:

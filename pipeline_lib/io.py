@@ -12,7 +12,11 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "write_bytes", "write_text", "write_json", "read_json", "sha256_file"]
+import yaml
+
+from .errors import UserError
+
+__all__ = ["atomic_path", "write_bytes", "write_text", "write_json", "read_json", "read_yaml_mapping", "sha256_file"]
 
 
 @contextlib.contextmanager
@@ -52,6 +56,25 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def read_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def read_yaml_mapping(path: str | os.PathLike, what: str) -> dict:
+    """Parse a YAML file (safe_load) that must hold a mapping; a UserError names file:line otherwise.
+
+    `what` names the file's role in messages, e.g. "config" or "data.yaml".
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}  # an empty file is an empty mapping
+    except OSError as e:
+        raise UserError(f"{path}: cannot read {what} ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise UserError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: the {what} must be a mapping of keys to values")
+    return data
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

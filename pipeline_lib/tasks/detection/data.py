@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
@@ -27,7 +26,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from ...errors import UserError
-from ...io import sha256_file
+from ...io import read_yaml_mapping, sha256_file
 
 __all__ = ["IMAGE_SUFFIXES", "DEFAULT_AUGMENT", "load_data_yaml", "index_yolo_dataset", "coco_ground_truth",
            "YoloDataset", "collate", "scale_boxes_to_original"]
@@ -43,15 +42,7 @@ SPLITS = ("train", "val")
 def load_data_yaml(path: str | Path) -> dict:
     """Read a data.yaml; return {"root": Path, "names": [...], "train": Path, "val": Path}."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise UserError(f"{path}: cannot read data.yaml ({e.strerror}); set dataset.path to a YOLO data.yaml") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise UserError(f"{path}{f':{mark.line + 1}' if mark else ''}: not valid YAML") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping with keys path, train, val, names")
+    data = read_yaml_mapping(path, "data.yaml")
     for key in ("train", "val", "names"):
         if key not in data:
             raise UserError(f"{path}: missing key '{key}' (a YOLO data.yaml needs train, val and names)")
@@ -165,8 +156,8 @@ class YoloDataset(Dataset):
         self.items, self.imgsz, self.seed, self.epoch = items, imgsz, seed, 0
         # Decoded images stay in RAM when they fit in `cache_bytes` (YOLOv5's --cache ram): loaded
         # here, before DataLoader workers fork, so every worker shares one copy.
-        need = sum(3 * imgsz * imgsz for _ in items)
-        self.cache = [self._read(i) for i in range(len(items))] if need <= cache_bytes else None
+        fits = 3 * imgsz * imgsz * len(items) <= cache_bytes
+        self.cache = [self._read(i) for i in range(len(items))] if fits else None
         self.augment = None if augment is None else {**DEFAULT_AUGMENT, **augment}
         if self.augment is not None:
             a = self.augment
