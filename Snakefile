@@ -12,6 +12,7 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     stage="|".join(EVALUATED),
+    lineage=slim_chain.LINEAGE_PATTERN,
 
 
 include: "workflow/rules/data.smk"

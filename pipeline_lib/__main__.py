@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from . import steps
+from .chain import prune_settings
 from .config import load_config, stage_config
 from .runner import run_logged
 
@@ -29,7 +30,7 @@ def _train(cfg: dict, args: argparse.Namespace) -> dict:
 
 def _prune(cfg: dict, args: argparse.Namespace) -> dict:
     r = args.results
-    return dict(checkpoint=r / "sparse.pt", prune_cfg=cfg["prune"], out_checkpoint=r / "pruned.pt",
+    return dict(checkpoint=r / "sparse.pt", prune_cfg=prune_settings("", cfg["prune"]), out_checkpoint=r / "pruned.pt",
                 out_report=r / "prune.json")
 
 

@@ -87,7 +87,26 @@ def validate_config(config: dict, sources: Sequence[str | Path] = ()) -> dict:
         raise UserError(f"{_locate(path, sources)}: {key}: {message}")
     config = copy.deepcopy(config)
     snakemake.utils.validate(config, str(SCHEMA_PATH), set_default=True)  # fills nested defaults
-    return config
+    _check_across_keys(config, sources)
+    return _sorted_keys(config)
+
+
+def _sorted_keys(node: Any) -> Any:
+    """Mappings in key order: Snakemake compares rule params as text, so the order keys were
+    written in (or merged from several config files) must not rerun anything."""
+    if isinstance(node, dict):
+        return {k: _sorted_keys(node[k]) for k in sorted(node)}
+    if isinstance(node, list):
+        return [_sorted_keys(v) for v in node]
+    return node
+
+
+def _check_across_keys(config: dict, sources: Sequence[str | Path]) -> None:
+    """Rules a JSON schema cannot say: they relate two keys."""
+    prune = config["prune"]
+    if isinstance(prune["ratio"], list) and len(prune["ratio"]) != prune["iterations"]:
+        raise UserError(f"{_locate(('prune', 'ratio'), sources)}: prune.ratio: {len(prune['ratio'])} ratios given "
+                        f"for prune.iterations={prune['iterations']} (give one ratio per iteration, or one number)")
 
 
 def load_config(path: str | Path) -> dict:

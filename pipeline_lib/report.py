@@ -2,6 +2,8 @@
 
     write_summary(["results/metrics/baseline.json", ...], "results/summary.csv", "results/summary.md")
     plot_gamma({"baseline": "results/baseline.pt", "sparse": "results/sparse.pt"}, "results/plots/bn_gamma.png")
+    plot_training_curves({"baseline": "results/train/baseline.csv", ...}, "mAP50_95", "results/plots/training_curves.png")
+    write_sweep(["results/metrics/baseline.json"], ["results/sweep/r0.5/metrics/pruned_finetuned.json", ...], ...)
 """
 from __future__ import annotations
 
@@ -15,10 +17,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from .chain import sweep_ratio  # noqa: E402
 from .checkpoint import load_checkpoint  # noqa: E402
 from .io import atomic_path, read_json, write_text  # noqa: E402
+from .tasks import get_task  # noqa: E402
 
-__all__ = ["summary_table", "write_summary", "bn_gammas", "plot_gamma"]
+
+def primary_metric(metrics_path: str | os.PathLike) -> str:
+    """The headline accuracy of a metrics file's family (mAP50_95 for detection, mAP for ReID)."""
+    return get_task(read_json(metrics_path)["task"]).metric_keys[0]
+
+__all__ = ["summary_table", "write_summary", "bn_gammas", "plot_gamma", "plot_training_curves", "sweep_table",
+           "write_sweep", "primary_metric"]
 
 
 def summary_table(metrics_paths: list[str | os.PathLike], baseline: str = "baseline") -> pd.DataFrame:
@@ -62,8 +72,67 @@ def plot_gamma(checkpoints: dict[str, str | os.PathLike], out_png: str | os.Path
         ax.hist(gamma, bins=bins, alpha=0.55, label=f"{name} ({(gamma < -2).mean():.0%} below 1e-2)")
     ax.set(xlabel="log10 |γ| of BatchNorm scales", ylabel="channels", title="BN scale factors")
     ax.legend()
+    _save(fig, out_png)
+
+
+def _save(fig, out_png: str | os.PathLike) -> None:
     fig.tight_layout()
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+
+
+def plot_training_curves(csvs: dict[str, str | os.PathLike], metric: str, out_png: str | os.PathLike) -> None:
+    """Training loss and validation `metric` of consecutive stages on one epoch axis."""
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4))
+    offset = 0
+    for name, path in csvs.items():
+        history = pd.read_csv(path)
+        epochs = history["epoch"] + offset
+        loss = history.filter(like="train/").sum(axis=1)
+        ax_loss.plot(epochs, loss, label=name)
+        val = history[["epoch", f"metrics/{metric}"]].dropna()
+        ax_metric.plot(val["epoch"] + offset, val[f"metrics/{metric}"], marker="o", label=name)
+        offset += int(history["epoch"].max())
+        for ax in (ax_loss, ax_metric):
+            ax.axvline(offset + 0.5, color="grey", lw=0.5)
+    ax_loss.set(xlabel="epoch (stages in order)", ylabel="training loss (sum of terms)", title="training loss")
+    ax_metric.set(xlabel="epoch (stages in order)", ylabel=metric, title=f"validation {metric}")
+    ax_loss.legend()
+    _save(fig, out_png)
+
+
+def sweep_table(baseline: str | os.PathLike, pruned: list[str | os.PathLike],
+                finetuned: list[str | os.PathLike]) -> pd.DataFrame:
+    """One row per swept ratio: cost and accuracy before and after finetuning, against the baseline."""
+    metric = primary_metric(baseline)
+    base = read_json(baseline)
+    rows = []
+    for before_path, after_path in zip(pruned, finetuned):
+        before, after = read_json(before_path), read_json(after_path)
+        rows.append({"ratio": sweep_ratio(after["stage"]), "params": after["params"], "flops": after["flops"],
+                     "flops_vs_baseline": after["flops"] / base["flops"],
+                     f"pruned_{metric}": before["metrics"][metric], metric: after["metrics"][metric],
+                     f"{metric}_minus_baseline": after["metrics"][metric] - base["metrics"][metric]})
+    return pd.DataFrame(rows).sort_values("ratio").reset_index(drop=True)
+
+
+def write_sweep(baseline: str | os.PathLike, pruned: list[str | os.PathLike], finetuned: list[str | os.PathLike],
+                out_csv: str | os.PathLike, out_png: str | os.PathLike) -> pd.DataFrame:
+    """results/sweep/summary.csv and the accuracy-against-FLOPs plot (the baseline as a reference point)."""
+    table = sweep_table(baseline, pruned, finetuned)
+    with atomic_path(out_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    metric, base = primary_metric(baseline), read_json(baseline)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    gflops = table["flops"] / 1e9
+    ax.plot(gflops, table[metric], marker="o", label="pruned + finetuned")
+    ax.plot(gflops, table[f"pruned_{metric}"], marker="x", ls="--", label="pruned, before finetuning")
+    for x, y, r in zip(gflops, table[metric], table["ratio"]):
+        ax.annotate(f"r={r:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.scatter([base["flops"] / 1e9], [base["metrics"][metric]], marker="*", s=120, color="k", label="baseline")
+    ax.set(xlabel="GFLOPs per image", ylabel=metric, title="prune-ratio sweep")
+    ax.legend()
+    _save(fig, out_png)
+    return table

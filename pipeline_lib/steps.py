@@ -19,11 +19,11 @@ from .config import config_hash, defaults
 from .engine import seed_everything, select_device, train
 from .io import atomic_path, read_json, sha256_file, write_json
 from .profile import count_flops, count_params
-from .report import plot_gamma, write_summary
+from .report import plot_gamma, plot_training_curves, primary_metric, write_summary, write_sweep
 from .slimming import L1Sparsity, plan_prune, prunable_bns, prune_model
 from .tasks import get_task
 
-__all__ = ["prepare_dataset", "train_stage", "prune_stage", "evaluate_stage", "report"]
+__all__ = ["prepare_dataset", "train_stage", "prune_stage", "evaluate_stage", "report", "sweep_report"]
 
 log = logging.getLogger("slimflow")
 
@@ -145,8 +145,18 @@ def evaluate_stage(*, stage: str, checkpoint: str | os.PathLike, manifest_path: 
 
 
 def report(*, metrics_paths: list[str | os.PathLike], checkpoints: dict[str, str | os.PathLike],
-           out_csv: str | os.PathLike, out_md: str | os.PathLike, out_gamma_png: str | os.PathLike) -> None:
-    """summary.csv / summary.md (one row per stage) and the γ histograms."""
+           curves: dict[str, str | os.PathLike], out_csv: str | os.PathLike, out_md: str | os.PathLike,
+           out_gamma_png: str | os.PathLike, out_curves_png: str | os.PathLike) -> None:
+    """summary.csv / summary.md (one row per stage), the γ histograms and the training curves."""
     table = write_summary(metrics_paths, out_csv, out_md)
     plot_gamma(checkpoints, out_gamma_png)
+    plot_training_curves(curves, primary_metric(metrics_paths[0]), out_curves_png)
     log.info("summary:\n%s", table.to_string(index=False))
+
+
+def sweep_report(*, baseline_metrics: str | os.PathLike, pruned_metrics: list[str | os.PathLike],
+                 finetuned_metrics: list[str | os.PathLike], out_csv: str | os.PathLike,
+                 out_png: str | os.PathLike) -> None:
+    """results/sweep/summary.csv and the accuracy-against-FLOPs plot of a prune-ratio sweep."""
+    table = write_sweep(baseline_metrics, pruned_metrics, finetuned_metrics, out_csv, out_png)
+    log.info("sweep:\n%s", table.to_string(index=False))

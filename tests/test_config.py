@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_lib.config import config_hash, defaults, load_config, stage_config
+from pipeline_lib.config import config_hash, defaults, load_config, stage_config, validate_config
 from pipeline_lib.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,6 +32,9 @@ def test_defaults_fill_nested_sections(tmp_path):
     ("model:\n  imgsz: 100\n", 2, "model.imgsz: 100 is not a multiple of 32"),
     ("model:\n  name: resnet999\n", 2, "model.name:"),
     ("bogus: 1\n", 1, "bogus: unknown key"),
+    ("prune:\n  iterations: 2\n  ratio: [0.3, 0.3, 0.3]\n", 3, "prune.ratio: 3 ratios given for prune.iterations=2"),
+    ("prune:\n  ratio: 1.0\n", 2, "prune.ratio:"),
+    ("prune:\n  sweep: [0.5, 1.5]\n", 2, "prune.sweep.1: 1.5 is greater than or equal to the maximum of 1"),
 ])
 def test_mistakes_name_file_line_and_key(tmp_path, text, line, key):
     path = tmp_path / "bad.yaml"
@@ -59,3 +62,10 @@ def test_stage_overrides_and_hash():
     assert stage_config(cfg, "pruned_finetuned")["lr0"] == 0.001
     assert stage_config(cfg, "sparse")["sr"] > 0 and "sr" not in stage_config(cfg, "baseline")
     assert config_hash({"a": 1, "b": 2}) == config_hash({"b": 2, "a": 1}) != config_hash({"a": 2, "b": 2})
+
+
+def test_key_order_does_not_change_the_validated_config():
+    # Snakemake compares rule params as text: reordered YAML keys must not rerun a step.
+    a = validate_config({"dataset": {"synthetic": {"n_train": 5, "imgsz": 64}}})
+    b = validate_config({"dataset": {"synthetic": {"imgsz": 64, "n_train": 5}}})
+    assert repr(a["dataset"]) == repr(b["dataset"])

@@ -1,5 +1,6 @@
 import sys
 
+from pipeline_lib import chain as slim_chain  # not `chain`: Snakefile globals would shadow itertools.chain
 from pipeline_lib.config import TRAINED_STAGES, stage_config, validate_config
 from pipeline_lib.errors import UserError
 
@@ -12,22 +13,30 @@ except UserError as error:
 
 
 TRAINED = list(TRAINED_STAGES)
-# Every artifact that gets results/metrics/{stage}.json.
+# Every artifact that gets results/{lineage}metrics/{stage}.json.
 EVALUATED = ["baseline", "sparse", "pruned", "pruned_finetuned"]
+ITERATIONS = slim_chain.iteration_lineages(config["prune"])[:-1]  # earlier iterations; the last is the main chain
+SWEEP = slim_chain.sweep_lineages(config["prune"])
 
 
 def all_targets():
-    return ["results/summary.md", "results/plots/bn_gamma.png"]
+    targets = ["results/summary.md", "results/plots/bn_gamma.png", "results/plots/training_curves.png"]
+    if SWEEP:
+        targets += ["results/sweep/summary.csv", "results/plots/sweep.png"]
+    return targets
+
+
+def summary_metrics():
+    """Rows of results/summary.*: the main chain's stages, then each earlier iteration's slim model."""
+    main = [f"results/metrics/{stage}.json" for stage in EVALUATED]
+    return main + [f"results/{lineage}metrics/pruned_finetuned.json" for lineage in ITERATIONS]
 
 
 def train_params(wildcards):
     return stage_config(config, wildcards.stage)
 
 
-def train_init(wildcards):
-    """The parent checkpoint a stage starts from (none for the baseline)."""
-    if wildcards.stage == "sparse" and config["stages"]["sparse"]["init"] == "baseline":
-        return {"init": "results/baseline.pt"}
-    if wildcards.stage == "pruned_finetuned":
-        return {"init": "results/pruned.pt"}
-    return {}
+def parent_checkpoint(wildcards):
+    """The checkpoint an artifact starts from, as an `init` input (none when built from the config)."""
+    path = slim_chain.parent(wildcards.lineage, wildcards.get("stage", "pruned"), config)
+    return {"init": path} if path else {}

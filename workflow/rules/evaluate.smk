@@ -1,17 +1,18 @@
 rule evaluate:
     input:
-        checkpoint="results/{stage}.pt",
+        checkpoint="results/{lineage}{stage}.pt",
         manifest="results/data/dataset.json",
     output:
-        metrics="results/metrics/{stage}.json",
-        predictions="results/metrics/{stage}.predictions.json",
+        metrics="results/{lineage}metrics/{stage}.json",
+        predictions="results/{lineage}metrics/{stage}.predictions.json",
     log:
-        "results/logs/evaluate-{stage}.log",
+        "results/{lineage}logs/evaluate-{stage}.log",
     benchmark:
-        "results/benchmarks/evaluate-{stage}.tsv"
+        "results/{lineage}benchmarks/evaluate-{stage}.tsv"
     conda:
         "../envs/slimflow.yaml"
     params:
+        label=lambda wildcards: f"{wildcards.lineage}{wildcards.stage}",
         evaluate=config["evaluate"],
         device=config["device"],
         seed=config["seed"],

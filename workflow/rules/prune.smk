@@ -1,17 +1,17 @@
 rule prune:
     input:
-        checkpoint="results/sparse.pt",
+        unpack(parent_checkpoint),
     output:
-        checkpoint="results/pruned.pt",
-        report="results/prune.json",
+        checkpoint="results/{lineage}pruned.pt",
+        report="results/{lineage}prune.json",
     log:
-        "results/logs/prune.log",
+        "results/{lineage}logs/prune.log",
     benchmark:
-        "results/benchmarks/prune.tsv"
+        "results/{lineage}benchmarks/prune.tsv"
     conda:
         "../envs/slimflow.yaml"
     params:
-        prune=config["prune"],
+        prune=lambda wildcards: slim_chain.prune_settings(wildcards.lineage, config["prune"]),
     threads: 1
     script:
         "../scripts/prune.py"

@@ -1,12 +1,14 @@
 rule report:
     input:
-        metrics=expand("results/metrics/{stage}.json", stage=EVALUATED),
+        metrics=summary_metrics(),
+        curves=expand("results/train/{stage}.csv", stage=TRAINED),
         baseline="results/baseline.pt",
         sparse="results/sparse.pt",
     output:
         csv="results/summary.csv",
         md="results/summary.md",
         gamma=report("results/plots/bn_gamma.png", category="slimming"),
+        curves=report("results/plots/training_curves.png", category="training"),
     log:
         "results/logs/report.log",
     benchmark:
@@ -16,3 +18,22 @@ rule report:
     threads: 1
     script:
         "../scripts/report.py"
+
+
+rule sweep_report:
+    input:
+        baseline="results/metrics/baseline.json",
+        pruned=expand("results/{lineage}metrics/pruned.json", lineage=SWEEP),
+        finetuned=expand("results/{lineage}metrics/pruned_finetuned.json", lineage=SWEEP),
+    output:
+        csv="results/sweep/summary.csv",
+        plot=report("results/plots/sweep.png", category="slimming"),
+    log:
+        "results/logs/sweep_report.log",
+    benchmark:
+        "results/benchmarks/sweep_report.tsv"
+    conda:
+        "../envs/slimflow.yaml"
+    threads: 1
+    script:
+        "../scripts/sweep_report.py"

@@ -1,23 +1,24 @@
 rule train:
     input:
-        unpack(train_init),
+        unpack(parent_checkpoint),
         manifest="results/data/dataset.json",
     output:
-        checkpoint="results/{stage}.pt",
-        csv="results/train/{stage}.csv",
+        checkpoint="results/{lineage}{stage}.pt",
+        csv="results/{lineage}train/{stage}.csv",
     log:
-        "results/logs/train-{stage}.log",
+        "results/{lineage}logs/train-{stage}.log",
     benchmark:
-        "results/benchmarks/train-{stage}.tsv"
+        "results/{lineage}benchmarks/train-{stage}.tsv"
     conda:
         "../envs/slimflow.yaml"
     params:
+        label=lambda wildcards: f"{wildcards.lineage}{wildcards.stage}",
         train=train_params,
         model=config["model"],
         task=config["task"],
         seed=config["seed"],
         device=config["device"],
-        workdir=lambda wildcards: f"results/work/{wildcards.stage}",
+        workdir=lambda wildcards: f"results/{wildcards.lineage}work/{wildcards.stage}",
     threads: workflow.cores
     resources:
         mem_mb=8000,

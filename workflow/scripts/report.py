@@ -1,8 +1,12 @@
 """Snakemake adapter for pipeline_lib.steps.report."""
+from pathlib import Path
+
 from pipeline_lib.runner import run_logged
 from pipeline_lib.steps import report
 
 if __name__ == "__main__":
     run_logged(snakemake.log[0], report, metrics_paths=list(snakemake.input.metrics),
                checkpoints={"baseline": snakemake.input.baseline, "sparse": snakemake.input.sparse},
-               out_csv=snakemake.output.csv, out_md=snakemake.output.md, out_gamma_png=snakemake.output.gamma)
+               curves={Path(path).stem: path for path in snakemake.input.curves},
+               out_csv=snakemake.output.csv, out_md=snakemake.output.md, out_gamma_png=snakemake.output.gamma,
+               out_curves_png=snakemake.output.curves)

@@ -3,7 +3,7 @@ from pipeline_lib.runner import run_logged
 from pipeline_lib.steps import train_stage
 
 if __name__ == "__main__":
-    run_logged(snakemake.log[0], train_stage, stage=snakemake.wildcards.stage,
+    run_logged(snakemake.log[0], train_stage, stage=snakemake.params.label,
                train_cfg=snakemake.params.train, model_cfg=snakemake.params.model,
                task=snakemake.params.task, seed=snakemake.params.seed, device=snakemake.params.device,
                manifest_path=snakemake.input.manifest, out_checkpoint=snakemake.output.checkpoint,

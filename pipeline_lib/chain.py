@@ -1,0 +1,80 @@
+"""Where every artifact of the slimming chain lives and which artifact it starts from.
+
+One chain (sparse → prune → finetune) lives under a *lineage* prefix of `results/`:
+
+    ""              the main chain: results/sparse.pt, results/pruned.pt, results/pruned_finetuned.pt
+    "iter/2/"       iteration 2 of `prune.iterations: k` (1..k-1; the last iteration is the main chain)
+    "sweep/r0.3/"   one ratio of `prune.sweep` (pruned from the main chain's sparse.pt)
+
+The rules are written once with `results/{lineage}...` paths; these functions answer the
+questions their input functions ask, so the answers are unit-tested without Snakemake.
+
+    parent("iter/2/", "sparse", cfg)   # -> "results/iter/1/pruned_finetuned.pt"
+    prune_settings("sweep/r0.3/", cfg["prune"])["ratio"]  # -> 0.3
+"""
+from __future__ import annotations
+
+import re
+
+__all__ = ["LINEAGE_PATTERN", "iteration_lineages", "sweep_lineages", "sweep_lineage", "sweep_ratio", "parent",
+           "prune_settings", "iteration_ratios"]
+
+# Snakemake wildcard constraint for {lineage}; the empty alternative is the main chain.
+LINEAGE_PATTERN = r"(|iter/[1-9][0-9]*/|sweep/r0\.[0-9]+/)"
+
+
+def iteration_ratios(prune_cfg: dict) -> list[float]:
+    """The ratio of each iteration: `ratio` repeated, or the list given (validated to length k)."""
+    ratio, k = prune_cfg["ratio"], prune_cfg["iterations"]
+    return list(ratio) if isinstance(ratio, list) else [ratio] * k
+
+
+def iteration_lineages(prune_cfg: dict) -> list[str]:
+    """Lineages of every iteration in order; the last one is the main chain ("")."""
+    return [f"iter/{i}/" for i in range(1, prune_cfg["iterations"])] + [""]
+
+
+def sweep_lineage(ratio: float) -> str:
+    return f"sweep/r{ratio:g}/"
+
+
+def sweep_ratio(path: str) -> float:
+    """The ratio of a sweep lineage, or of any path or label that starts with one."""
+    return float(re.match(r"sweep/r([0-9.]+)/", path).group(1))
+
+
+def sweep_lineages(prune_cfg: dict) -> list[str]:
+    return [sweep_lineage(r) for r in prune_cfg["sweep"]]
+
+
+def _iteration(lineage: str, prune_cfg: dict) -> int:
+    """1-based iteration number of a main-chain or iteration lineage."""
+    if lineage == "":
+        return prune_cfg["iterations"]
+    return int(re.fullmatch(r"iter/(\d+)/", lineage).group(1))
+
+
+def prune_settings(lineage: str, prune_cfg: dict) -> dict:
+    """What `prune` needs in one lineage: its ratio and the guards (not `iterations`/`sweep`,
+    so adding a sweep ratio does not rerun the main chain's prune)."""
+    if lineage.startswith("sweep/"):
+        ratio = sweep_ratio(lineage)
+    else:
+        ratio = iteration_ratios(prune_cfg)[_iteration(lineage, prune_cfg) - 1]
+    return {"ratio": ratio, **{k: prune_cfg[k] for k in ("min_channels", "round_to", "on_infeasible")}}
+
+
+def parent(lineage: str, artifact: str, config: dict) -> str | None:
+    """The checkpoint `results/{lineage}{artifact}.pt` starts from (None: built from the config)."""
+    if artifact == "baseline":
+        return None
+    if artifact == "pruned_finetuned":
+        return f"results/{lineage}pruned.pt"
+    if artifact == "pruned":  # a sweep prunes the main chain's sparsity-trained model
+        return "results/sparse.pt" if lineage.startswith("sweep/") else f"results/{lineage}sparse.pt"
+    if artifact == "sparse":
+        i = _iteration(lineage, config["prune"])
+        if i > 1:  # later iterations continue from the previous slim model
+            return f"results/{iteration_lineages(config['prune'])[i - 2]}pruned_finetuned.pt"
+        return "results/baseline.pt" if config["stages"]["sparse"]["init"] == "baseline" else None
+    raise ValueError(f"unknown artifact {artifact!r}")

@@ -1,0 +1,55 @@
+"""Lineages of the slimming chain: which artifact each one starts from, and with which ratio."""
+import pytest
+
+from pipeline_lib import chain
+from pipeline_lib.config import defaults
+
+
+def _config(**prune):
+    cfg = defaults()
+    cfg["prune"].update(prune)
+    return cfg
+
+
+def test_single_iteration_is_the_classic_chain():
+    cfg = _config(ratio=0.6)
+    assert chain.iteration_lineages(cfg["prune"]) == [""]
+    assert chain.parent("", "baseline", cfg) is None
+    assert chain.parent("", "sparse", cfg) == "results/baseline.pt"
+    assert chain.parent("", "pruned", cfg) == "results/sparse.pt"
+    assert chain.parent("", "pruned_finetuned", cfg) == "results/pruned.pt"
+    assert chain.prune_settings("", cfg["prune"]) == {"ratio": 0.6, "min_channels": 8, "round_to": 8,
+                                                      "on_infeasible": "error"}
+    cfg["stages"]["sparse"]["init"] = "scratch"
+    assert chain.parent("", "sparse", cfg) is None
+
+
+def test_iterations_continue_from_the_previous_slim_model():
+    cfg = _config(iterations=3, ratio=[0.2, 0.3, 0.4])
+    assert chain.iteration_lineages(cfg["prune"]) == ["iter/1/", "iter/2/", ""]
+    assert chain.parent("iter/1/", "sparse", cfg) == "results/baseline.pt"
+    assert chain.parent("iter/2/", "sparse", cfg) == "results/iter/1/pruned_finetuned.pt"
+    assert chain.parent("", "sparse", cfg) == "results/iter/2/pruned_finetuned.pt"
+    assert chain.parent("iter/2/", "pruned", cfg) == "results/iter/2/sparse.pt"
+    assert [chain.prune_settings(lin, cfg["prune"])["ratio"] for lin in ("iter/1/", "iter/2/", "")] == [0.2, 0.3, 0.4]
+    assert chain.prune_settings("iter/1/", _config(iterations=3, ratio=0.5)["prune"])["ratio"] == 0.5
+
+
+def test_sweep_prunes_the_main_sparse_model_at_its_own_ratio():
+    cfg = _config(sweep=[0.25, 0.5], ratio=0.7)
+    lineages = chain.sweep_lineages(cfg["prune"])
+    assert lineages == ["sweep/r0.25/", "sweep/r0.5/"]
+    assert chain.parent("sweep/r0.25/", "pruned", cfg) == "results/sparse.pt"
+    assert chain.parent("sweep/r0.25/", "pruned_finetuned", cfg) == "results/sweep/r0.25/pruned.pt"
+    assert chain.prune_settings("sweep/r0.25/", cfg["prune"])["ratio"] == 0.25
+    assert chain.sweep_ratio("sweep/r0.5/pruned_finetuned") == 0.5
+    # The main prune's settings do not mention the sweep, so adding a ratio never reruns it.
+    assert chain.prune_settings("", cfg["prune"]) == chain.prune_settings("", _config(ratio=0.7)["prune"])
+
+
+@pytest.mark.parametrize("lineage", ["", "iter/1/", "iter/12/", "sweep/r0.5/", "sweep/r0.125/"])
+def test_lineage_pattern_accepts_every_lineage_it_names(lineage):
+    import re
+
+    assert re.fullmatch(chain.LINEAGE_PATTERN, lineage)
+    assert not re.fullmatch(chain.LINEAGE_PATTERN, "iter/0/")

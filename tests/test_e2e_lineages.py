@@ -1,0 +1,51 @@
+"""Sweeps and iterations through the real snakemake, continuing the tiny run (a copy of it)."""
+import json
+import shutil
+
+import pandas as pd
+import torch
+
+from pipeline_lib.io import sha256_file
+
+from conftest import run_snakemake, write_config
+
+
+def _continue_tiny_run(tiny_run, tmp_path, **prune):
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_run, workdir, symlinks=True)
+    return workdir, write_config(tmp_path / "config.yaml", prune=prune)
+
+
+def test_two_ratio_sweep_reuses_the_chain_and_compares_ratios(tiny_run, tmp_path):
+    workdir, config = _continue_tiny_run(tiny_run, tmp_path, sweep=[0.3, 0.6])
+    before = {p: p.stat().st_mtime_ns for p in (workdir / "results").glob("*.pt")}
+    run_snakemake(workdir, config)
+    assert {p: p.stat().st_mtime_ns for p in (workdir / "results").glob("*.pt")} == before
+
+    table = pd.read_csv(workdir / "results/sweep/summary.csv")
+    assert list(table["ratio"]) == [0.3, 0.6]
+    assert table["flops"].iloc[1] < table["flops"].iloc[0]  # a larger ratio costs less
+    for ratio in ("0.3", "0.6"):
+        lineage = workdir / f"results/sweep/r{ratio}"
+        report = json.loads((lineage / "prune.json").read_text())
+        assert report["ratio_requested"] == float(ratio)
+        assert report["checkpoint"] == "results/sparse.pt"
+        meta = torch.load(lineage / "pruned_finetuned.pt", weights_only=True)["meta"]
+        assert meta["parent"] == sha256_file(lineage / "pruned.pt")
+        assert json.loads((lineage / "metrics/pruned_finetuned.json").read_text())["stage"] == \
+            f"sweep/r{ratio}/pruned_finetuned"
+    assert (workdir / "results/plots/sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_two_iterations_slim_the_slim_model_again(tiny_run, tmp_path):
+    workdir, config = _continue_tiny_run(tiny_run, tmp_path, iterations=2, ratio=[0.3, 0.3])
+    run_snakemake(workdir, config)
+    results = workdir / "results"
+    first = torch.load(results / "iter/1/pruned_finetuned.pt", weights_only=True)
+    sparse = torch.load(results / "sparse.pt", weights_only=True)
+    assert sparse["meta"]["parent"] == sha256_file(results / "iter/1/pruned_finetuned.pt")
+    flops = [json.loads((results / p).read_text())["after"]["flops"] for p in ("iter/1/prune.json", "prune.json")]
+    assert flops[1] < flops[0]  # the second iteration cuts the already slim model further
+    assert first["meta"]["stage"] == "iter/1/pruned_finetuned"
+    table = pd.read_csv(results / "summary.csv")
+    assert list(table["stage"]) == ["baseline", "sparse", "pruned", "pruned_finetuned", "iter/1/pruned_finetuned"]
