@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from typing import Any, Callable
 
@@ -22,6 +23,22 @@ def setup_logging(stream) -> None:
     logger.propagate = False
 
 
+@contextlib.contextmanager
+def _stderr_to(stream):
+    """Send stderr to `stream`, at the file-descriptor level too, so that child processes (DDP
+    ranks, DataLoader workers) and C-level warnings land in the log as well."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(stream.fileno(), 2)
+    try:
+        with contextlib.redirect_stderr(stream), os.fdopen(os.dup(saved), "w", buffering=1) as terminal:
+            yield terminal  # the original stderr, for the one line a user must see
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def run_logged(log_path: str | None, fn: Callable[..., Any], **kwargs: Any) -> Any:
     """Call `fn(**kwargs)` with logging and stderr (progress bars, warnings) sent to `log_path`.
 
@@ -29,16 +46,20 @@ def run_logged(log_path: str | None, fn: Callable[..., Any], **kwargs: Any) -> A
     any other exception keeps its traceback (in the log, and on the terminal from Python).
     """
     with contextlib.ExitStack() as stack:
-        stream = stack.enter_context(open(log_path, "w", buffering=1, encoding="utf-8")) if log_path else sys.stderr
-        stack.enter_context(contextlib.redirect_stderr(stream))
+        terminal = None
+        if log_path:
+            stream = stack.enter_context(open(log_path, "w", buffering=1, encoding="utf-8"))
+            terminal = stack.enter_context(_stderr_to(stream))
+        else:
+            stream = sys.stderr
         setup_logging(stream)
         try:
             return fn(**kwargs)
         except UserError as e:
             line = f"slimflow error: {e}"
             print(line, file=stream, flush=True)
-            if stream is not sys.__stderr__:
-                print(line, file=sys.__stderr__, flush=True)
+            if terminal is not None:
+                print(line, file=terminal, flush=True)
             sys.exit(1)
         except Exception:
             logging.getLogger("slimflow").exception("step failed with a programming error")

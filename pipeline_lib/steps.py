@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,10 +17,12 @@ from torch import nn
 
 from .checkpoint import build_from_checkpoint, load_checkpoint, save_checkpoint
 from .config import config_hash, defaults
-from .engine import seed_everything, select_device, train
+from .engine import distributed, seed_everything, select_device, train
+from .errors import UserError
 from .io import atomic_path, read_json, sha256_file, write_json
 from .profile import count_flops, count_params
 from .report import plot_gamma, plot_training_curves, primary_metric, write_summary, write_sweep
+from .runner import setup_logging
 from .slimming import L1Sparsity, plan_prune, prunable_bns, prune_model
 from .tasks import get_task
 
@@ -49,8 +52,23 @@ def train_stage(*, stage: str, train_cfg: dict, model_cfg: dict, task: str, seed
     """Train one stage with the shared engine; publish the best weights as a checkpoint.
 
     `init_checkpoint` starts from a parent artifact (its architecture and weights, e.g. a pruned
-    model); without it the model is built from `model_cfg`.
+    model); without it the model is built from `model_cfg`. With `train.nprocs` > 1 the stage runs
+    in that many DDP processes (one per GPU, or gloo on CPU); `train.batch_size` is their total.
     """
+    nprocs = train_cfg["nprocs"]
+    if train_cfg["batch_size"] % nprocs:
+        raise UserError(f"train.batch_size={train_cfg['batch_size']} is the total over train.nprocs={nprocs} "
+                        "processes: make it a multiple of nprocs")
+    distributed.launch(_train_process, nprocs=nprocs, stage=stage, train_cfg=train_cfg, model_cfg=model_cfg, task=task,
+           seed=seed, device=device, manifest_path=manifest_path, out_checkpoint=out_checkpoint, out_csv=out_csv,
+           workdir=workdir, init_checkpoint=init_checkpoint)
+
+
+def _train_process(*, stage, train_cfg, model_cfg, task, seed, device, manifest_path, out_checkpoint, out_csv,
+                   workdir, init_checkpoint) -> None:
+    """train_stage's body in one (DDP) process; rank 0 publishes."""
+    if distributed.world_size() > 1 and distributed.is_main():
+        setup_logging(sys.stderr)  # a spawned process: its stderr is the step's log
     family = get_task(task)
     manifest = read_json(manifest_path)
     seed_everything(seed)
@@ -60,8 +78,9 @@ def train_stage(*, stage: str, train_cfg: dict, model_cfg: dict, task: str, seed
     else:
         arch = family.arch(model_cfg, manifest)
         model, parent_hash = family.build_model(arch), None
-    imgsz, dev = model_cfg["imgsz"], select_device(device)
-    loader_args = dict(imgsz=imgsz, batch_size=train_cfg["batch_size"], workers=train_cfg["workers"], seed=seed)
+    imgsz, dev = model_cfg["imgsz"], distributed.device_for_rank(select_device(device))
+    loader_args = dict(imgsz=imgsz, batch_size=train_cfg["batch_size"] // distributed.world_size(),
+                       workers=train_cfg["workers"], seed=seed)
     train_loader = family.loader(manifest, "train", train=True, augment=train_cfg["augment"], **loader_args)
     val_loader = family.loader(manifest, "val", train=False, **loader_args)
     val_cfg = defaults()["evaluate"]  # fixed, so editing `evaluate:` never retrains
@@ -76,6 +95,8 @@ def train_stage(*, stage: str, train_cfg: dict, model_cfg: dict, task: str, seed
                    evaluate=lambda m: family.evaluate(m, val_loader, dev, val_cfg, manifest),
                    fitness=family.fitness, cfg=train_cfg, workdir=Path(workdir), device=dev,
                    run_id=run_hash, hooks=hooks, desc=stage)
+    if result is None:  # not rank 0
+        return
     model.load_state_dict(result.state_dict)
     meta = {"stage": stage, "epoch": result.epoch, "epochs": train_cfg["epochs"], "metrics": result.metrics,
             "fitness": result.fitness, "imgsz": imgsz, "names": manifest["names"], "seed": seed,

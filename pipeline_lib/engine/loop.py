@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..io import atomic_path
+from . import distributed
 from .ema import ModelEMA, unwrap
 from .optim import build_optimizer, lr_lambda
 from .utils import rng_state, set_rng_state, to_device
@@ -79,19 +80,27 @@ def _save(path: Path, obj: dict) -> None:
 def train(model: nn.Module, *, criterion: Criterion, train_loader: torch.utils.data.DataLoader,
           evaluate: Callable[[nn.Module], dict[str, float]], fitness: Callable[[dict], float],
           cfg: dict, workdir: Path, device: torch.device, run_id: str,
-          hooks: Sequence[Hook] = (), desc: str = "train") -> TrainResult:
+          hooks: Sequence[Hook] = (), desc: str = "train") -> TrainResult | None:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    epochs, bs = cfg["epochs"], train_loader.batch_size
+    main, world = distributed.is_main(), distributed.world_size()
+    epochs, bs = cfg["epochs"], train_loader.batch_size * world  # the batch all ranks step on together
     accumulate = max(round(cfg["nominal_batch_size"] / bs), 1)
     weight_decay = cfg["weight_decay"] * bs * accumulate / cfg["nominal_batch_size"]
 
     model.to(device)
+    if device.type == "cuda":  # NHWC convolutions are faster on tensor cores
+        model.to(memory_format=torch.channels_last)
+    if world > 1:
+        if cfg["sync_bn"]:  # same Parameters, so hooks holding the old BN modules still see them
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = build_optimizer(model, cfg["optimizer"], cfg["lr0"], cfg["momentum"], weight_decay)
-    lf = lr_lambda(cfg["scheduler"], epochs, cfg["lrf"])
+    lf = lr_lambda(cfg["scheduler"], epochs, cfg["lrf"], cfg.get("milestones", ()))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lf)
     use_amp = cfg["amp"] and device.type == "cuda"
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)  # bf16 needs no scaling
     ema = ModelEMA(model, cfg["ema_decay"], cfg["ema_tau"]) if cfg["ema"] else None
 
     start_epoch, best, history = 0, {"fitness": -math.inf, "metrics": {}, "epoch": 0}, []
@@ -108,8 +117,9 @@ def train(model: nn.Module, *, criterion: Criterion, train_loader: torch.utils.d
                 ema.updates = state["ema_updates"]
             set_rng_state(state["rng"])
             start_epoch, best, history = state["epoch"], state["best"], state["history"]
-            log.info("%s: resuming from %s after epoch %d/%d", desc, last_path, start_epoch, epochs)
-        else:
+            if main:
+                log.info("%s: resuming from %s after epoch %d/%d", desc, last_path, start_epoch, epochs)
+        elif main:
             log.info("%s: ignoring %s (it belongs to a different config or input)", desc, last_path)
 
     nb = len(train_loader)
@@ -123,7 +133,7 @@ def train(model: nn.Module, *, criterion: Criterion, train_loader: torch.utils.d
                 obj.set_epoch(epoch)
         epoch_lr = [group["initial_lr"] * lf(epoch) for group in optimizer.param_groups]
         sums: dict[str, float] = {}
-        bar = tqdm(train_loader, desc=f"{desc} {epoch + 1}/{epochs}", file=sys.stderr,
+        bar = tqdm(train_loader, desc=f"{desc} {epoch + 1}/{epochs}", file=sys.stderr, disable=not main,
                    mininterval=0.5 if sys.stderr.isatty() else 15, dynamic_ncols=True)
         optimizer.zero_grad(set_to_none=True)
         for i, batch in enumerate(bar):
@@ -132,7 +142,7 @@ def train(model: nn.Module, *, criterion: Criterion, train_loader: torch.utils.d
                 _warmup(optimizer, ni, nw, epoch_lr, cfg)
                 accumulate = max(1, round(float(np.interp(ni, [0, nw], [1, cfg["nominal_batch_size"] / bs]))))
             batch = to_device(batch, device)
-            with torch.autocast(device.type, enabled=use_amp):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 loss, items = criterion(model, batch)
             if not torch.isfinite(loss):
                 good = f"{last_path} (after epoch {epoch})" if epoch else "none yet"
@@ -158,6 +168,8 @@ def train(model: nn.Module, *, criterion: Criterion, train_loader: torch.utils.d
         bar.close()
         lrs = [group["lr"] for group in optimizer.param_groups]
         scheduler.step()
+        if not main:  # rank 0 evaluates, logs and writes the resume state for all ranks
+            continue
 
         row: dict[str, Any] = {"epoch": epoch + 1}
         row.update({f"train/{k}": v / nb for k, v in sums.items()})
@@ -185,6 +197,9 @@ def train(model: nn.Module, *, criterion: Criterion, train_loader: torch.utils.d
                           "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                           "scaler": scaler.state_dict(), "rng": rng_state(), "best": best, "history": history})
 
+    distributed.barrier()
+    if not main:
+        return None
     best_state = _load_resume(best_path)["state_dict"]
     return TrainResult(best_state, best["metrics"], best["fitness"], best["epoch"], history)
 

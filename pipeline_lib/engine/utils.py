@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 __all__ = ["seed_everything", "select_device", "make_loader", "rng_state", "set_rng_state", "to_device"]
@@ -36,15 +37,17 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, workers: int, seed: int,
-                collate_fn: Callable | None = None, drop_last: bool = False,
-                num_replicas: int = 1, rank: int = 0) -> DataLoader:
+                collate_fn: Callable | None = None, drop_last: bool = False) -> DataLoader:
     """A loader whose order depends only on (seed, epoch): the engine calls sampler.set_epoch.
 
     DistributedSampler with one replica is a seeded per-epoch shuffle, so the single-process and
-    DDP paths share one sampler (and one notion of "epoch order").
+    DDP paths share one sampler (and one notion of "epoch order"). Under DDP, shuffled (training)
+    loaders give each rank its shard; evaluation loaders stay whole, since rank 0 evaluates alone.
     """
-    sampler = DistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle,
-                                 seed=seed, drop_last=drop_last)
+    shard = shuffle and dist.is_initialized()
+    sampler = DistributedSampler(dataset, num_replicas=dist.get_world_size() if shard else 1,
+                                 rank=dist.get_rank() if shard else 0, shuffle=shuffle, seed=seed,
+                                 drop_last=drop_last)
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       collate_fn=collate_fn, drop_last=drop_last, worker_init_fn=_seed_worker,

@@ -1,0 +1,83 @@
+"""Two-process DDP training on CPU (gloo), launched from the step itself, as under Snakemake or SLURM."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from pipeline_lib import steps
+from pipeline_lib.checkpoint import load_checkpoint
+from pipeline_lib.config import load_config, stage_config
+from pipeline_lib.errors import UserError
+
+from conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The tiny config with two DDP processes and its prepared dataset."""
+    root = tmp_path_factory.mktemp("ddp")
+    cfg = yaml.safe_load((REPO / "config/test.yaml").read_text())
+    cfg["train"].update(nprocs=2, epochs=4, warmup_epochs=0, val_interval=2)
+    (root / "config.yaml").write_text(yaml.safe_dump(cfg))
+    cfg = load_config(root / "config.yaml")
+    steps.prepare_dataset(dataset_cfg=cfg["dataset"], task=cfg["task"], seed=cfg["seed"],
+                          manifest_path=root / "results/data/dataset.json")
+    return root, cfg
+
+
+def _train_kwargs(root, cfg, **train):
+    r = root / "results"
+    return dict(stage="baseline", train_cfg={**stage_config(cfg, "baseline"), **train}, model_cfg=cfg["model"],
+                task=cfg["task"], seed=cfg["seed"], device="cpu", manifest_path=r / "data/dataset.json",
+                out_checkpoint=r / "baseline.pt", out_csv=r / "train/baseline.csv", workdir=r / "work/baseline")
+
+
+def test_two_process_training_learns_and_publishes_a_loadable_checkpoint(tiny):
+    root, cfg = tiny
+    steps.train_stage(**_train_kwargs(root, cfg))
+    history = pd.read_csv(root / "results/train/baseline.csv")
+    loss = history.filter(like="train/").sum(axis=1)
+    assert len(history) == 4 and loss.iloc[-1] < loss.iloc[0]
+    ckpt = load_checkpoint(root / "results/baseline.pt", family="detection")
+    assert ckpt["meta"]["config"]["nprocs"] == 2
+    result = steps.evaluate_stage(stage="baseline", checkpoint=root / "results/baseline.pt",
+                                  manifest_path=root / "results/data/dataset.json", eval_cfg=cfg["evaluate"],
+                                  device="cpu", seed=0, out_metrics=root / "results/metrics/baseline.json")
+    assert 0.0 <= result["metrics"]["mAP50_95"] <= 1.0
+    assert not (root / "results/work/baseline/last.pt").exists()
+
+
+def test_batch_size_must_split_evenly_over_processes(tiny):
+    root, cfg = tiny
+    with pytest.raises(UserError, match="train.batch_size=9 is the total over train.nprocs=2"):
+        steps.train_stage(**_train_kwargs(root, cfg, batch_size=9))
+
+
+def test_killed_ddp_training_resumes_from_the_last_epoch(tiny, tmp_path):
+    root, cfg = tiny
+    r = tmp_path / "results"
+    (r / "data").mkdir(parents=True)
+    (r / "data/dataset.json").write_bytes((root / "results/data/dataset.json").read_bytes())
+    command = [sys.executable, "-m", "pipeline_lib", "train", "--config", str(root / "config.yaml"),
+               "--results", str(r), "--stage", "baseline"]
+    proc = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    last = r / "work/baseline/last.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists() and torch.load(last, weights_only=True)["epoch"] >= 1:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "training finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks
+    proc.wait()
+    epoch = torch.load(last, weights_only=True)["epoch"]
+    rerun = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"resuming from {last} after epoch {epoch}/4" in rerun.stderr
+    assert load_checkpoint(r / "baseline.pt")["meta"]["epoch"] >= 1
