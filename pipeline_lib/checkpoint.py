@@ -28,11 +28,13 @@ FORMAT = "slimflow/ckpt-v1"
 _KEYS = ("format", "arch", "state_dict", "meta")
 
 
-def versions() -> dict[str, str]:
+def versions() -> dict[str, str | None]:
     import torchvision
 
-    return {"slimflow": __version__, "torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
-            "python": platform.python_version()}
+    from .provenance import git_revision
+
+    return {"slimflow": __version__, "git": git_revision(), "torch": str(torch.__version__),
+            "torchvision": str(torchvision.__version__), "python": platform.python_version()}
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, arch: dict, meta: dict[str, Any]) -> None:

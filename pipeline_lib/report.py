@@ -45,14 +45,16 @@ def summary_table(metrics_paths: list[str | os.PathLike], baseline: str = "basel
 
 
 def write_summary(metrics_paths: list[str | os.PathLike], out_csv: str | os.PathLike,
-                  out_md: str | os.PathLike) -> pd.DataFrame:
+                  out_md: str | os.PathLike, sections: dict[str, str] | None = None) -> pd.DataFrame:
+    """summary.csv and summary.md; `sections` ({title: markdown}) follow the table in the .md."""
     table = summary_table(metrics_paths)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
     shown = table.copy()
     for col in ("params", "flops", "file_bytes"):
         shown[col] = shown[col].map(lambda v: f"{v / 1e6:.2f} M" if col != "file_bytes" else f"{v / 2**20:.2f} MiB")
-    write_text(out_md, "# slimflow summary\n\n" + shown.to_markdown(index=False, floatfmt=".3f") + "\n")
+    extra = "".join(f"\n## {title}\n\n{body}\n" for title, body in (sections or {}).items())
+    write_text(out_md, "# slimflow summary\n\n" + shown.to_markdown(index=False, floatfmt=".3f") + "\n" + extra)
     return table
 
 

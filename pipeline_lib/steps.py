@@ -21,6 +21,7 @@ from .engine import distributed, seed_everything, select_device, train
 from .errors import UserError
 from .io import atomic_path, read_json, sha256_file, write_json
 from .profile import count_flops, count_params
+from .provenance import provenance_markdown, write_provenance
 from .report import plot_gamma, plot_training_curves, primary_metric, write_summary, write_sweep
 from .runner import setup_logging
 from .slimming import L1Sparsity, plan_prune, prunable_bns, prune_model
@@ -165,12 +166,14 @@ def evaluate_stage(*, stage: str, checkpoint: str | os.PathLike, manifest_path: 
     return result
 
 
-def report(*, metrics_paths: list[str | os.PathLike], checkpoints: dict[str, str | os.PathLike],
-           curves: dict[str, str | os.PathLike], out_csv: str | os.PathLike, out_md: str | os.PathLike,
-           out_gamma_png: str | os.PathLike, out_curves_png: str | os.PathLike) -> None:
-    """summary.csv / summary.md (one row per stage), the γ histograms and the training curves."""
-    table = write_summary(metrics_paths, out_csv, out_md)
-    plot_gamma(checkpoints, out_gamma_png)
+def report(*, metrics_paths: list[str | os.PathLike], checkpoints: list[str | os.PathLike],
+           gamma_checkpoints: dict[str, str | os.PathLike], curves: dict[str, str | os.PathLike], out_csv: str | os.PathLike, out_md: str | os.PathLike,
+           out_provenance: str | os.PathLike, out_gamma_png: str | os.PathLike,
+           out_curves_png: str | os.PathLike) -> None:
+    """summary.csv / summary.md (one row per stage), provenance.json, γ histograms, training curves."""
+    record = write_provenance(checkpoints, out_provenance)
+    table = write_summary(metrics_paths, out_csv, out_md, sections={"Provenance": provenance_markdown(record)})
+    plot_gamma(gamma_checkpoints, out_gamma_png)
     plot_training_curves(curves, primary_metric(metrics_paths[0]), out_curves_png)
     log.info("summary:\n%s", table.to_string(index=False))
 

@@ -54,7 +54,19 @@ def test_report_has_one_row_per_stage_and_the_gamma_plot(tiny_run):
     assert table.loc["baseline", "flops_vs_baseline"] == 1.0
     assert table.loc["pruned", "flops_vs_baseline"] < 0.6
     assert "| pruned_finetuned |" in (tiny_run / "results/summary.md").read_text()
-    assert (tiny_run / "results/plots/bn_gamma.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for plot in ("bn_gamma", "training_curves"):
+        assert (tiny_run / f"results/plots/{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_provenance_links_every_artifact_to_its_parent(tiny_run):
+    record = json.loads((tiny_run / "results/provenance.json").read_text())["artifacts"]
+    assert list(record) == [f"results/{s}.pt" for s in ("baseline", "sparse", "pruned", "pruned_finetuned")]
+    assert [record[p]["parent"] for p in record] == [None, "results/baseline.pt", "results/sparse.pt",
+                                                     "results/pruned.pt"]
+    for path, artifact in record.items():
+        assert artifact["sha256"] == sha256_file(tiny_run / path)
+        assert artifact["config_hash"] and artifact["dataset"] and artifact["versions"]["torch"]
+    assert "## Provenance" in (tiny_run / "results/summary.md").read_text()
 
 
 def test_reported_map_equals_cocoeval_on_the_same_predictions(tiny_run):

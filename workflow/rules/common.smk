@@ -17,6 +17,8 @@ TRAINED = list(TRAINED_STAGES)
 EVALUATED = ["baseline", "sparse", "pruned", "pruned_finetuned"]
 ITERATIONS = slim_chain.iteration_lineages(config["prune"])[:-1]  # earlier iterations; the last is the main chain
 SWEEP = slim_chain.sweep_lineages(config["prune"])
+# Rows of results/summary.*: the main chain's stages, then each earlier iteration's slim model.
+SUMMARY_ROWS = [("", stage) for stage in EVALUATED] + [(lineage, "pruned_finetuned") for lineage in ITERATIONS]
 
 
 def all_targets():
@@ -24,12 +26,6 @@ def all_targets():
     if SWEEP:
         targets += ["results/sweep/summary.csv", "results/plots/sweep.png"]
     return targets
-
-
-def summary_metrics():
-    """Rows of results/summary.*: the main chain's stages, then each earlier iteration's slim model."""
-    main = [f"results/metrics/{stage}.json" for stage in EVALUATED]
-    return main + [f"results/{lineage}metrics/pruned_finetuned.json" for lineage in ITERATIONS]
 
 
 def train_params(wildcards):

@@ -1,12 +1,14 @@
 rule report:
     input:
-        metrics=summary_metrics(),
+        metrics=[f"results/{lineage}metrics/{stage}.json" for lineage, stage in SUMMARY_ROWS],
+        checkpoints=[f"results/{lineage}{stage}.pt" for lineage, stage in SUMMARY_ROWS],
         curves=expand("results/train/{stage}.csv", stage=TRAINED),
         baseline="results/baseline.pt",
         sparse="results/sparse.pt",
     output:
         csv="results/summary.csv",
         md="results/summary.md",
+        provenance="results/provenance.json",
         gamma=report("results/plots/bn_gamma.png", category="slimming"),
         curves=report("results/plots/training_curves.png", category="training"),
     log:

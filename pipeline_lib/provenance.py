@@ -1,0 +1,61 @@
+"""Where every artifact came from: results/provenance.json and the report's provenance table.
+
+    record = write_provenance(["results/baseline.pt", "results/sparse.pt", ...], "results/provenance.json")
+
+Each checkpoint's meta already names its stage config hash, its parent's sha256, the dataset
+checksum and the package versions; this gathers them, adds each file's own sha256 and resolves
+parent hashes to the artifacts they belong to, so a chain can be audited from one file.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+from pathlib import Path
+
+from .checkpoint import load_checkpoint
+from .io import sha256_file, write_json
+
+__all__ = ["git_revision", "provenance", "write_provenance", "provenance_markdown"]
+
+
+@functools.lru_cache(maxsize=1)
+def git_revision() -> str | None:
+    """The commit of slimflow's own source tree ("<sha>-dirty" with local changes); None outside git."""
+    source = Path(__file__).resolve().parent.parent
+    try:
+        def git(*args: str) -> str:
+            return subprocess.run(["git", *args], cwd=source, capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.strip()
+        commit = git("rev-parse", "HEAD")
+        return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def provenance(checkpoints: list[str | os.PathLike]) -> dict:
+    hashes = {str(p): sha256_file(p) for p in checkpoints}
+    by_hash = {h: p for p, h in hashes.items()}
+    artifacts = {}
+    for path, digest in hashes.items():
+        meta = load_checkpoint(path)["meta"]
+        artifacts[path] = {"sha256": digest, "stage": meta["stage"], "config_hash": meta.get("config_hash"),
+                           "parent_sha256": meta.get("parent"), "parent": by_hash.get(meta.get("parent")),
+                           "dataset": meta.get("dataset"), "versions": meta.get("versions", {})}
+    return {"git": git_revision(), "artifacts": artifacts}
+
+
+def write_provenance(checkpoints: list[str | os.PathLike], out_json: str | os.PathLike) -> dict:
+    record = provenance(checkpoints)
+    write_json(out_json, record)
+    return record
+
+
+def provenance_markdown(record: dict) -> str:
+    """The report's provenance table: each artifact, its hash, its parent and what made it."""
+    lines = ["| artifact | sha256 | parent | config hash | dataset | slimflow (git) |", "|---|---|---|---|---|---|"]
+    for path, a in record["artifacts"].items():
+        parent = a["parent"] or (a["parent_sha256"] or "—")[:12]
+        lines.append(f"| {path} | {a['sha256'][:12]} | {parent} | {a['config_hash']} | {a['dataset']} | "
+                     f"{a['versions'].get('slimflow')} ({(a['versions'].get('git') or 'no git')[:12]}) |")
+    return "\n".join(lines)
