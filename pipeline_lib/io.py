@@ -19,6 +19,10 @@ from .errors import UserError
 __all__ = ["atomic_path", "write_bytes", "write_text", "write_json", "read_json", "read_yaml_mapping", "sha256_file"]
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # reading the umask means setting it; restored at once
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the same folder; on success it replaces `path` in one step.
@@ -35,6 +39,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:  # data on disk before the rename makes it visible
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; published files get the usual mode
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

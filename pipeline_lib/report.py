@@ -27,35 +27,68 @@ def primary_metric(metrics_path: str | os.PathLike) -> str:
     """The headline accuracy of a metrics file's family (mAP50_95 for detection, mAP for ReID)."""
     return get_task(read_json(metrics_path)["task"]).metric_keys[0]
 
-__all__ = ["summary_table", "write_summary", "bn_gammas", "plot_gamma", "plot_training_curves", "sweep_table",
+__all__ = ["summary_table", "write_summary", "plot_latency", "bn_gammas", "plot_gamma", "plot_training_curves", "sweep_table",
            "write_sweep", "primary_metric"]
 
 
-def summary_table(metrics_paths: list[str | os.PathLike], baseline: str = "baseline") -> pd.DataFrame:
+def _reference(row: pd.Series) -> str:
+    """The baseline row a row is compared with: the same runtime (FP32 ONNX for any ONNX row)."""
+    return "baseline" if row["runtime"] == "torch" else "baseline [onnx_fp32]"
+
+
+def summary_table(metrics_paths: list[str | os.PathLike], latency_paths: list[str | os.PathLike] = ()) -> pd.DataFrame:
+    """One row per artifact: checkpoints (runtime torch) and exported models (onnx_fp32, onnx_int8).
+
+    Latency is the median at batch 1 (PyTorch eager for checkpoints, from `latency_paths`; ONNX
+    Runtime for exported models); every *_vs_baseline ratio is against the baseline in the same runtime.
+    """
+    torch_latency = {read_json(p)["stage"]: read_json(p)["latency_ms"] for p in latency_paths}
     rows = []
     for path in metrics_paths:
         m = read_json(path)
-        rows.append({"stage": m["stage"], **m["metrics"], "fitness": m["fitness"], "params": m["params"],
-                     "flops": m["flops"], "file_bytes": m["file_bytes"]})
+        runtime = m.get("format", "torch")
+        latency = m.get("latency_ms") or torch_latency.get(m["stage"], {})
+        rows.append({"stage": m["stage"] if runtime == "torch" else f"{m['stage']} [{runtime}]", "runtime": runtime,
+                     **m["metrics"], "fitness": m["fitness"], "params": m["params"], "flops": m["flops"],
+                     "latency_ms": latency.get("median"), "latency_p90_ms": latency.get("p90"),
+                     "file_bytes": m["file_bytes"]})
     table = pd.DataFrame(rows).set_index("stage")
-    if baseline in table.index:
-        for col in ("params", "flops", "file_bytes"):
-            table[f"{col}_vs_baseline"] = table[col] / table.loc[baseline, col]
+    for col in ("params", "flops", "file_bytes"):
+        table[f"{col}_vs_baseline"] = [row[col] / table.loc[_reference(row), col] if _reference(row) in table.index
+                                       else None for _, row in table.iterrows()]
+    table["speedup_vs_baseline"] = [table.loc[_reference(row), "latency_ms"] / row["latency_ms"]
+                                    if _reference(row) in table.index and row["latency_ms"] else None
+                                    for _, row in table.iterrows()]
     return table.reset_index()
 
 
-def write_summary(metrics_paths: list[str | os.PathLike], out_csv: str | os.PathLike,
-                  out_md: str | os.PathLike, sections: dict[str, str] | None = None) -> pd.DataFrame:
+def plot_latency(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
+    """Median latency per artifact (p90 as the whisker), with its speedup and FLOPs ratio."""
+    timed = table.dropna(subset=["latency_ms"])
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(timed) + 1.5))
+    y = range(len(timed))
+    ax.barh(y, timed["latency_ms"], xerr=[[0] * len(timed), timed["latency_p90_ms"] - timed["latency_ms"]],
+            color=["tab:gray" if r == "torch" else "tab:blue" for r in timed["runtime"]])
+    for i, (_, row) in enumerate(timed.iterrows()):
+        ax.annotate(f" {row['speedup_vs_baseline']:.2f}x faster, FLOPs x{row['flops_vs_baseline']:.2f}",
+                    (row["latency_ms"], i), va="center", fontsize=8)
+    ax.set_yticks(list(y), timed["stage"])
+    ax.invert_yaxis()
+    ax.set(xlabel="latency at batch 1, ms (median; whisker: p90)", title="latency (grey: PyTorch eager, blue: ONNX Runtime)")
+    ax.set_xlim(0, timed["latency_p90_ms"].max() * 1.6)
+    _save(fig, out_png)
+
+
+def write_summary(table: pd.DataFrame, out_csv: str | os.PathLike, out_md: str | os.PathLike,
+                  sections: dict[str, str] | None = None) -> None:
     """summary.csv and summary.md; `sections` ({title: markdown}) follow the table in the .md."""
-    table = summary_table(metrics_paths)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
-    shown = table.copy()
+    shown = table.drop(columns=["runtime"])
     for col in ("params", "flops", "file_bytes"):
         shown[col] = shown[col].map(lambda v: f"{v / 1e6:.2f} M" if col != "file_bytes" else f"{v / 2**20:.2f} MiB")
     extra = "".join(f"\n## {title}\n\n{body}\n" for title, body in (sections or {}).items())
     write_text(out_md, "# slimflow summary\n\n" + shown.to_markdown(index=False, floatfmt=".3f") + "\n" + extra)
-    return table
 
 
 def bn_gammas(checkpoint: str | os.PathLike) -> torch.Tensor:

@@ -22,7 +22,8 @@ from .errors import UserError
 from .io import atomic_path, read_json, sha256_file, write_json
 from .profile import count_flops, count_params
 from .provenance import provenance_markdown, write_provenance
-from .report import plot_gamma, plot_training_curves, primary_metric, write_summary, write_sweep
+from .report import (plot_gamma, plot_latency, plot_training_curves, primary_metric, summary_table, write_summary,
+                     write_sweep)
 from .runner import setup_logging
 from .slimming import L1Sparsity, plan_prune, prunable_bns, prune_model
 from .tasks import get_task
@@ -166,15 +167,18 @@ def evaluate_stage(*, stage: str, checkpoint: str | os.PathLike, manifest_path: 
     return result
 
 
-def report(*, metrics_paths: list[str | os.PathLike], checkpoints: list[str | os.PathLike],
-           gamma_checkpoints: dict[str, str | os.PathLike], curves: dict[str, str | os.PathLike], out_csv: str | os.PathLike, out_md: str | os.PathLike,
+def report(*, metrics_paths: list[str | os.PathLike], latency_paths: list[str | os.PathLike],
+           checkpoints: list[str | os.PathLike], gamma_checkpoints: dict[str, str | os.PathLike],
+           curves: dict[str, str | os.PathLike], out_csv: str | os.PathLike, out_md: str | os.PathLike,
            out_provenance: str | os.PathLike, out_gamma_png: str | os.PathLike,
-           out_curves_png: str | os.PathLike) -> None:
-    """summary.csv / summary.md (one row per stage), provenance.json, γ histograms, training curves."""
+           out_curves_png: str | os.PathLike, out_latency_png: str | os.PathLike) -> None:
+    """summary.csv / summary.md (one row per artifact), provenance.json and the plots."""
+    table = summary_table(metrics_paths, latency_paths)
     record = write_provenance(checkpoints, out_provenance)
-    table = write_summary(metrics_paths, out_csv, out_md, sections={"Provenance": provenance_markdown(record)})
+    write_summary(table, out_csv, out_md, sections={"Provenance": provenance_markdown(record)})
     plot_gamma(gamma_checkpoints, out_gamma_png)
     plot_training_curves(curves, primary_metric(metrics_paths[0]), out_curves_png)
+    plot_latency(table, out_latency_png)
     log.info("summary:\n%s", table.to_string(index=False))
 
 

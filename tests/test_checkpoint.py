@@ -75,3 +75,15 @@ def test_wrong_family_and_missing_keys(tmp_path):
     torch.save({"weights": 1}, path)
     with pytest.raises(UserError, match="not a slimflow checkpoint"):
         load_checkpoint(path)
+
+
+def test_published_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from pipeline_lib.io import write_text
+
+    write_text(tmp_path / "a.txt", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o666 & ~umask

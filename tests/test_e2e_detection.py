@@ -1,6 +1,7 @@
 """End to end through the real snakemake: prepare -> train baseline -> evaluate on a tiny config."""
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -50,11 +51,16 @@ def test_report_has_one_row_per_stage_and_the_gamma_plot(tiny_run):
     import pandas as pd
 
     table = pd.read_csv(tiny_run / "results/summary.csv").set_index("stage")
-    assert list(table.index) == ["baseline", "sparse", "pruned", "pruned_finetuned"]
+    assert list(table.index) == ["baseline", "sparse", "pruned", "pruned_finetuned", "baseline [onnx_fp32]",
+                                 "pruned_finetuned [onnx_fp32]", "pruned_finetuned [onnx_int8]"]
     assert table.loc["baseline", "flops_vs_baseline"] == 1.0
     assert table.loc["pruned", "flops_vs_baseline"] < 0.6
-    assert "| pruned_finetuned |" in (tiny_run / "results/summary.md").read_text()
-    for plot in ("bn_gamma", "training_curves"):
+    assert table.loc["baseline [onnx_fp32]", "speedup_vs_baseline"] == 1.0
+    for row in ("baseline", "pruned_finetuned", "pruned_finetuned [onnx_fp32]", "pruned_finetuned [onnx_int8]"):
+        assert table.loc[row, "latency_ms"] > 0 and table.loc[row, "speedup_vs_baseline"] > 0
+    assert table.loc["pruned_finetuned [onnx_int8]", "file_bytes_vs_baseline"] < 0.5
+    assert re.search(r"^\| pruned_finetuned +\|", (tiny_run / "results/summary.md").read_text(), re.M)
+    for plot in ("bn_gamma", "training_curves", "latency"):
         assert (tiny_run / f"results/plots/{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -48,4 +48,4 @@ def test_two_iterations_slim_the_slim_model_again(tiny_run, tmp_path):
     assert flops[1] < flops[0]  # the second iteration cuts the already slim model further
     assert first["meta"]["stage"] == "iter/1/pruned_finetuned"
     table = pd.read_csv(results / "summary.csv")
-    assert list(table["stage"]) == ["baseline", "sparse", "pruned", "pruned_finetuned", "iter/1/pruned_finetuned"]
+    assert list(table["stage"])[:5] == ["baseline", "sparse", "pruned", "pruned_finetuned", "iter/1/pruned_finetuned"]

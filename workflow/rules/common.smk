@@ -22,7 +22,8 @@ SUMMARY_ROWS = [("", stage) for stage in EVALUATED] + [(lineage, "pruned_finetun
 
 
 def all_targets():
-    targets = ["results/summary.md", "results/plots/bn_gamma.png", "results/plots/training_curves.png"]
+    targets = ["results/summary.md", "results/plots/bn_gamma.png", "results/plots/training_curves.png",
+               "results/plots/latency.png"]
     if SWEEP:
         targets += ["results/sweep/summary.csv", "results/plots/sweep.png"]
     return targets

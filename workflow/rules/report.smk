@@ -1,6 +1,8 @@
 rule report:
     input:
-        metrics=[f"results/{lineage}metrics/{stage}.json" for lineage, stage in SUMMARY_ROWS],
+        metrics=[f"results/{lineage}metrics/{stage}.json" for lineage, stage in SUMMARY_ROWS]
+        + export_paths.onnx_metrics(config["export"]),
+        latency=export_paths.torch_latencies(),
         checkpoints=[f"results/{lineage}{stage}.pt" for lineage, stage in SUMMARY_ROWS],
         curves=expand("results/train/{stage}.csv", stage=TRAINED),
         baseline="results/baseline.pt",
@@ -11,6 +13,7 @@ rule report:
         provenance="results/provenance.json",
         gamma=report("results/plots/bn_gamma.png", category="slimming"),
         curves=report("results/plots/training_curves.png", category="training"),
+        latency=report("results/plots/latency.png", category="deployment"),
     log:
         "results/logs/report.log",
     benchmark:

@@ -6,8 +6,10 @@ from pipeline_lib.steps import report
 
 if __name__ == "__main__":
     run_logged(snakemake.log[0], report, metrics_paths=list(snakemake.input.metrics),
+               latency_paths=list(snakemake.input.latency),
                checkpoints=list(snakemake.input.checkpoints),
                gamma_checkpoints={"baseline": snakemake.input.baseline, "sparse": snakemake.input.sparse},
                curves={Path(path).stem: path for path in snakemake.input.curves},
                out_csv=snakemake.output.csv, out_md=snakemake.output.md, out_provenance=snakemake.output.provenance,
-               out_gamma_png=snakemake.output.gamma, out_curves_png=snakemake.output.curves)
+               out_gamma_png=snakemake.output.gamma, out_curves_png=snakemake.output.curves,
+               out_latency_png=snakemake.output.latency)

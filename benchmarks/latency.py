@@ -1,0 +1,94 @@
+"""Rerun the latency measurement for any exported models and checkpoints; print a markdown table.
+
+    python benchmarks/latency.py results/export/baseline.onnx results/export/pruned_finetuned.onnx \
+        results/export/pruned_finetuned.int8.onnx results/baseline.pt --threads 1 --runs 300
+
+.onnx files run in ONNX Runtime on CPU and .pt checkpoints in PyTorch eager, with the settings
+of the pipeline's latency (pipeline_lib.export.latency): batch 1 at the model's input size,
+fixed intra-op threads, warmup, then median and p90. The models are timed in interleaved
+rounds (each round times every model once), so a burst of load on a shared machine hits all of
+them alike; speedups are against the first model. `--profile` adds ORT's time per op type.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline_lib.checkpoint import build_from_checkpoint, load_checkpoint
+from pipeline_lib.errors import UserError
+from pipeline_lib.export import latency_stats, make_session, op_profile, time_calls
+from pipeline_lib.tasks import get_task
+
+
+def _runner(path: Path, threads: int, batch: int, imgsz: int | None):
+    """(runtime name, example input, zero-argument callable running one forward pass)."""
+    if path.suffix == ".onnx":
+        session = make_session(path, threads)
+        inp = session.get_inputs()[0]
+        dims = [d if isinstance(d, int) else imgsz for d in inp.shape[1:]]  # symbolic H, W need --imgsz
+        if None in dims:
+            raise UserError(f"{path}: input {inp.name} has symbolic dims {inp.shape}; give --imgsz")
+        x = torch.rand(batch, *dims)
+        feed = {inp.name: x.numpy()}
+        return "onnxruntime", x, lambda: session.run(None, feed)
+    ckpt = load_checkpoint(path)
+    model = build_from_checkpoint(ckpt).eval()
+    x = get_task(ckpt["arch"]["family"]).example_input(imgsz or ckpt["meta"]["imgsz"], batch)
+
+    def forward():
+        with torch.inference_mode():
+            model(x)
+    return "torch eager", x, forward
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("models", nargs="+", type=Path, help=".onnx files and/or slimflow .pt checkpoints")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads (ORT and torch)")
+    p.add_argument("--runs", type=int, default=200, help="timed runs per model (over all rounds)")
+    p.add_argument("--warmup", type=int, default=20, help="untimed runs per model before the first round")
+    p.add_argument("--rounds", type=int, default=10, help="interleaved rounds the runs are split into")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--imgsz", type=int, default=None,
+                   help="input size for .pt checkpoints (default: the one trained at) and .onnx with symbolic H/W")
+    p.add_argument("--profile", action="store_true", help="also print ORT's time per op type for each .onnx")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    try:
+        runners = [_runner(m, args.threads, args.batch, args.imgsz) for m in args.models]
+    except UserError as e:
+        sys.exit(f"slimflow error: {e}")
+    per_round = max(args.runs // args.rounds, 1)
+    times: list[list[float]] = [[] for _ in runners]
+    for _, _, fn in runners:
+        time_calls(fn, 0, args.warmup)
+    for _ in range(args.rounds):
+        for i, (_, _, fn) in enumerate(runners):
+            times[i].extend(time_calls(fn, per_round, 2))
+    stats = [latency_stats(np.array(t), threads=args.threads, batch=args.batch) for t in times]
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average {load}; "
+          f"torch {torch.__version__}; {args.rounds} rounds x {per_round} runs, threads {args.threads}\n")
+    print("| model | runtime | input | median ms | p90 ms | speedup (median) |")
+    print("|---|---|---|---|---|---|")
+    for path, (runtime, x, _), s in zip(args.models, runners, stats):
+        print(f"| {path} | {runtime} | {tuple(x.shape)} | {s['median']:.3f} | {s['p90']:.3f} | "
+              f"{stats[0]['median'] / s['median']:.2f}x |")
+    if args.profile:
+        for path, (runtime, x, _) in zip(args.models, runners):
+            if runtime == "onnxruntime":
+                prof = op_profile(path, x, threads=args.threads, runs=args.runs)
+                print(f"\n{path}: {prof['model_run_us']:.0f} us per run (profiled), kernels {prof['kernel_us']:.0f} us\n")
+                print("| op | us per run | nodes |\n|---|---|---|")
+                for op, v in prof["ops"].items():
+                    print(f"| {op} | {v['us']:.1f} | {v['nodes']} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Latency at batch 1: ONNX Runtime on CPU (what users deploy) and PyTorch eager (for reference).
+
+    lat = ort_latency("results/export/pruned_finetuned.onnx", torch.rand(1, 3, 128, 128), threads=1, runs=200, warmup=20)
+    lat  # {"median": 0.64, "p90": 0.71, "runs": 200, "threads": 1, "batch": 1}   (milliseconds)
+
+Both runtimes get the same fixed thread count, warmup calls that are not timed (allocations,
+lazy kernel choice), then `runs` timed calls of one forward pass each; median and p90 summarise
+them because a shared CPU adds rare long stalls that would distort a mean.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .runtime import make_session
+
+__all__ = ["LATENCY_KEYS", "time_calls", "latency_stats", "ort_latency", "torch_latency"]
+
+LATENCY_KEYS = ("median", "p90", "runs", "threads", "batch")
+
+
+def time_calls(fn: Callable[[], object], runs: int, warmup: int) -> np.ndarray:
+    """Seconds taken by each of `runs` calls of `fn`, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = np.empty(runs)
+    for i in range(runs):
+        start = time.perf_counter()
+        fn()
+        times[i] = time.perf_counter() - start
+    return times
+
+
+def latency_stats(times_s: np.ndarray, *, threads: int, batch: int) -> dict:
+    """DESIGN.md's `latency_ms`: {"median", "p90", "runs", "threads", "batch"}, times in milliseconds."""
+    ms = np.asarray(times_s) * 1e3
+    return {"median": round(float(np.median(ms)), 4), "p90": round(float(np.percentile(ms, 90)), 4),
+            "runs": int(ms.size), "threads": threads, "batch": batch}
+
+
+def ort_latency(path: str | os.PathLike, example: torch.Tensor, *, threads: int, runs: int, warmup: int) -> dict:
+    """ONNX Runtime CPU latency of one `example` batch (see runtime.session_options for the settings)."""
+    session = make_session(path, threads)
+    feed = {session.get_inputs()[0].name: np.ascontiguousarray(example.numpy(), dtype=np.float32)}
+    times = time_calls(lambda: session.run(None, feed), runs, warmup)
+    return latency_stats(times, threads=threads, batch=int(example.shape[0]))
+
+
+@torch.inference_mode()
+def torch_latency(model: nn.Module, example: torch.Tensor, *, threads: int, runs: int, warmup: int) -> dict:
+    """PyTorch eager CPU latency of one `example` batch, with torch's intra-op threads set to `threads`."""
+    model = model.eval()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        times = time_calls(lambda: model(example), runs, warmup)
+    finally:
+        torch.set_num_threads(previous)
+    return latency_stats(times, threads=threads, batch=int(example.shape[0]))

@@ -1,0 +1,163 @@
+"""INT8 static quantization of an FP32 ONNX model with onnxruntime.quantization (QDQ format).
+
+    batches = [np.random.rand(1, 3, 128, 128).astype(np.float32)]   # real: N training images
+    heads = ["detect.m.0.weight", "detect.m.1.weight", "detect.m.2.weight"]
+    report = quantize_int8("model.onnx", "model.int8.onnx", batches, keep_float_after=heads,
+                           float_heads=True, float_stem=True)
+
+Steps: optionally fuse SiLU (below), `quant_pre_process` (symbolic shape inference + ORT's basic
+graph optimizations), then `quantize_static` in QDQ format with per-channel symmetric int8
+weights and activation ranges from calibration over the given batches.
+
+Choices that decide whether INT8 is faster at all on x86 (measured in docs/EXPORT.md):
+- activations are **uint8** (U8S8). ORT fuses DequantizeLinear -> Conv -> QuantizeLinear into a
+  QLinearConv kernel on x86 only for uint8 activations; with int8 activations every op stays a
+  float op between Q/DQ pairs and the model gets 2-5x slower than FP32.
+- everything downstream of the prediction heads stays float, and the heads too. The detector's
+  decode concatenates pixel coordinates with [0, 1] scores; one uint8 scale for both would round
+  the scores away.
+- the convolution reading the image stays float: 3 input channels fit none of ORT's fast int8
+  convolution kernels, and the generic int8 path is slower than FP32 there.
+- SiLU stays float (`fuse_silu`): quantized, it costs two kernels that outweigh the int8 gain.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                      quantize_static)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from ..io import write_bytes
+
+__all__ = ["BatchReader", "downstream_nodes", "fuse_silu", "quantize_int8"]
+
+_TYPES = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+_METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile}
+
+
+class BatchReader(CalibrationDataReader):
+    """Feeds calibration batches (float32 NCHW arrays) to the quantizer, once each; rewind() restarts."""
+
+    def __init__(self, input_name: str, batches: Sequence[np.ndarray]):
+        self.input_name, self.batches, self._next = input_name, list(batches), 0
+
+    def get_next(self) -> dict | None:
+        if self._next >= len(self.batches):
+            return None
+        self._next += 1
+        return {self.input_name: np.ascontiguousarray(self.batches[self._next - 1], dtype=np.float32)}
+
+    def rewind(self) -> None:
+        self._next = 0
+
+
+def downstream_nodes(model: onnx.ModelProto, initializers: Iterable[str], *, include_readers: bool = False) -> list[str]:
+    """Names of every node that depends on the output of a node reading one of `initializers`.
+
+    With the prediction heads' weight names this is the post-processing after the heads (the
+    detector's decode), which must stay float; the heads themselves are included only with
+    `include_readers`.
+    """
+    wanted = set(initializers)
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    readers = [node for node in model.graph.node if wanted & set(node.input)]
+    frontier = [out for node in readers for out in node.output]
+    found: dict[str, None] = dict.fromkeys(node.name for node in readers) if include_readers else {}  # ordered set
+    while frontier:
+        for node in consumers.get(frontier.pop(), []):
+            if node.name not in found:
+                found[node.name] = None
+                frontier.extend(node.output)
+    return list(found)
+
+
+def fuse_silu(model: onnx.ModelProto) -> int:
+    """Replace each x * Sigmoid(x) by one com.microsoft.QuickGelu(x, alpha=1) node in place; return how many.
+
+    QuickGelu with alpha 1 is SiLU, and it is the node ORT's own optimizer makes of this pattern
+    in an FP32 graph. The quantizer leaves it float (DQ -> QuickGelu -> Q, three vectorised
+    kernels); without this, SiLU becomes QLinearSigmoid + QLinearMul, two table/scalar kernels
+    that cost more than the int8 convolutions save on small inputs. The cost: the model then
+    needs ONNX Runtime (which the QDQ fusions need anyway to be fast).
+    """
+    graph = model.graph
+    nodes = list(graph.node)  # one set of node objects, so id() identifies a node below
+    producer = {out: node for node in nodes for out in node.output}
+    uses: dict[str, int] = {}
+    for node in nodes:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    replaced: dict[int, onnx.NodeProto] = {}  # id(Mul) -> QuickGelu
+    dropped: set[int] = set()  # id(Sigmoid)
+    for node in nodes:
+        if node.op_type != "Mul":
+            continue
+        for x, s in (node.input, node.input[::-1]):
+            sig = producer.get(s)
+            if sig is not None and sig.op_type == "Sigmoid" and sig.input[0] == x and uses[s] == 1:
+                replaced[id(node)] = onnx.helper.make_node("QuickGelu", [x], list(node.output), name=f"{node.name}_silu",
+                                                           domain="com.microsoft", alpha=1.0)
+                dropped.add(id(sig))
+                break
+    if replaced:
+        kept = [replaced.get(id(n), n) for n in nodes if id(n) not in dropped]
+        del graph.node[:]
+        graph.node.extend(kept)
+        if not any(op.domain == "com.microsoft" for op in model.opset_import):
+            model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    return len(replaced)
+
+
+def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, batches: Sequence[np.ndarray], *,
+                  per_channel: bool = True, activation_type: str = "uint8", calibrate_method: str = "minmax",
+                  keep_float_after: Iterable[str] = (), float_heads: bool = False, float_stem: bool = False,
+                  silu: str = "float", op_types: Sequence[str] | None = None, extra_options: dict | None = None,
+                  metadata: dict | None = None) -> dict:
+    """Quantize `fp32_path` into `out_path` (written atomically, metadata kept); return what was done.
+
+    Kept float: every node downstream of the convolutions reading `keep_float_after` (the heads'
+    weight names), those convolutions too with `float_heads`, the convolutions reading the model
+    input with `float_stem`, and SiLU with `silu="float"` (see fuse_silu).
+    `activation_type` "uint8" | "int8"; `calibrate_method` "minmax" | "entropy" | "percentile";
+    `op_types` limits quantization to those op types (None: all the quantizer supports);
+    `extra_options` go to quantize_static unchanged (e.g. {"ActivationSymmetric": True});
+    `metadata` entries overwrite `slimflow.<key>` model properties (JSON-encoded).
+    """
+    source = onnx.load(str(fp32_path))
+    input_name = source.graph.input[0].name
+    with tempfile.TemporaryDirectory() as tmp:
+        fused, pre, quantized = Path(tmp) / "fused.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
+        silu_nodes = fuse_silu(source) if silu == "float" else 0
+        onnx.save(source, str(fused))
+        # auto_merge: the exported graph's dynamic batch dimension needs symbol merging at Resize/Concat.
+        quant_pre_process(str(fused), str(pre), auto_merge=True)
+        pre_model = onnx.load(str(pre))
+        excluded = downstream_nodes(pre_model, keep_float_after, include_readers=float_heads)
+        if float_stem:
+            excluded += [n.name for n in pre_model.graph.node if n.op_type == "Conv" and n.input[0] == input_name]
+        quantize_static(str(pre), str(quantized), BatchReader(input_name, batches), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=list(op_types) if op_types else None, per_channel=per_channel,
+                        activation_type=_TYPES[activation_type], weight_type=QuantType.QInt8,
+                        nodes_to_exclude=excluded, calibrate_method=_METHODS[calibrate_method],
+                        extra_options=dict(extra_options or {}))
+        model = onnx.load(str(quantized))
+    props = {p.key: p.value for p in source.metadata_props}
+    props.update({f"slimflow.{k}": json.dumps(v) for k, v in (metadata or {}).items()})
+    onnx.helper.set_model_props(model, props)
+    onnx.checker.check_model(model)
+    write_bytes(out_path, model.SerializeToString())
+    return {"format": "QDQ", "activation_type": activation_type, "weight_type": "int8", "per_channel": per_channel,
+            "calibrate_method": calibrate_method, "calibration_images": int(sum(len(b) for b in batches)),
+            "op_types": list(op_types) if op_types else "all supported", "extra_options": dict(extra_options or {}),
+            "silu": silu, "float_silu_nodes": silu_nodes, "float_nodes": len(excluded)}

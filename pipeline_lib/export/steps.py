@@ -1,0 +1,168 @@
+"""The export steps, one function each, with plain arguments (paths and the config's `export` section).
+
+    export_stage(checkpoint="results/pruned_finetuned.pt", manifest_path="results/data/dataset.json",
+                 export_cfg=cfg["export"], out_onnx="results/export/pruned_finetuned.onnx",
+                 out_report="results/export/pruned_finetuned.json")
+    quantize_stage(onnx_path="results/export/pruned_finetuned.onnx", report_path="results/export/pruned_finetuned.json",
+                   manifest_path=..., export_cfg=...,
+                   out_onnx="results/export/pruned_finetuned.int8.onnx", out_report="results/export/pruned_finetuned.int8.json")
+    evaluate_onnx_stage(onnx_path="results/export/pruned_finetuned.int8.onnx",
+                        report_path="results/export/pruned_finetuned.int8.json", ..., out_metrics="results/metrics/onnx_int8.json")
+    torch_latency_stage(checkpoint="results/baseline.pt", export_cfg=..., out_json="results/latency/baseline.torch.json")
+
+Every exported model carries its own description (family, stage, imgsz, heads) in ONNX metadata,
+and a JSON report beside it (`<model>.json`: parity, params, FLOPs, quantization settings), so
+later steps need nothing but the .onnx, its report and the dataset manifest.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import onnxruntime as ort
+import torch
+
+from .. import __version__
+from ..checkpoint import build_from_checkpoint, load_checkpoint
+from ..io import atomic_path, read_json, sha256_file, write_json
+from ..profile import count_flops, count_params
+from ..tasks import Task, get_task
+from .analysis import kernel_counts
+from .latency import ort_latency, torch_latency
+from .onnx_export import check_parity, export_onnx
+from .quantize import quantize_int8
+from .runtime import OrtModel, read_metadata
+
+__all__ = ["export_stage", "quantize_stage", "evaluate_onnx_stage", "torch_latency_stage", "OUTPUT_NAMES"]
+
+log = logging.getLogger("slimflow")
+
+# Names of the exported graph's outputs per family (the input is always "images").
+OUTPUT_NAMES = {"detection": ["detections"], "reid": ["embeddings"]}
+
+
+def _random_input(family: Task, imgsz, batch: int, seed: int) -> torch.Tensor:
+    shape = family.example_input(imgsz, batch).shape
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def export_stage(*, checkpoint: str | os.PathLike, manifest_path: str | os.PathLike, export_cfg: dict,
+                 out_onnx: str | os.PathLike, out_report: str | os.PathLike, seed: int = 0) -> dict:
+    """Export a checkpoint to ONNX, verify it in ONNX Runtime against PyTorch, write the model and its report.
+
+    Parity inputs: random images at batch 1 and 3 (the batch is dynamic) and the first val batch.
+    A max abs difference above `export_cfg["parity_tol"]` is a UserError and writes nothing.
+    """
+    ckpt = load_checkpoint(checkpoint)
+    manifest = read_json(manifest_path)
+    family = get_task(ckpt["arch"]["family"])
+    model = build_from_checkpoint(ckpt).eval()
+    imgsz = ckpt["meta"]["imgsz"]
+    example = family.example_input(imgsz)
+    module_names = {m: name for name, m in model.named_modules()}
+    heads = [f"{module_names[m]}.weight" for m in family.keep_width_modules(model)]
+    outputs = OUTPUT_NAMES.get(family.family, ["output"])
+    metadata = {"family": family.family, "arch": ckpt["arch"]["name"], "stage": ckpt["meta"].get("stage"),
+                "imgsz": imgsz, "names": ckpt["meta"].get("names"), "precision": "fp32", "heads": heads,
+                "checkpoint_sha256": sha256_file(checkpoint), "slimflow": __version__}
+    val = family.loader(manifest, "val", train=False, imgsz=imgsz, batch_size=8, workers=0, seed=seed)
+    inputs = {"random batch 1": _random_input(family, imgsz, 1, seed),
+              "random batch 3": _random_input(family, imgsz, 3, seed + 1),
+              "val images": next(iter(val))["images"]}
+    with atomic_path(out_onnx) as tmp:  # a model that fails parity is never published
+        export_onnx(model, example, tmp, opset=export_cfg["opset"], input_names=["images"], output_names=outputs,
+                    metadata=metadata)
+        parity = check_parity(model, tmp, inputs, export_cfg["parity_tol"])
+    report = {"checkpoint": str(checkpoint), "onnx": str(out_onnx), "opset": export_cfg["opset"],
+              "inputs": {"images": ["batch", *example.shape[1:]]}, "outputs": outputs, **metadata,
+              "params": count_params(model), "flops": count_flops(model, example),
+              "file_bytes": os.path.getsize(out_onnx), "parity": parity, "onnxruntime": ort.__version__,
+              "torch": torch.__version__}
+    write_json(out_report, report)
+    log.info("exported %s -> %s (opset %d); ORT parity max abs diff %.3g (tolerance %g)", checkpoint, out_onnx,
+             export_cfg["opset"], parity["max_abs_diff"], parity["tolerance"])
+    return report
+
+
+def _calibration_batches(family: Task, manifest: dict, imgsz, n: int, seed: int) -> list:
+    """`n` training images spread evenly over the split, preprocessed exactly as for evaluation, one per batch.
+
+    Batch 1 keeps every calibration batch the same shape, which the histogram calibrators need.
+    """
+    items = manifest["splits"]["train"]
+    step = max(len(items) // n, 1)
+    subset = {**manifest, "splits": {**manifest["splits"], "train": items[::step][:n]}}
+    loader = family.loader(subset, "train", train=False, imgsz=imgsz, batch_size=1, workers=0, seed=seed)
+    return [batch["images"].numpy() for batch in loader]
+
+
+def quantize_stage(*, onnx_path: str | os.PathLike, report_path: str | os.PathLike, manifest_path: str | os.PathLike,
+                   export_cfg: dict, out_onnx: str | os.PathLike, out_report: str | os.PathLike, seed: int = 0) -> dict:
+    """INT8 static quantization (QDQ, per-channel weights) calibrated on training images; write model and report.
+
+    Kept float: the convolution reading the image (3 input channels fit no int8 kernel), the
+    prediction heads and everything after them (the decode), and SiLU unless
+    `export_cfg["int8_silu"]` is "int8". See `export.quantize` for why.
+    """
+    meta = read_metadata(onnx_path)
+    family, imgsz = get_task(meta["family"]), meta["imgsz"]
+    batches = _calibration_batches(family, read_json(manifest_path), imgsz, export_cfg["calibration_images"], seed)
+    settings = quantize_int8(onnx_path, out_onnx, batches, per_channel=True, keep_float_after=meta["heads"],
+                             float_heads=True, float_stem=True, silu=export_cfg["int8_silu"],
+                             metadata={"precision": "int8"})
+    fp32 = read_json(report_path)
+    kernels = kernel_counts(out_onnx)
+    report = {"onnx": str(out_onnx), "source": str(onnx_path), **{k: fp32[k] for k in ("checkpoint", "params", "flops")},
+              **meta, "precision": "int8", "file_bytes": os.path.getsize(out_onnx), "quantization": settings,
+              "ort_kernels": kernels, "onnxruntime": ort.__version__}
+    write_json(out_report, report)
+    integer = {k: v for k, v in kernels.items() if k.startswith("QLinear")}
+    log.info("quantized %s -> %s on %d images; ORT runs %s as integer kernels; float kernels: %s", onnx_path,
+             out_onnx, settings["calibration_images"], integer,
+             {k: v for k, v in kernels.items() if k not in integer})
+    return report
+
+
+def evaluate_onnx_stage(*, onnx_path: str | os.PathLike, report_path: str | os.PathLike,
+                        manifest_path: str | os.PathLike, eval_cfg: dict, export_cfg: dict, seed: int,
+                        threads: int, out_metrics: str | os.PathLike) -> dict:
+    """Evaluate an exported model through ONNX Runtime with the family's own evaluate; add latency.
+
+    Writes DESIGN.md's metrics JSON plus "format" (onnx_fp32 / onnx_int8), "latency_ms" and, for
+    FP32, "parity_max_abs_diff". `threads` is for evaluation only; latency uses
+    `export_cfg["threads"]`.
+    """
+    meta, report = read_metadata(onnx_path), read_json(report_path)
+    manifest = read_json(manifest_path)
+    family, imgsz = get_task(meta["family"]), meta["imgsz"]
+    loader = family.loader(manifest, "val", train=False, imgsz=imgsz, batch_size=eval_cfg["batch_size"],
+                           workers=0, seed=seed)
+    metrics = family.evaluate(OrtModel(onnx_path, threads), loader, torch.device("cpu"), eval_cfg, manifest)
+    latency = ort_latency(onnx_path, _random_input(family, imgsz, 1, seed), threads=export_cfg["threads"],
+                          runs=export_cfg["latency_runs"], warmup=export_cfg["latency_warmup"])
+    result = {"stage": meta["stage"], "task": family.family, "checkpoint": str(onnx_path),
+              "format": f"onnx_{meta['precision']}", "runtime": f"onnxruntime {ort.__version__} CPU",
+              "metrics": metrics, "fitness": family.fitness(metrics), "params": report["params"],
+              "flops": report["flops"], "file_bytes": os.path.getsize(onnx_path), "imgsz": imgsz,
+              "latency_ms": latency}
+    if meta["precision"] == "fp32":
+        result["parity_max_abs_diff"] = report["parity"]["max_abs_diff"]
+    write_json(out_metrics, result)
+    log.info("%s: %s", onnx_path, result)
+    return result
+
+
+def torch_latency_stage(*, checkpoint: str | os.PathLike, export_cfg: dict, out_json: str | os.PathLike,
+                        seed: int = 0) -> dict:
+    """PyTorch eager CPU latency of a checkpoint at batch 1 (the reference for the ONNX Runtime numbers)."""
+    ckpt = load_checkpoint(checkpoint)
+    family = get_task(ckpt["arch"]["family"])
+    model = build_from_checkpoint(ckpt).eval()
+    imgsz = ckpt["meta"]["imgsz"]
+    latency = torch_latency(model, _random_input(family, imgsz, 1, seed), threads=export_cfg["threads"],
+                            runs=export_cfg["latency_runs"], warmup=export_cfg["latency_warmup"])
+    result = {"stage": ckpt["meta"].get("stage"), "checkpoint": str(checkpoint), "format": "torch",
+              "runtime": f"torch {torch.__version__} eager CPU", "imgsz": imgsz, "latency_ms": latency}
+    write_json(out_json, result)
+    log.info("%s: PyTorch eager latency %s", checkpoint, latency)
+    return result

@@ -1,0 +1,139 @@
+"""ONNX export verified in ONNX Runtime, INT8 through the shared evaluate path, latency records.
+
+Real exports of tiny detectors (torch.export + ONNX Runtime, no mocks); about 45 s on 2 cores.
+"""
+import copy
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from pipeline_lib.checkpoint import save_checkpoint
+from pipeline_lib.config import defaults
+from pipeline_lib.errors import UserError
+from pipeline_lib.export import (LATENCY_KEYS, OrtModel, check_parity, evaluate_onnx_stage, export_onnx,
+                                 export_stage, ort_latency, quantize_stage, read_metadata, torch_latency)
+from pipeline_lib.io import read_json, write_json
+from pipeline_lib.slimming import plan_prune, prune_model
+from pipeline_lib.tasks import get_task
+
+TASK = get_task("detection")
+ANCHORS = [[4, 5, 8, 10, 12, 8], [10, 20, 20, 15, 19, 40], [38, 30, 50, 65, 60, 60]]  # pixels at 64 px
+CFG = {**defaults()["export"], "calibration_images": 6, "latency_runs": 50, "latency_warmup": 2}
+EVAL = {**defaults()["evaluate"], "batch_size": 4}
+
+
+def _detector(nc=3, seed=0):
+    """A YOLOv5n-layout detector with random BN statistics, so that every channel matters."""
+    torch.manual_seed(seed)
+    model = TASK.build_model({"family": "detection", "name": "yolov5n",
+                              "kwargs": {"nc": nc, "scale": "n", "anchors": ANCHORS, "shortcut": True}})
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g))
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny dataset, a checkpoint of a 64-px detector, and its export through export_stage."""
+    root = tmp_path_factory.mktemp("export")
+    dataset_cfg = {"path": None, "synthetic": {"n_train": 8, "n_val": 4, "imgsz": 64, "difficulty": 0.2}}
+    manifest = TASK.prepare_dataset(dataset_cfg, root / "data", seed=0)
+    write_json(root / "dataset.json", manifest)
+    model = _detector(nc=manifest["nc"])
+    arch = {"family": "detection", "name": "yolov5n",
+            "kwargs": {"nc": manifest["nc"], "scale": "n", "anchors": ANCHORS, "shortcut": True}}
+    save_checkpoint(root / "tiny.pt", model, arch, {"stage": "tiny", "imgsz": 64, "names": manifest["names"]})
+    report = export_stage(checkpoint=root / "tiny.pt", manifest_path=root / "dataset.json", export_cfg=CFG,
+                          out_onnx=root / "tiny.onnx", out_report=root / "tiny.json")
+    return {"root": root, "model": model, "report": report, "manifest": manifest}
+
+
+def test_export_stage_writes_checked_onnx_with_named_io_and_dynamic_batch(exported):
+    root, report = exported["root"], exported["report"]
+    proto = onnx.load(str(root / "tiny.onnx"))
+    onnx.checker.check_model(proto, full_check=True)
+    assert proto.opset_import[0].version >= 17
+    (inp,), (out,) = proto.graph.input, proto.graph.output
+    assert inp.name == "images" and out.name == "detections"
+    assert inp.type.tensor_type.shape.dim[0].dim_param == "batch"  # symbolic batch
+    assert [d.dim_value for d in inp.type.tensor_type.shape.dim[1:]] == [3, 64, 64]
+    assert read_metadata(root / "tiny.onnx")["heads"] == ["detect.m.0.weight", "detect.m.1.weight", "detect.m.2.weight"]
+    # parity on random inputs (batch 1 and 3) and real val images, all within the default 1e-4
+    assert set(report["parity"]["inputs"]) == {"random batch 1", "random batch 3", "val images"}
+    assert report["parity"]["max_abs_diff"] <= 1e-4 == report["parity"]["tolerance"]
+    # the graph is the eval-mode output: decoded (B, N, 5+nc), N = 3 anchors * (8² + 4² + 2²) at 64 px
+    x = torch.rand(5, 3, 64, 64)
+    with torch.no_grad():
+        ref = exported["model"](x)
+    got = OrtModel(root / "tiny.onnx")(x)
+    assert got.shape == ref.shape == (5, 3 * 84, 5 + exported["manifest"]["nc"])
+    assert torch.allclose(got, ref, atol=1e-4, rtol=0)
+
+
+def test_pruned_detector_at_a_second_input_size_exports_with_parity(tmp_path):
+    """The fixture covers a full detector at 64 px; this one is pruned and exported at 96 px."""
+    model = _detector(seed=2)
+    full_widths = sum(m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d))
+    example = torch.rand(1, 3, 96, 96)
+    plan = plan_prune(model, example, ratio=0.4, min_channels=8, round_to=8, keep=model.keep_width_modules())
+    prune_model(model, example, plan)
+    widths = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert min(widths) >= 8 and sum(widths) < 0.8 * full_widths
+    export_onnx(model.eval(), example, tmp_path / "pruned96.onnx", output_names=["detections"])
+    report = check_parity(model, tmp_path / "pruned96.onnx", {"random": torch.rand(2, 3, 96, 96)}, tol=1e-4)
+    assert report["inputs"]["random"]["shape"] == [2, 3, 96, 96]
+    assert report["max_abs_diff"] <= 1e-4
+
+
+def test_parity_failure_is_one_clear_user_error(exported):
+    changed = copy.deepcopy(exported["model"])
+    with torch.no_grad():
+        changed.detect.m[0].bias += 0.5  # the exported graph no longer computes this model
+    with pytest.raises(UserError, match=r"tiny\.onnx: ONNX Runtime differs from PyTorch by .* export\.parity_tol"):
+        check_parity(changed, exported["root"] / "tiny.onnx", {"random": torch.rand(1, 3, 64, 64)}, tol=1e-4)
+
+
+def test_int8_runs_through_the_shared_evaluate_path(exported):
+    root = exported["root"]
+    q = quantize_stage(onnx_path=root / "tiny.onnx", report_path=root / "tiny.json", manifest_path=root / "dataset.json",
+                       export_cfg=CFG, out_onnx=root / "tiny.int8.onnx", out_report=root / "tiny.int8.json")
+    assert q["quantization"]["calibration_images"] == 6 and q["quantization"]["per_channel"]
+    # uint8 activations let ORT fuse the QDQ convolutions into integer kernels (int8 ones would not on x86)
+    assert q["ort_kernels"].get("QLinearConv", 0) > 50 and q["ort_kernels"].get("QuickGelu", 0) > 50
+    assert read_metadata(root / "tiny.int8.onnx")["precision"] == "int8"
+    results = {}
+    for name in ("tiny", "tiny.int8"):
+        results[name] = evaluate_onnx_stage(onnx_path=root / f"{name}.onnx", report_path=root / f"{name}.json",
+                                            manifest_path=root / "dataset.json", eval_cfg=EVAL, export_cfg=CFG,
+                                            seed=0, threads=1, out_metrics=root / f"{name}.metrics.json")
+    fp32, int8 = results["tiny"], results["tiny.int8"]
+    assert read_json(root / "tiny.int8.metrics.json") == int8
+    for r, fmt in ((fp32, "onnx_fp32"), (int8, "onnx_int8")):
+        assert r["format"] == fmt and set(r["metrics"]) == set(TASK.metric_keys)
+        assert {"stage", "task", "checkpoint", "fitness", "params", "flops", "file_bytes"} <= set(r)
+        assert tuple(r["latency_ms"]) == LATENCY_KEYS and r["latency_ms"]["runs"] == 50
+    assert fp32["parity_max_abs_diff"] <= 1e-4 and "parity_max_abs_diff" not in int8
+    assert int8["file_bytes"] < 0.5 * fp32["file_bytes"]
+    # FP32 through ORT scores like the PyTorch model on the same evaluate path
+    loader = TASK.loader(exported["manifest"], "val", train=False, imgsz=64, batch_size=4, workers=0, seed=0)
+    torch_metrics = TASK.evaluate(exported["model"], loader, torch.device("cpu"), EVAL, exported["manifest"])
+    assert fp32["metrics"] == pytest.approx(torch_metrics, abs=1e-3)
+
+
+def test_latency_records_have_the_design_keys(exported):
+    x = torch.rand(1, 3, 64, 64)
+    ort = ort_latency(exported["root"] / "tiny.onnx", x, threads=1, runs=5, warmup=1)
+    eager = torch_latency(exported["model"], x, threads=1, runs=5, warmup=1)
+    for lat in (ort, eager):
+        assert tuple(lat) == LATENCY_KEYS
+        assert lat["runs"] == 5 and lat["threads"] == 1 and lat["batch"] == 1
+        assert 0 < lat["median"] <= lat["p90"] and np.isfinite(lat["p90"])
