@@ -15,6 +15,7 @@ from typing import Any, Iterator
 import yaml
 
 from .errors import UserError
+from .failpoints import failpoint
 
 __all__ = ["atomic_path", "write_bytes", "write_text", "write_json", "read_json", "read_yaml_mapping", "sha256_file"]
 
@@ -40,6 +41,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb+") as f:  # data on disk before the rename makes it visible
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; published files get the usual mode
+        failpoint(f"write {path.name}")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

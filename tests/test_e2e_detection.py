@@ -1,10 +1,7 @@
 """End to end through the real snakemake: prepare -> train baseline -> evaluate on a tiny config."""
 import json
-import os
 import re
-import signal
 import subprocess
-import time
 
 import torch
 from pycocotools.coco import COCO
@@ -12,7 +9,7 @@ from pycocotools.cocoeval import COCOeval
 
 from pipeline_lib.io import sha256_file
 
-from conftest import REPO, SNAKEMAKE, run_snakemake, snakemake_cmd, write_config
+from conftest import REPO, SNAKEMAKE, run_snakemake, write_config
 
 METRIC_KEYS = {"stage", "task", "checkpoint", "metrics", "fitness", "params", "flops", "file_bytes"}
 
@@ -132,24 +129,10 @@ def test_bad_label_fails_naming_file_and_line(tmp_path):
     assert "Traceback" not in (tmp_path / "results/logs/prepare_dataset.log").read_text()
 
 
-def test_killed_training_resumes_from_last_completed_epoch(tmp_path):
-    config = write_config(tmp_path / "c.yaml", dataset={"synthetic": {"n_train": 64, "n_val": 8, "imgsz": 64}},
-                          train={"epochs": 4})
-    last = tmp_path / "results/work/baseline/last.pt"
-    proc = subprocess.Popen(snakemake_cmd(tmp_path, config, "results/baseline.pt"), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while not last.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # the whole tree: snakemake and the training job
-    proc.wait()
-    assert last.exists() and not (tmp_path / "results/baseline.pt").exists()
-    done = torch.load(last, weights_only=True)["epoch"]
-    assert 1 <= done < 4
-
-    run_snakemake(tmp_path, config, "--unlock")
-    run_snakemake(tmp_path, config, "--rerun-incomplete", "results/baseline.pt")
-    log = (tmp_path / "results/logs/train-baseline.log").read_text()
-    assert f"resuming from results/work/baseline/last.pt after epoch {done}/4" in log
-    assert f"baseline epoch 1/4" not in log.split("resuming from", 1)[1]
-    assert len((tmp_path / "results/train/baseline.csv").read_text().splitlines()) == 1 + 4
+def test_snakemake_report_embeds_the_plots(tiny_run, tmp_path):
+    html = tmp_path / "report.html"
+    run_snakemake(tiny_run, REPO / "config" / "test.yaml", "--report", str(html))
+    text = html.read_text(errors="replace")
+    for plot in ("bn_gamma.png", "training_curves.png", "latency.png"):
+        assert plot in text
+    assert html.stat().st_size > 100_000  # the PNGs are embedded, not linked

@@ -25,6 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..errors import UserError
+from ..failpoints import failpoint
 from ..io import atomic_path
 from . import distributed
 from .ema import ModelEMA, unwrap
@@ -156,6 +157,7 @@ def train(model: nn.Module, *, criterion: Criterion, train_loader: torch.utils.d
                         hook.before_step(model, epoch, epochs)
                 if cfg["clip_grad_norm"] > 0:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg["clip_grad_norm"])
+                failpoint("step")
                 scaler.step(optimizer)
                 scaler.update()
                 optimizer.zero_grad(set_to_none=True)
@@ -176,6 +178,7 @@ def train(model: nn.Module, *, criterion: Criterion, train_loader: torch.utils.d
         final = epoch + 1 == epochs
         eval_model = ema.module if ema is not None else unwrap(model)
         if final or (epoch + 1) % cfg["val_interval"] == 0:
+            failpoint("evaluate")
             metrics = evaluate(eval_model)
             score = fitness(metrics)
             row.update({f"metrics/{k}": v for k, v in metrics.items()})
