@@ -5,8 +5,9 @@
 """
 from __future__ import annotations
 
+import bisect
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -52,10 +53,17 @@ def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float, wei
     return OPTIMIZERS[name](groups, lr, momentum)
 
 
-def lr_lambda(kind: str, epochs: int, lrf: float) -> Callable[[int], float]:
-    """LR multiplier per epoch, falling from 1 to `lrf` over `epochs`."""
+def lr_lambda(kind: str, epochs: int, lrf: float, milestones: Sequence[float] = (0.5, 0.75)) -> Callable[[int], float]:
+    """LR multiplier per epoch, falling from 1 to `lrf` over `epochs`.
+
+    `multistep` (with the loop's warmup: reid-strong-baseline's WarmupMultiStepLR) holds 1, then
+    multiplies by lrf^(1/n) at each of the n `milestones` (fractions of `epochs`), ending at lrf.
+    """
     if kind == "cosine":
         return lambda e: ((1 - math.cos(e * math.pi / epochs)) / 2) * (lrf - 1) + 1
     if kind == "linear":
         return lambda e: (1 - e / epochs) * (1.0 - lrf) + lrf
+    if kind == "multistep":
+        steps = sorted(round(m * epochs) for m in milestones)
+        return lambda e: lrf ** (bisect.bisect_right(steps, e) / max(len(steps), 1))
     raise ValueError(f"unknown scheduler {kind!r}")
