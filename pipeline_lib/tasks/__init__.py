@@ -7,7 +7,7 @@ from .base import Task
 
 __all__ = ["Task", "get_task", "FAMILIES"]
 
-FAMILIES = {"detection": "pipeline_lib.tasks.detection"}
+FAMILIES = {"detection": "pipeline_lib.tasks.detection", "reid": "pipeline_lib.tasks.reid"}
 
 
 def get_task(family: str) -> Task:

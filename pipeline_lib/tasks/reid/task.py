@@ -1,0 +1,138 @@
+"""The person re-identification family (reid-strong-baseline) behind slimflow's Task interface.
+
+    task = ReIDTask(); manifest = task.prepare_dataset(cfg["dataset"], Path("results/data"), seed=0)
+    model = task.build_model(task.arch(cfg["model"], manifest))
+    loader = task.loader(manifest, "val", train=False, imgsz=[256, 128], batch_size=64, workers=0, seed=0)
+    metrics = task.evaluate(model, loader, torch.device("cpu"), {}, manifest)   # mAP, rank1, rank5, rank10
+
+The "val" split is the query set followed by the gallery; `imgsz` is an int (square) or [h, w].
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ...engine.utils import make_loader
+from ...errors import UserError
+from ...io import write_json
+from ..base import Task
+from .data import ReIDDataset, index_market
+from .evaluate import distance_matrix, market1501_metrics
+from .loss import ReIDLoss
+from .model import ARCHS, ReIDNet
+from .sampler import PKSampler
+from .synthetic import generate_market
+
+__all__ = ["ReIDTask", "input_size"]
+
+
+def input_size(imgsz: int | list[int] | tuple[int, int]) -> tuple[int, int]:
+    """(h, w) from the config's model.imgsz: an int is a square, a pair is [h, w]."""
+    return (imgsz, imgsz) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
+
+
+class _Criterion:
+    """(model, batch) -> (loss, items): the engine's view of the ReID losses."""
+
+    def __init__(self, model: nn.Module, hyp: dict):
+        self.loss = ReIDLoss(model.classifier.out_features, model.classifier.in_features, hyp)
+
+    def __call__(self, model: nn.Module, batch: dict):
+        logits, feat = model(batch["images"])
+        return self.loss.to(feat.device)(logits, feat, batch["labels"])
+
+
+class ReIDTask(Task):
+    family = "reid"
+    metric_keys = ("mAP", "rank1", "rank5", "rank10")
+
+    def prepare_dataset(self, dataset_cfg: dict, out_dir: Path, seed: int) -> dict:
+        root = dataset_cfg["path"]
+        if root is None:
+            syn = dataset_cfg["synthetic"]
+            # The shared synthetic keys read as identities for ReID; imgsz is the crop height (width = height/2).
+            root = generate_market(out_dir / "market", n_train_ids=syn["n_train"], n_test_ids=syn["n_val"],
+                                   height=syn["imgsz"], seed=seed, difficulty=syn["difficulty"])
+        index = index_market(root)
+        return {"task": self.family, **index}
+
+    def arch(self, model_cfg: dict, manifest: dict) -> dict:
+        name = model_cfg["name"]
+        if name not in ARCHS:
+            raise UserError(f"model.name: {name!r} is not a ReID backbone with task: reid (use {', '.join(ARCHS)})")
+        kwargs = {"num_classes": manifest["nc"], "name": name, "last_stride": model_cfg["last_stride"],
+                  "neck_feat": model_cfg["neck_feat"]}
+        return {"family": self.family, "name": name, "kwargs": kwargs}
+
+    def build_model(self, arch: dict) -> nn.Module:
+        return ReIDNet(**arch["kwargs"])
+
+    def loader(self, manifest, split, *, train, imgsz, batch_size, workers, seed, augment=None) -> DataLoader:
+        size = input_size(imgsz)
+        if split == "val":  # the query set, then the gallery; evaluate tells them apart by the flag
+            items = [{**q, "query": True} for q in manifest["splits"]["query"]] + manifest["splits"]["gallery"]
+        else:
+            items = manifest["splits"][split]
+        if not train:
+            return make_loader(ReIDDataset(items, size, seed=seed), batch_size=batch_size, shuffle=False,
+                               workers=workers, seed=seed)
+        augment = augment or {}
+        k = augment.get("instances", 4)
+        if batch_size % k:
+            raise UserError(f"train.batch_size: {batch_size} must be a multiple of train.augment.instances ({k}): "
+                            "a batch is P identities x K images")
+        ids = len({it["label"] for it in items})
+        if batch_size // k > ids:
+            raise UserError(f"train.batch_size: {batch_size} / {k} = {batch_size // k} identities per batch, but the "
+                            f"{split} split has only {ids}; lower train.batch_size")
+        shard = dist.is_initialized()  # DDP: batch_size is this rank's share; ranks take turns in one batch sequence
+        sampler = PKSampler([it["label"] for it in items], p=batch_size // k, k=k, seed=seed,
+                            num_replicas=dist.get_world_size() if shard else 1, rank=dist.get_rank() if shard else 0)
+        dataset = ReIDDataset(items, size, augment, seed=seed)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=True,
+                          generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available())
+
+    def criterion(self, model, train_cfg):
+        return _Criterion(model, train_cfg["loss"])
+
+    @torch.no_grad()
+    def evaluate(self, model, loader, device, eval_cfg, manifest, predictions_path=None):
+        model.eval()
+        feats, pids, camids, is_query, index = [], [], [], [], []
+        for batch in loader:
+            feats.append(model(batch["images"].to(device)).float().cpu())  # (B, D) embeddings
+            pids.append(batch["pids"]), camids.append(batch["camids"])
+            is_query.append(batch["query"]), index.append(batch["index"])
+        feats, pids, camids = torch.cat(feats), torch.cat(pids).numpy(), torch.cat(camids).numpy()
+        q, index = torch.cat(is_query).numpy().astype(bool), torch.cat(index).numpy()
+        dist = distance_matrix(feats[q], feats[~q])
+        metrics, per_query = market1501_metrics(dist.numpy(), pids[q], pids[~q], camids[q], camids[~q])
+        if predictions_path is not None:
+            items = loader.dataset.items
+            q_items, g_items = [items[i] for i in index[q]], [items[i] for i in index[~q]]
+            write_json(predictions_path, [
+                {"query": Path(qi["image"]).name, "ap": r["ap"],
+                 "ranked": [{"image": Path(g_items[j]["image"]).name, "distance": round(float(dist[n, j]), 5)}
+                            for j in r["ranked"]]}
+                for n, (qi, r) in enumerate(zip(q_items, per_query))])
+        return metrics
+
+    def fitness(self, metrics):
+        return metrics["mAP"]
+
+    def example_input(self, imgsz, batch: int = 1) -> torch.Tensor:
+        return torch.rand(batch, 3, *input_size(imgsz))
+
+    def keep_width_modules(self, model):
+        # The classifier keeps one output per training identity, and the embedding keeps its
+        # width: it is the deployed model's output (gallery indexes store vectors of that size).
+        # The embedding's channels are the last block's outputs (neck_feat: before) and the
+        # BNNeck's (after), one coupled group; naming both holds it in either mode, since the
+        # eval-mode trace the pruner uses skips the neck with `before` and the classifier always.
+        # layer4's cost still falls through the inner channels of its blocks.
+        last = model.backbone.layer4[-1]
+        return [model.classifier, model.bnneck, last.bn3 if hasattr(last, "bn3") else last.bn2]
