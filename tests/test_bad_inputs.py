@@ -169,3 +169,21 @@ def test_empty_label_file_is_a_valid_background_image(valid, tmp_path):
     assert proc.returncode == 0, proc.stderr
     manifest = yaml.safe_load((root / "results/data/dataset.json").read_text())
     assert manifest["counts"]["train"] == {"images": 2, "boxes": 1}
+
+
+def test_market1501_name_that_does_not_parse_fails_naming_the_file(tmp_path):
+    from pipeline_lib.tasks.reid.synthetic import generate_market
+
+    market = generate_market(tmp_path / "market", n_train_ids=4, n_test_ids=3, height=64, seed=0)
+    first = sorted((market / "bounding_box_train").glob("*.jpg"))[0]
+    bad = first.with_name("person_7.jpg")
+    first.rename(bad)
+    cfg = yaml.safe_load((REPO / "config/test_reid.yaml").read_text())
+    cfg["dataset"] = {"path": str(market)}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "results").mkdir()
+    proc = _cli(tmp_path, "prepare-dataset")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("slimflow error:")]
+    assert len(errors) == 1 and str(bad) in errors[0]
+    assert list((tmp_path / "results").iterdir()) == []
