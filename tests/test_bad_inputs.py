@@ -99,7 +99,12 @@ def _pickle_exploit(root: Path):
 
 def _infeasible_prune(root: Path):
     _config(root, prune={"ratio": 0.99, "on_infeasible": "error"})
-    shutil.copy(root / "results/baseline.pt", root / "results/sparse.pt")  # untrained: every |γ| is 1
+    ckpt = torch.load(root / "results/baseline.pt", weights_only=True)
+    generator = torch.Generator().manual_seed(0)
+    for key in [k for k in ckpt["state_dict"] if k.endswith("running_var")]:  # distinct |γ|, as after training
+        gamma = ckpt["state_dict"][key.replace("running_var", "weight")]
+        gamma.copy_(torch.rand(gamma.shape, generator=generator))
+    torch.save(ckpt, root / "results/sparse.pt")
 
 
 PREPARE, DRY, EVAL = (lambda r: _cli(r, "prepare-dataset")), _snakemake_dry, _evaluate
