@@ -1,6 +1,6 @@
 """The run report: one row per stage with cost, accuracy and ratios against the baseline, plus plots.
 
-    write_summary(["results/metrics/baseline.json", ...], "results/summary.csv", "results/summary.md")
+    write_summary(summary_table(["results/metrics/baseline.json", ...]), "results/summary.csv", "results/summary.md")
     plot_gamma({"baseline": "results/baseline.pt", "sparse": "results/sparse.pt"}, "results/plots/bn_gamma.png")
     plot_training_curves({"baseline": "results/train/baseline.csv", ...}, "mAP50_95", "results/plots/training_curves.png")
     write_sweep(["results/metrics/baseline.json"], ["results/sweep/r0.5/metrics/pruned_finetuned.json", ...], ...)
@@ -23,12 +23,13 @@ from .io import atomic_path, read_json, write_text  # noqa: E402
 from .tasks import get_task  # noqa: E402
 
 
+__all__ = ["summary_table", "write_summary", "plot_latency", "bn_gammas", "plot_gamma", "plot_training_curves", "sweep_table",
+           "write_sweep", "primary_metric"]
+
+
 def primary_metric(metrics_path: str | os.PathLike) -> str:
     """The headline accuracy of a metrics file's family (mAP50_95 for detection, mAP for ReID)."""
     return get_task(read_json(metrics_path)["task"]).metric_keys[0]
-
-__all__ = ["summary_table", "write_summary", "plot_latency", "bn_gammas", "plot_gamma", "plot_training_curves", "sweep_table",
-           "write_sweep", "primary_metric"]
 
 
 def _reference(row: pd.Series) -> str:
@@ -42,7 +43,7 @@ def summary_table(metrics_paths: list[str | os.PathLike], latency_paths: list[st
     Latency is the median at batch 1 (PyTorch eager for checkpoints, from `latency_paths`; ONNX
     Runtime for exported models); every *_vs_baseline ratio is against the baseline in the same runtime.
     """
-    torch_latency = {read_json(p)["stage"]: read_json(p)["latency_ms"] for p in latency_paths}
+    torch_latency = {m["stage"]: m["latency_ms"] for m in map(read_json, latency_paths)}
     rows = []
     for path in metrics_paths:
         m = read_json(path)
@@ -53,12 +54,10 @@ def summary_table(metrics_paths: list[str | os.PathLike], latency_paths: list[st
                      "latency_ms": latency.get("median"), "latency_p90_ms": latency.get("p90"),
                      "file_bytes": m["file_bytes"]})
     table = pd.DataFrame(rows).set_index("stage")
+    reference = table.reindex(table.apply(_reference, axis=1)).set_axis(table.index)  # NaN where it is absent
     for col in ("params", "flops", "file_bytes"):
-        table[f"{col}_vs_baseline"] = [row[col] / table.loc[_reference(row), col] if _reference(row) in table.index
-                                       else None for _, row in table.iterrows()]
-    table["speedup_vs_baseline"] = [table.loc[_reference(row), "latency_ms"] / row["latency_ms"]
-                                    if _reference(row) in table.index and row["latency_ms"] else None
-                                    for _, row in table.iterrows()]
+        table[f"{col}_vs_baseline"] = table[col] / reference[col]
+    table["speedup_vs_baseline"] = reference["latency_ms"].astype(float) / table["latency_ms"].astype(float)
     return table.reset_index()
 
 
@@ -138,11 +137,9 @@ def plot_training_curves(csvs: dict[str, str | os.PathLike], metric: str, out_pn
     _save(fig, out_png)
 
 
-def sweep_table(baseline: str | os.PathLike, pruned: list[str | os.PathLike],
+def sweep_table(base: dict, metric: str, pruned: list[str | os.PathLike],
                 finetuned: list[str | os.PathLike]) -> pd.DataFrame:
-    """One row per swept ratio: cost and accuracy before and after finetuning, against the baseline."""
-    metric = primary_metric(baseline)
-    base = read_json(baseline)
+    """One row per swept ratio: cost and accuracy before and after finetuning, against the baseline's metrics."""
     rows = []
     for before_path, after_path in zip(pruned, finetuned):
         before, after = read_json(before_path), read_json(after_path)
@@ -156,10 +153,10 @@ def sweep_table(baseline: str | os.PathLike, pruned: list[str | os.PathLike],
 def write_sweep(baseline: str | os.PathLike, pruned: list[str | os.PathLike], finetuned: list[str | os.PathLike],
                 out_csv: str | os.PathLike, out_png: str | os.PathLike) -> pd.DataFrame:
     """results/sweep/summary.csv and the accuracy-against-FLOPs plot (the baseline as a reference point)."""
-    table = sweep_table(baseline, pruned, finetuned)
+    metric, base = primary_metric(baseline), read_json(baseline)
+    table = sweep_table(base, metric, pruned, finetuned)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
-    metric, base = primary_metric(baseline), read_json(baseline)
     fig, ax = plt.subplots(figsize=(6, 4))
     gflops = table["flops"] / 1e9
     ax.plot(gflops, table[metric], marker="o", label="pruned + finetuned")

@@ -61,9 +61,10 @@ def train_stage(*, stage: str, train_cfg: dict, model_cfg: dict, task: str, seed
     if train_cfg["batch_size"] % nprocs:
         raise UserError(f"train.batch_size={train_cfg['batch_size']} is the total over train.nprocs={nprocs} "
                         "processes: make it a multiple of nprocs")
-    distributed.launch(_train_process, nprocs=nprocs, stage=stage, train_cfg=train_cfg, model_cfg=model_cfg, task=task,
-           seed=seed, device=device, manifest_path=manifest_path, out_checkpoint=out_checkpoint, out_csv=out_csv,
-           workdir=workdir, init_checkpoint=init_checkpoint)
+    distributed.launch(_train_process, nprocs=nprocs, stage=stage, train_cfg=train_cfg, model_cfg=model_cfg,
+                       task=task, seed=seed, device=device, manifest_path=manifest_path,
+                       out_checkpoint=out_checkpoint, out_csv=out_csv, workdir=workdir,
+                       init_checkpoint=init_checkpoint)
 
 
 def _train_process(*, stage, train_cfg, model_cfg, task, seed, device, manifest_path, out_checkpoint, out_csv,

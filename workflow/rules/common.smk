@@ -29,6 +29,11 @@ def all_targets():
     return targets
 
 
+def artifact_label(wildcards):
+    """How logs, metrics and checkpoint meta name an artifact: its lineage and stage."""
+    return f"{wildcards.lineage}{wildcards.stage}"
+
+
 def train_params(wildcards):
     return stage_config(config, wildcards.stage)
 

@@ -12,7 +12,7 @@ rule evaluate:
     conda:
         "../envs/slimflow.yaml"
     params:
-        label=lambda wildcards: f"{wildcards.lineage}{wildcards.stage}",
+        label=artifact_label,
         evaluate=config["evaluate"],
         device=config["device"],
         seed=config["seed"],

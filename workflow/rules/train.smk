@@ -12,7 +12,7 @@ rule train:
     conda:
         "../envs/slimflow.yaml"
     params:
-        label=lambda wildcards: f"{wildcards.lineage}{wildcards.stage}",
+        label=artifact_label,
         train=train_params,
         model=config["model"],
         task=config["task"],
