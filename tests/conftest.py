@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+from torch import nn
 
 REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -39,3 +41,18 @@ def tiny_run(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("tiny")
     run_snakemake(workdir, REPO / "config" / "test.yaml")
     return workdir
+
+
+def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Distinct BN scales, shifts and statistics (as after training), so pruning has something to
+    choose and masked-vs-pruned comparisons are not trivially equal. Frozen biases (BNNeck) stay."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g))
+                if m.bias.requires_grad:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return model.eval()

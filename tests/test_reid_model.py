@@ -11,20 +11,9 @@ from pipeline_lib.slimming import apply_mask, plan_prune, prunable_bns, prune_mo
 from pipeline_lib.tasks.reid import TASK
 from pipeline_lib.tasks.reid.model import ReIDNet
 
+from conftest import randomize_bn
+
 SIZE = (64, 32)
-
-
-def _randomize_bn(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g))
-                if m.bias.requires_grad:  # the BNNeck's bias stays at its frozen 0
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-    return model.eval()
 
 
 def test_train_mode_gives_logits_and_pre_neck_feature_eval_gives_embedding():
@@ -50,7 +39,7 @@ def test_last_stride_one_doubles_the_final_feature_map(name):
 def test_checkpoint_round_trip_keeps_the_frozen_neck_bias(tmp_path):
     arch = {"family": "reid", "name": "resnet18", "kwargs": {"num_classes": 5, "name": "resnet18", "last_stride": 1,
                                                               "neck_feat": "after"}}
-    model = _randomize_bn(TASK.build_model(arch))
+    model = randomize_bn(TASK.build_model(arch))
     save_checkpoint(tmp_path / "m.pt", model, arch, {"stage": "test"})
     rebuilt = build_from_checkpoint(load_checkpoint(tmp_path / "m.pt", family="reid")).eval()
     x = torch.rand(2, 3, *SIZE)
@@ -65,7 +54,7 @@ def test_example_input_follows_the_configured_height_and_width():
 @pytest.mark.parametrize("name, neck_feat", [("resnet18", "after"), ("resnet18", "before"), ("resnet50", "after")])
 def test_masked_and_pruned_reid_models_agree(name, neck_feat, tmp_path):
     torch.manual_seed(0)
-    model = _randomize_bn(ReIDNet(10, name, neck_feat=neck_feat))
+    model = randomize_bn(ReIDNet(10, name, neck_feat=neck_feat))
     example = TASK.example_input(list(SIZE))
     keep = TASK.keep_width_modules(model)
     # The embedding keeps its width: the neck and layer4's residual outputs tied to it are not prunable.

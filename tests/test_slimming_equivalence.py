@@ -11,17 +11,7 @@ from pipeline_lib.slimming import apply_mask, plan_prune, prune_model
 from pipeline_lib.tasks.detection.model import YOLODetector
 from pipeline_lib.profile import count_params
 
-
-def _randomize_bn(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g))
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-    return model.eval()
+from conftest import randomize_bn
 
 
 CASES = {
@@ -37,7 +27,7 @@ CASES = {
 def test_masked_and_pruned_models_agree(name):
     build, keep, size = CASES[name]
     torch.manual_seed(0)
-    model = _randomize_bn(build())
+    model = randomize_bn(build())
     example = torch.rand(1, 3, size, size)
     plan = plan_prune(model, example, ratio=0.4, min_channels=4, keep=keep(model))
     assert 0.3 < plan.achieved_ratio <= 0.4 + 1e-9
@@ -51,7 +41,7 @@ def test_masked_and_pruned_models_agree(name):
 
 
 def test_guard_keeps_min_channels_and_gate_names_largest_feasible_ratio():
-    model = _randomize_bn(YOLODetector(3, "n"))
+    model = randomize_bn(YOLODetector(3, "n"))
     example = torch.rand(1, 3, 64, 64)
     with pytest.raises(UserError, match=r"largest feasible ratio is 0\.\d{3}") as info:
         plan_prune(model, example, ratio=0.95, min_channels=8, keep=model.keep_width_modules())
