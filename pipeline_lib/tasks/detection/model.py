@@ -16,6 +16,7 @@ import torchvision
 from torch import Tensor, nn
 
 __all__ = [
+    "ACTIVATIONS",
     "ANCHORS",
     "SCALES",
     "STRIDES",
@@ -33,6 +34,11 @@ SCALES: dict[str, tuple[float, float]] = {"n": (0.33, 0.25), "s": (0.33, 0.50), 
 STRIDES = (8, 16, 32)
 # Default COCO anchors in input pixels, (w, h) pairs, one row per output level P3/P4/P5.
 ANCHORS = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
+# The activation after every conv. SiLU is YOLOv5's (v4.0+); ReLU is what INT8 runtimes fuse into
+# the integer convolution, while SiLU stays a float op between quantize/dequantize pairs
+# (measured in docs/EXPORT.md); LeakyReLU(0.1) is YOLOv5's before v4.0. Not in-place: keeps
+# autograd and fx tracing simple for the pruner.
+ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.1)}
 
 
 def _make_divisible(x: float, divisor: int = 8) -> int:
@@ -40,13 +46,16 @@ def _make_divisible(x: float, divisor: int = 8) -> int:
 
 
 class Conv(nn.Module):
-    """Conv2d (no bias) -> BatchNorm2d -> SiLU with 'same' padding: ``Conv(3, 16, k=3, s=2)(x)``."""
+    """Conv2d (no bias) -> BatchNorm2d -> SiLU with 'same' padding: ``Conv(3, 16, k=3, s=2)(x)``.
+
+    YOLODetector swaps `act` for the configured activation after building.
+    """
 
     def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, p: int | None = None):
         super().__init__()
         self.conv = nn.Conv2d(c1, c2, k, s, k // 2 if p is None else p, bias=False)
         self.bn = nn.BatchNorm2d(c2, eps=1e-3, momentum=0.03)  # YOLOv5's BN settings
-        self.act = nn.SiLU()  # not in-place: keeps autograd/fx tracing simple for the pruner
+        self.act = nn.SiLU()
 
     def forward(self, x: Tensor) -> Tensor:
         return self.act(self.bn(self.conv(x)))
@@ -127,28 +136,35 @@ class Detect(nn.Module):
             b[:, 5:] += math.log(0.6 / (self.nc - 0.99))
 
     def forward(self, xs: list[Tensor]) -> list[Tensor] | Tensor:
-        outs, decoded = [], []
+        outs = []
         for i, conv in enumerate(self.m):
             x = conv(xs[i])
             bs, _, ny, nx = x.shape
-            x = x.view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous()  # (B, na, H, W, 5+nc)
-            outs.append(x)
-            if not self.training:
-                decoded.append(self._decode(x, i).view(bs, -1, self.no))  # (B, na*H*W, 5+nc)
-        return outs if self.training else torch.cat(decoded, 1)
+            outs.append(x.view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous())  # (B, na, H, W, 5+nc)
+        return outs if self.training else self._decode(outs)
 
-    def _decode(self, x: Tensor, i: int) -> Tensor:
-        # Grid rebuilt from the tensor's own shape each call: traces with dynamic sizes, no cache.
-        _, _, ny, nx, _ = x.shape
-        ys = torch.arange(ny, device=x.device, dtype=x.dtype)
-        xs = torch.arange(nx, device=x.device, dtype=x.dtype)
-        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-        grid = torch.stack((gx, gy), -1).view(1, 1, ny, nx, 2) - 0.5  # (1, 1, H, W, 2)
-        anchor_grid = (self.anchors[i] * self.stride[i]).view(1, self.na, 1, 1, 2)  # pixels
-        xy, wh, conf = x.sigmoid().split((2, 2, self.nc + 1), 4)
-        xy = (xy * 2 + grid) * self.stride[i]  # (sig*2 - 0.5 + cell) * stride
-        wh = (wh * 2) ** 2 * anchor_grid
-        return torch.cat((xy, wh, conf), 4)
+    def _decode(self, outs: list[Tensor]) -> Tensor:
+        """YOLOv5 v6 decode of all levels at once -> (B, N, 5+nc): xywh in input pixels, sigmoid scores.
+
+        xy = (sig*2 - 0.5 + cell) * stride and wh = (sig*2)^2 * anchor, written as sig*a + b and
+        sig*sig*c with per-row constants a, b, c, so the exported graph has one small op per step
+        instead of one per level with broadcasts (ORT's slow path on tiny tensors). The grid comes
+        from the tensors' own shapes: it traces at any input size, with no cache.
+        """
+        scale, offset, anchor = [], [], []
+        for i, x in enumerate(outs):
+            _, _, ny, nx, _ = x.shape
+            gy, gx = torch.meshgrid(torch.arange(ny, device=x.device, dtype=x.dtype),
+                                    torch.arange(nx, device=x.device, dtype=x.dtype), indexing="ij")
+            cells = torch.stack((gx, gy), -1).view(1, ny * nx, 2).expand(self.na, -1, -1)  # (na, H*W, 2)
+            stride = self.stride[i].to(x.dtype)
+            scale.append(torch.full_like(cells, 2.0) * stride)
+            offset.append((cells - 0.5) * stride)
+            anchor.append((self.anchors[i] * stride * 4).to(x.dtype).view(self.na, 1, 2).expand_as(cells))
+        scale, offset, anchor = (torch.cat([t.reshape(-1, 2) for t in ts]).unsqueeze(0) for ts in (scale, offset, anchor))
+        y = torch.cat([x.view(x.shape[0], -1, self.no) for x in outs], 1).sigmoid()  # (B, N, 5+nc)
+        xy, wh, conf = y.split((2, 2, self.nc + 1), 2)
+        return torch.cat((xy * scale + offset, wh * wh * anchor, conf), 2)
 
 
 class YOLODetector(nn.Module):
@@ -156,7 +172,8 @@ class YOLODetector(nn.Module):
 
     Training mode returns 3 raw tensors (B, na, H_i, W_i, 5+nc) for strides 8/16/32; eval mode
     returns one decoded tensor (B, N, 5+nc): xywh in input pixels, sigmoid obj and class scores.
-    ``shortcut`` toggles the residuals of the backbone C3 blocks (the head's C3 never have them).
+    ``shortcut`` toggles the residuals of the backbone C3 blocks (the head's C3 never have them);
+    ``act`` names the activation after every conv (see ACTIVATIONS).
     """
 
     def __init__(
@@ -167,6 +184,7 @@ class YOLODetector(nn.Module):
         depth_multiple: float | None = None,
         width_multiple: float | None = None,
         shortcut: bool = True,
+        act: str = "silu",
     ):
         super().__init__()
         if scale not in SCALES:
@@ -201,6 +219,11 @@ class YOLODetector(nn.Module):
         self.down_p4 = Conv(c512, c512, 3, 2)
         self.out_p5 = C3(2 * c512, c1024, n(3), False)
         self.detect = Detect(nc, anchors or ANCHORS, (c256, c512, c1024))
+        if act not in ACTIVATIONS:
+            raise ValueError(f"act={act!r}: expected one of {sorted(ACTIVATIONS)}")
+        for m in self.modules():
+            if isinstance(m, Conv):
+                m.act = ACTIVATIONS[act]()
 
     @property
     def stride(self) -> Tensor:

@@ -60,7 +60,7 @@ class DetectionTask(Task):
         if anchors in (None, "coco"):
             anchors = ANCHORS
         kwargs = {"nc": manifest["nc"], "scale": name.removeprefix("yolov5"), "anchors": anchors,
-                  "shortcut": model_cfg["shortcut"]}
+                  "shortcut": model_cfg["shortcut"], "act": model_cfg["act"]}
         return {"family": self.family, "name": name, "kwargs": kwargs}
 
     def build_model(self, arch: dict) -> nn.Module:
