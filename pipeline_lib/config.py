@@ -79,16 +79,24 @@ def validate_config(config: dict, sources: Sequence[str | Path] = ()) -> dict:
 
     `sources` are the YAML files the config came from, in load order; errors point into them.
     """
-    schema = _schema()
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    validator = jsonschema.Draft202012Validator(_schema())
+    _raise_first_error(validator, config, sources)
+    config = copy.deepcopy(config)
+    snakemake.utils.validate(config, str(SCHEMA_PATH), set_default=True)  # fills nested defaults
+    # Again with the defaults in: a default can conflict with a key the user set (task: reid with
+    # the detector's default model.name).
+    _raise_first_error(validator, config, sources, note=" (the default; set it)")
+    _check_across_keys(config, sources)
+    return _sorted_keys(config)
+
+
+def _raise_first_error(validator: jsonschema.Validator, config: dict, sources: Sequence[str | Path],
+                       note: str = "") -> None:
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:
         path, message = _describe(error)
         key = ".".join(str(p) for p in path) or "<top level>"
-        raise UserError(f"{_locate(path, sources)}: {key}: {message}")
-    config = copy.deepcopy(config)
-    snakemake.utils.validate(config, str(SCHEMA_PATH), set_default=True)  # fills nested defaults
-    _check_across_keys(config, sources)
-    return _sorted_keys(config)
+        raise UserError(f"{_locate(path, sources)}: {key}: {message}{note}")
 
 
 def _sorted_keys(node: Any) -> Any:

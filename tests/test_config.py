@@ -31,6 +31,8 @@ def test_defaults_fill_nested_sections(tmp_path):
     ("train:\n  epochs: -1\n", 2, "train.epochs: -1 is less than the minimum of 1"),
     ("model:\n  imgsz: 100\n", 2, "model.imgsz: 100 is not a multiple of 32"),
     ("model:\n  name: resnet999\n", 2, "model.name:"),
+    ("task: reid\nmodel:\n  name: yolov5s\n", 3, "model.name: 'yolov5s' is not one of ['resnet18'"),
+    ("model:\n  act: gelu\n", 2, "model.act: 'gelu' is not one of"),
     ("bogus: 1\n", 1, "bogus: unknown key"),
     ("prune:\n  iterations: 2\n  ratio: [0.3, 0.3, 0.3]\n", 3, "prune.ratio: 3 ratios given for prune.iterations=2"),
     ("prune:\n  ratio: 1.0\n", 2, "prune.ratio:"),
@@ -44,6 +46,13 @@ def test_mistakes_name_file_line_and_key(tmp_path, text, line, key):
     message = str(info.value)
     assert message.startswith(f"{path}:{line}: {key}")
     assert "\n" not in message
+
+
+def test_a_default_that_conflicts_with_a_set_key_is_named(tmp_path):
+    path = tmp_path / "reid.yaml"
+    path.write_text("task: reid\n")  # model.name defaults to the detector
+    with pytest.raises(UserError, match=r"reid\.yaml: model\.name: 'yolov5n' is not one of .*\(the default; set it\)"):
+        load_config(path)
 
 
 def test_invalid_yaml_names_line(tmp_path):

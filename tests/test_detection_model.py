@@ -6,7 +6,7 @@ import torch
 import torch_pruning as tp
 
 from pipeline_lib.tasks.detection.loss import DetectionLoss
-from pipeline_lib.tasks.detection.model import YOLODetector, postprocess
+from pipeline_lib.tasks.detection.model import ACTIVATIONS, Conv, YOLODetector, postprocess
 
 NC = 3
 
@@ -112,3 +112,36 @@ def test_eval_is_batch_independent_and_exportable(model_n):
     exported = torch.export.export(model_n, (x,), dynamic_shapes={"x": {0: batch}})
     x3 = torch.rand(3, 3, 64, 96)
     assert torch.allclose(exported.module()(x3), model_n(x3), atol=1e-5)
+
+
+def test_decode_is_yolov5s_formula_at_every_level(model_n):
+    x = torch.rand(2, 3, 64, 96)
+    detect = model_n.eval().detect
+    with torch.no_grad():
+        detect.train()  # raw level outputs, BN still in eval mode
+        raw = model_n(x)
+        detect.eval()
+        decoded = model_n(x)
+    expected = []
+    for i, r in enumerate(raw):  # YOLOv5 v6: xy = (2 sig - 0.5 + cell) * stride, wh = (2 sig)^2 * anchor
+        _, na, ny, nx, no = r.shape
+        gy, gx = torch.meshgrid(torch.arange(ny), torch.arange(nx), indexing="ij")
+        cell = torch.stack((gx, gy), -1).view(1, 1, ny, nx, 2)
+        anchor = (detect.anchors[i] * detect.stride[i]).view(1, na, 1, 1, 2)
+        s = r.sigmoid()
+        xy = (2 * s[..., :2] - 0.5 + cell) * detect.stride[i]
+        wh = (2 * s[..., 2:4]) ** 2 * anchor
+        expected.append(torch.cat((xy, wh, s[..., 4:]), -1).view(2, -1, no))
+    torch.testing.assert_close(decoded, torch.cat(expected, 1))
+
+
+@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
+def test_act_sets_the_activation_of_every_conv(act):
+    model = YOLODetector(NC, "n", act=act)
+    kinds = {type(m.act) for m in model.modules() if isinstance(m, Conv)}
+    assert kinds == {type(ACTIVATIONS[act]())}
+
+
+def test_unknown_act_is_rejected():
+    with pytest.raises(ValueError, match="act='gelu'"):
+        YOLODetector(NC, "n", act="gelu")

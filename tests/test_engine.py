@@ -90,6 +90,42 @@ def test_resume_after_interruption_is_bitwise_identical(tmp_path):
         assert torch.equal(tensor, resumed.state_dict[name]), name
 
 
+class _CentredCriterion:
+    """MSE plus a pull towards a running mean of the outputs: state outside the model (like centre loss)."""
+
+    def __init__(self):
+        self.centre = torch.zeros(1)
+
+    def __call__(self, model, batch):
+        out = model(batch[0])
+        loss = nn.functional.mse_loss(out, batch[1]) + 0.1 * (out - self.centre).pow(2).mean()
+        self.centre = 0.5 * self.centre + 0.5 * out.detach().mean()
+        return loss, {"loss": loss.item()}
+
+    def state_dict(self):
+        return {"centre": self.centre}
+
+    def load_state_dict(self, state):
+        self.centre = state["centre"]
+
+
+def test_criterion_state_resumes_with_the_model(tmp_path):
+    def run(path, hooks=()):
+        model, loader, (x, y) = _toy()
+        return train(model, criterion=_CentredCriterion(), train_loader=loader, evaluate=lambda m: {},
+                     fitness=lambda m: 0.0, cfg=_cfg(), workdir=path, device=torch.device("cpu"), run_id="r",
+                     hooks=hooks)
+
+    run(tmp_path / "a")
+    with pytest.raises(_Interrupt):
+        run(tmp_path / "b", hooks=[_KillAfter(epoch=3)])
+    run(tmp_path / "b")
+    reference, resumed = (torch.load(tmp_path / d / "last.pt", weights_only=True) for d in "ab")
+    assert resumed["epoch"] == 6 and torch.equal(resumed["criterion"]["centre"], reference["criterion"]["centre"])
+    for name, tensor in reference["model"].items():
+        assert torch.equal(tensor, resumed["model"][name]), name
+
+
 def test_changed_config_does_not_resume(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="slimflow")
     with pytest.raises(_Interrupt):

@@ -56,3 +56,14 @@ def test_guard_keeps_min_channels_and_gate_names_largest_feasible_ratio():
         if isinstance(m, nn.BatchNorm2d):
             assert m.num_features >= 8 and m.num_features % 8 == 0
     assert model.eval()(torch.rand(1, 3, 64, 64)).shape[-1] == 8  # the Detect head kept its width
+
+
+def test_tied_scales_stop_the_plan_instead_of_pruning_nothing():
+    model = YOLODetector(3, "n")  # untrained: every γ is 1.0, no channel ranks below another
+    example = torch.rand(1, 3, 64, 64)
+    with pytest.raises(UserError, match=r"prune\.ratio=0\.5: \d+ of \d+ prunable channels share \|γ\|=1 .*sr > 0"):
+        plan_prune(model, example, ratio=0.5, min_channels=8, keep=model.keep_width_modules())
+    with pytest.warns(UserWarning, match="pruning only those"):
+        plan = plan_prune(model, example, ratio=0.5, min_channels=8, keep=model.keep_width_modules(),
+                          on_infeasible="clamp")
+    assert plan.achieved_ratio == 0

@@ -4,7 +4,9 @@
                    fitness=task.fitness, cfg=stage_config(cfg, "baseline"), workdir=Path("results/work/baseline"),
                    device=torch.device("cpu"), run_id="ab12...")
 
-Family specifics come in through `criterion(model, batch) -> (loss, {name: float})`,
+Family specifics come in through `criterion(model, batch) -> (loss, {name: float})` (a criterion
+with state of its own, such as ReID's class centres, also has `state_dict`/`load_state_dict`
+and resumes with the rest),
 `evaluate(model) -> metrics` and `fitness(metrics) -> float`; stage specifics (the sparsity
 penalty) through hooks. Resume state lives in `workdir/last.pt`; it is reused only when its
 `run_id` matches, so a changed config starts over instead of resuming someone else's run.
@@ -116,6 +118,8 @@ def train(model: nn.Module, *, criterion: Criterion, train_loader: torch.utils.d
             if ema is not None:
                 ema.module.load_state_dict(state["ema"])
                 ema.updates = state["ema_updates"]
+            if state.get("criterion") is not None:
+                criterion.load_state_dict(state["criterion"])
             set_rng_state(state["rng"])
             start_epoch, best, history = state["epoch"], state["best"], state["history"]
             if main:
@@ -198,7 +202,8 @@ def train(model: nn.Module, *, criterion: Criterion, train_loader: torch.utils.d
                           "ema": ema.module.state_dict() if ema is not None else None,
                           "ema_updates": ema.updates if ema is not None else 0,
                           "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                          "scaler": scaler.state_dict(), "rng": rng_state(), "best": best, "history": history})
+                          "scaler": scaler.state_dict(), "rng": rng_state(), "best": best, "history": history,
+                          "criterion": criterion.state_dict() if hasattr(criterion, "state_dict") else None})
 
     distributed.barrier()
     if not main:

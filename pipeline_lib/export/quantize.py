@@ -19,6 +19,8 @@ Choices that decide whether INT8 is faster at all on x86 (measured in docs/EXPOR
 - the convolution reading the image stays float: 3 input channels fit none of ORT's fast int8
   convolution kernels, and the generic int8 path is slower than FP32 there.
 - SiLU stays float (`fuse_silu`): quantized, it costs two kernels that outweigh the int8 gain.
+  ReLU needs nothing: the quantizer folds it into the preceding QLinearConv's output range,
+  which is why the default detector config uses ReLU (`model.act`).
 """
 from __future__ import annotations
 

@@ -81,7 +81,8 @@ def plan_prune(model: nn.Module, example: torch.Tensor, ratio: float, *, min_cha
 
     If the global threshold would leave a group with fewer than `min_channels`, the plan is
     infeasible: `on_infeasible="error"` raises a UserError naming the largest feasible ratio,
-    `"clamp"` keeps min_channels there and warns.
+    `"clamp"` keeps min_channels there and warns. So does a ratio that equal |γ| at the threshold
+    make unreachable (channels tied at the threshold are kept).
     """
     if not 0 < ratio < 1:
         raise UserError(f"prune.ratio: {ratio} must be in (0, 1)")
@@ -104,6 +105,18 @@ def plan_prune(model: nn.Module, example: torch.Tensor, ratio: float, *, min_cha
         if on_infeasible == "error":
             raise UserError(f"{message} (lower prune.ratio or set prune.on_infeasible: clamp)")
         warnings.warn(f"{message}; clamping those layers to min_channels", stacklevel=2)
+
+    # Equal scores at the threshold (an untrained or un-sparsified model: every γ still 1.0) cannot
+    # be ranked, and channels only go when strictly below it: say so instead of pruning less.
+    below = int((all_scores < threshold).sum())
+    if below < k:
+        ties = int((all_scores == threshold).sum())
+        message = (f"prune.ratio={ratio}: {ties} of {len(all_scores)} prunable channels share |γ|={threshold:.4g}, "
+                   f"so only {below / len(all_scores):.3f} of the channels rank below the threshold")
+        if on_infeasible == "error":
+            raise UserError(f"{message} (train with sparsity first, stages.sparse.sr > 0, or set "
+                            f"prune.on_infeasible: clamp to prune only those)")
+        warnings.warn(f"{message}; pruning only those", stacklevel=2)
 
     plan = PrunePlan(ratio=ratio, threshold=threshold)
     for root, group, scores in scored:

@@ -45,6 +45,12 @@ class _Criterion:
         logits, feat = model(batch["images"])
         return self.loss.to(feat.device)(logits, feat, batch["labels"])
 
+    def state_dict(self) -> dict:  # the centre loss's class centres: resumed with the training
+        return self.loss.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loss.load_state_dict(state)
+
 
 class ReIDTask(Task):
     family = "reid"
