@@ -14,7 +14,8 @@ from pipeline_lib.checkpoint import save_checkpoint
 from pipeline_lib.config import defaults
 from pipeline_lib.errors import UserError
 from pipeline_lib.export import (LATENCY_KEYS, OrtModel, check_parity, evaluate_onnx_stage, export_onnx,
-                                 export_stage, ort_latency, quantize_stage, read_metadata, torch_latency)
+                                 export_stage, kernel_counts, max_abs_diff, ort_latency, quantize_int8, quantize_stage,
+                                 read_metadata, torch_latency)
 from pipeline_lib.io import read_json, write_json
 from pipeline_lib.slimming import plan_prune, prune_model
 from pipeline_lib.tasks import get_task
@@ -25,11 +26,11 @@ CFG = {**defaults()["export"], "calibration_images": 6, "latency_runs": 50, "lat
 EVAL = {**defaults()["evaluate"], "batch_size": 4}
 
 
-def _detector(nc=3, seed=0):
+def _detector(nc=3, seed=0, act="silu"):
     """A YOLOv5n-layout detector with random BN statistics, so that every channel matters."""
     torch.manual_seed(seed)
     model = TASK.build_model({"family": "detection", "name": "yolov5n",
-                              "kwargs": {"nc": nc, "scale": "n", "anchors": ANCHORS, "shortcut": True}})
+                              "kwargs": {"nc": nc, "scale": "n", "anchors": ANCHORS, "shortcut": True, "act": act}})
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
@@ -94,6 +95,16 @@ def test_pruned_detector_at_a_second_input_size_exports_with_parity(tmp_path):
     assert report["max_abs_diff"] <= 1e-4
 
 
+def test_parity_allowance_grows_with_the_output_like_allclose():
+    reference = torch.tensor([[100.0, 0.5]])  # a box coordinate in pixels and a score
+    candidate = torch.tensor([[100.0005, 0.5000001]])
+    assert max_abs_diff(reference, candidate) == pytest.approx(5e-4, rel=0.02)  # float32 spacing at 100
+    # allclose(rtol=1e-5): 1e-3 allowed at 100 px, so 1e-4 of absolute tolerance is left unused
+    assert max_abs_diff(reference, candidate, rtol=1e-5) < 0
+    assert max_abs_diff(reference, candidate, rtol=1e-6) == pytest.approx(4e-4, rel=0.05)
+    assert max_abs_diff(reference, candidate[:, :1]) == float("inf")
+
+
 def test_parity_failure_is_one_clear_user_error(exported):
     changed = copy.deepcopy(exported["model"])
     with torch.no_grad():
@@ -127,6 +138,22 @@ def test_int8_runs_through_the_shared_evaluate_path(exported):
     loader = TASK.loader(exported["manifest"], "val", train=False, imgsz=64, batch_size=4, workers=0, seed=0)
     torch_metrics = TASK.evaluate(exported["model"], loader, torch.device("cpu"), EVAL, exported["manifest"])
     assert fp32["metrics"] == pytest.approx(torch_metrics, abs=1e-3)
+
+
+def test_relu_detector_runs_integer_kernels_from_stem_to_heads(tmp_path):
+    """With ReLU (the default config's act) the quantizer folds the activation into QLinearConv:
+    no float activation and no DQ/Q pair is left between the float stem and the float heads."""
+    model = _detector(act="relu")
+    x = torch.rand(1, 3, 64, 64)
+    export_onnx(model, x, tmp_path / "relu.onnx", output_names=["detections"])
+    calibration = [torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(i)).numpy() for i in range(4)]
+    heads = [f"detect.m.{i}.weight" for i in range(3)]
+    quantize_int8(tmp_path / "relu.onnx", tmp_path / "relu.int8.onnx", calibration, keep_float_after=heads,
+                  float_heads=True, float_stem=True)
+    kernels = kernel_counts(tmp_path / "relu.int8.onnx")
+    assert kernels["QLinearConv"] == 56 and kernels["Conv"] == 4  # stem + 3 heads float
+    assert not {"Relu", "QuickGelu"} & set(kernels) and kernels["Sigmoid"] == 1  # the one of the decode
+    assert kernels["QuantizeLinear"] == 1 and kernels["DequantizeLinear"] == 3  # after the stem, before each head
 
 
 def test_latency_records_have_the_design_keys(exported):

@@ -51,7 +51,7 @@ def export_stage(*, checkpoint: str | os.PathLike, manifest_path: str | os.PathL
     """Export a checkpoint to ONNX, verify it in ONNX Runtime against PyTorch, write the model and its report.
 
     Parity inputs: random images at batch 1 and 3 (the batch is dynamic) and the first val batch.
-    A max abs difference above `export_cfg["parity_tol"]` is a UserError and writes nothing.
+    A difference beyond `parity_tol` + `parity_rtol`·|output| is a UserError and writes nothing.
     """
     ckpt = load_checkpoint(checkpoint)
     manifest = read_json(manifest_path)
@@ -72,15 +72,15 @@ def export_stage(*, checkpoint: str | os.PathLike, manifest_path: str | os.PathL
     with atomic_path(out_onnx) as tmp:  # a model that fails parity is never published
         export_onnx(model, example, tmp, opset=export_cfg["opset"], input_names=["images"], output_names=outputs,
                     metadata=metadata)
-        parity = check_parity(model, tmp, inputs, export_cfg["parity_tol"])
+        parity = check_parity(model, tmp, inputs, export_cfg["parity_tol"], export_cfg["parity_rtol"])
     report = {"checkpoint": str(checkpoint), "onnx": str(out_onnx), "opset": export_cfg["opset"],
               "inputs": {"images": ["batch", *example.shape[1:]]}, "outputs": outputs, **metadata,
               "params": count_params(model), "flops": count_flops(model, example),
               "file_bytes": os.path.getsize(out_onnx), "parity": parity, "onnxruntime": ort.__version__,
               "torch": torch.__version__}
     write_json(out_report, report)
-    log.info("exported %s -> %s (opset %d); ORT parity max abs diff %.3g (tolerance %g)", checkpoint, out_onnx,
-             export_cfg["opset"], parity["max_abs_diff"], parity["tolerance"])
+    log.info("exported %s -> %s (opset %d); ORT parity max abs diff %.3g (tolerance %g + %g·|output|)", checkpoint,
+             out_onnx, export_cfg["opset"], parity["max_abs_diff"], parity["tolerance"], parity["rtol"])
     return report
 
 
