@@ -7,7 +7,9 @@
 of the pipeline's latency (pipeline_lib.export.latency): batch 1 at the model's input size,
 fixed intra-op threads, warmup, then median and p90. The models are timed in interleaved
 rounds (each round times every model once), so a burst of load on a shared machine hits all of
-them alike; speedups are against the first model. `--profile` adds ORT's time per op type.
+them alike; speedups are against the first model, over all runs and paired per round (the
+median of per-round ratios, which cancels slower phases of a shared host). `--profile` adds ORT's
+time per op type.
 """
 from __future__ import annotations
 
@@ -72,14 +74,19 @@ def main(argv: list[str] | None = None) -> None:
         for i, (_, _, fn) in enumerate(runners):
             times[i].extend(time_calls(fn, per_round, 2))
     stats = [latency_stats(np.array(t), threads=args.threads, batch=args.batch) for t in times]
+    # Paired speedups: each round's median against the first model's in the same round. Host noise
+    # on a shared VM comes in phases of seconds that shift all models alike, and pairing cancels it.
+    round_medians = np.median(np.array(times).reshape(len(runners), args.rounds, per_round), axis=2)
+    paired = round_medians[0] / round_medians
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average {load}; "
           f"torch {torch.__version__}; {args.rounds} rounds x {per_round} runs, threads {args.threads}\n")
-    print("| model | runtime | input | median ms | p90 ms | speedup (median) |")
-    print("|---|---|---|---|---|---|")
-    for path, (runtime, x, _), s in zip(args.models, runners, stats):
+    print("| model | runtime | input | median ms | p90 ms | speedup (median) | speedup per round (median, p10–p90) |")
+    print("|---|---|---|---|---|---|---|")
+    for path, (runtime, x, _), s, r in zip(args.models, runners, stats, paired):
         print(f"| {path} | {runtime} | {tuple(x.shape)} | {s['median']:.3f} | {s['p90']:.3f} | "
-              f"{stats[0]['median'] / s['median']:.2f}x |")
+              f"{stats[0]['median'] / s['median']:.2f}x | {np.median(r):.2f}x ({np.percentile(r, 10):.2f}–"
+              f"{np.percentile(r, 90):.2f}) |")
     if args.profile:
         for path, (runtime, x, _) in zip(args.models, runners):
             if runtime == "onnxruntime":

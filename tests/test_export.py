@@ -15,7 +15,7 @@ from pipeline_lib.config import defaults
 from pipeline_lib.errors import UserError
 from pipeline_lib.export import (LATENCY_KEYS, OrtModel, check_parity, evaluate_onnx_stage, export_onnx,
                                  export_stage, kernel_counts, max_abs_diff, ort_latency, quantize_int8, quantize_stage,
-                                 read_metadata, torch_latency)
+                                 read_metadata, space_to_depth_stem, torch_latency)
 from pipeline_lib.io import read_json, write_json
 from pipeline_lib.slimming import plan_prune, prune_model
 from pipeline_lib.tasks import get_task
@@ -141,19 +141,35 @@ def test_int8_runs_through_the_shared_evaluate_path(exported):
 
 
 def test_relu_detector_runs_integer_kernels_from_stem_to_heads(tmp_path):
-    """With ReLU (the default config's act) the quantizer folds the activation into QLinearConv:
-    no float activation and no DQ/Q pair is left between the float stem and the float heads."""
+    """With ReLU (the default config's act) the quantizer folds the activation into QLinearConv, and
+    the 6x6/2 stem, rewritten with SpaceToDepth, quantizes too: no float op and no DQ/Q pair is
+    left between the input and the float heads."""
     model = _detector(act="relu")
     x = torch.rand(1, 3, 64, 64)
     export_onnx(model, x, tmp_path / "relu.onnx", output_names=["detections"])
     calibration = [torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(i)).numpy() for i in range(4)]
     heads = [f"detect.m.{i}.weight" for i in range(3)]
-    quantize_int8(tmp_path / "relu.onnx", tmp_path / "relu.int8.onnx", calibration, keep_float_after=heads,
-                  float_heads=True, float_stem=True)
+    report = quantize_int8(tmp_path / "relu.onnx", tmp_path / "relu.int8.onnx", calibration, keep_float_after=heads,
+                           float_heads=True, stem="space_to_depth")
+    assert report["stem_space_to_depth"]
     kernels = kernel_counts(tmp_path / "relu.int8.onnx")
-    assert kernels["QLinearConv"] == 56 and kernels["Conv"] == 4  # stem + 3 heads float
+    assert kernels["QLinearConv"] == 57 and kernels["Conv"] == 3  # the 3 heads stay float
+    assert kernels["SpaceToDepth"] == 1 and kernels["QuantizeLinear"] == 1  # the image, once
     assert not {"Relu", "QuickGelu"} & set(kernels) and kernels["Sigmoid"] == 1  # the one of the decode
-    assert kernels["QuantizeLinear"] == 1 and kernels["DequantizeLinear"] == 3  # after the stem, before each head
+    assert kernels["DequantizeLinear"] == 3  # before each head
+
+
+def test_space_to_depth_stem_computes_the_same_outputs(tmp_path):
+    export_onnx(_detector(seed=3), torch.rand(1, 3, 64, 64), tmp_path / "m.onnx", output_names=["detections"])
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    assert space_to_depth_stem(proto)
+    stem = next(n for n in proto.graph.node if n.op_type == "Conv")
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in stem.attribute}
+    assert (attrs["kernel_shape"], attrs["strides"], attrs["pads"]) == ([3, 3], [1, 1], [1, 1, 1, 1])
+    onnx.save(proto, str(tmp_path / "s2d.onnx"))
+    x = torch.rand(3, 3, 64, 64)
+    torch.testing.assert_close(OrtModel(tmp_path / "s2d.onnx")(x), OrtModel(tmp_path / "m.onnx")(x), atol=1e-4, rtol=1e-5)
+    assert not space_to_depth_stem(proto)  # the stem is a 3x3/1 conv now: nothing left to rewrite
 
 
 def test_latency_records_have_the_design_keys(exported):

@@ -8,11 +8,11 @@ kernels ORT runs and where the time goes, and `steps` are the pipeline steps bui
 from .analysis import kernel_counts, op_profile
 from .latency import LATENCY_KEYS, latency_stats, ort_latency, time_calls, torch_latency
 from .onnx_export import check_parity, export_onnx, max_abs_diff
-from .quantize import BatchReader, downstream_nodes, fuse_silu, quantize_int8
+from .quantize import BatchReader, downstream_nodes, fuse_silu, quantize_int8, space_to_depth_stem
 from .runtime import OrtModel, make_session, read_metadata, session_options
 from .steps import evaluate_onnx_stage, export_stage, quantize_stage, torch_latency_stage
 
-__all__ = ["export_onnx", "check_parity", "max_abs_diff", "quantize_int8", "fuse_silu", "downstream_nodes",
+__all__ = ["export_onnx", "check_parity", "max_abs_diff", "quantize_int8", "fuse_silu", "space_to_depth_stem", "downstream_nodes",
            "BatchReader", "OrtModel", "make_session", "session_options", "read_metadata", "ort_latency",
            "torch_latency", "latency_stats", "time_calls", "LATENCY_KEYS", "kernel_counts", "op_profile",
            "export_stage", "quantize_stage", "evaluate_onnx_stage", "torch_latency_stage"]

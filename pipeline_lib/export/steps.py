@@ -100,15 +100,16 @@ def quantize_stage(*, onnx_path: str | os.PathLike, report_path: str | os.PathLi
                    export_cfg: dict, out_onnx: str | os.PathLike, out_report: str | os.PathLike, seed: int = 0) -> dict:
     """INT8 static quantization (QDQ, per-channel weights) calibrated on training images; write model and report.
 
-    Kept float: the convolution reading the image (3 input channels fit no int8 kernel), the
-    prediction heads and everything after them (the decode), and SiLU unless
-    `export_cfg["int8_silu"]` is "int8". See `export.quantize` for why.
+    Kept float: the convolution reading the image (3 input channels fit no int8 kernel) unless it
+    can be rewritten with SpaceToDepth (`export_cfg["int8_stem"]`), the prediction heads and
+    everything after them (the decode), and SiLU unless `export_cfg["int8_silu"]` is "int8".
+    See `export.quantize` for why.
     """
     meta = read_metadata(onnx_path)
     family, imgsz = get_task(meta["family"]), meta["imgsz"]
     batches = _calibration_batches(family, read_json(manifest_path), imgsz, export_cfg["calibration_images"], seed)
     settings = quantize_int8(onnx_path, out_onnx, batches, per_channel=True, keep_float_after=meta["heads"],
-                             float_heads=True, float_stem=True, silu=export_cfg["int8_silu"],
+                             float_heads=True, stem=export_cfg["int8_stem"], silu=export_cfg["int8_silu"],
                              metadata={"precision": "int8"})
     fp32 = read_json(report_path)
     kernels = kernel_counts(out_onnx)
