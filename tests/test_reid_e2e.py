@@ -56,5 +56,7 @@ def test_reid_backbone_name_is_checked(tmp_path):
     config = write_config(tmp_path / "c.yaml", base="test_reid.yaml", model={"name": "yolov5n", "imgsz": 32})
     proc = run_snakemake(tmp_path, config, "results/baseline.pt", check=False)
     assert proc.returncode != 0
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("slimflow error:")]
-    assert len(errors) == 1 and "model.name: 'yolov5n' is not a ReID backbone" in errors[0]
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"slimflow config error: {config}:")
+    assert "model.name: 'yolov5n' is not one of ['resnet18', 'resnet34', 'resnet50', 'resnet101']" in lines[0]
+    assert not (tmp_path / "results").exists()  # stopped before any job
