@@ -61,7 +61,7 @@ def test_guard_keeps_min_channels_and_gate_names_largest_feasible_ratio():
 def test_tied_scales_stop_the_plan_instead_of_pruning_nothing():
     model = YOLODetector(3, "n")  # untrained: every γ is 1.0, no channel ranks below another
     example = torch.rand(1, 3, 64, 64)
-    with pytest.raises(UserError, match=r"prune\.ratio=0\.5: \d+ of \d+ prunable channels share \|γ\|=1 .*sr > 0"):
+    with pytest.raises(UserError, match=r"prune\.ratio=0\.5: \d+ of \d+ prunable channels share \|γ\|=1, .*sr > 0"):
         plan_prune(model, example, ratio=0.5, min_channels=8, keep=model.keep_width_modules())
     with pytest.warns(UserWarning, match="pruning only those"):
         plan = plan_prune(model, example, ratio=0.5, min_channels=8, keep=model.keep_width_modules(),
