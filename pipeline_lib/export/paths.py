@@ -1,5 +1,7 @@
-"""File names of the export rules (workflow/rules/export.smk), kept here so the rule file holds rules only.
+"""What the export rules (workflow/rules/export.smk) read, kept here so the rule file holds rules only:
+file names, and the `export` keys each rule depends on.
 
+    rule_settings(config["export"], "quantize_int8")  # {"calibration_images": 100, "int8_silu": ..., "int8_stem": ...}
     onnx_metrics({"int8": True})
     # ["results/metrics/baseline.onnx_fp32.json", "results/metrics/onnx_fp32.json", "results/metrics/onnx_int8.json"]
     onnx_inputs("baseline.", "fp32")   # {"onnx": "results/export/baseline.onnx", "report": "results/export/baseline.json"}
@@ -12,9 +14,22 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-__all__ = ["DEPLOYED", "prefix_pattern", "onnx_metrics", "torch_latencies", "onnx_inputs"]
+__all__ = ["DEPLOYED", "RULE_KEYS", "rule_settings", "prefix_pattern", "onnx_metrics", "torch_latencies", "onnx_inputs"]
 
 DEPLOYED = "pruned_finetuned"
+
+# The `export` keys each rule's step reads. A rule gets only these as params, because Snakemake
+# reruns a job whose params changed: tuning INT8 must not re-export and re-time the FP32 models.
+RULE_KEYS = {
+    "export_onnx": ("opset", "parity_tol", "parity_rtol"),
+    "quantize_int8": ("calibration_images", "int8_silu", "int8_stem"),
+    "latency": ("threads", "latency_runs", "latency_warmup"),  # evaluate_onnx and latency_torch
+}
+
+
+def rule_settings(export_cfg: dict, rule: str) -> dict:
+    """The part of the `export` section that `rule` (a RULE_KEYS key) depends on."""
+    return {key: export_cfg[key] for key in RULE_KEYS[rule]}
 
 
 def prefix_pattern(stages: Iterable[str]) -> str:

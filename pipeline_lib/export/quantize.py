@@ -191,7 +191,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, bat
         quant_pre_process(str(fused), str(pre), auto_merge=True)
         pre_model = onnx.load(str(pre))
         excluded = downstream_nodes(pre_model, keep_float_after, include_readers=float_heads)
-        if stem == "float" or (stem == "space_to_depth" and not stem_rewritten):
+        if stem != "int8" and not stem_rewritten:
             excluded += [n.name for n in pre_model.graph.node if n.op_type == "Conv" and n.input[0] == input_name]
         quantize_static(str(pre), str(quantized), BatchReader(input_name, batches), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=list(op_types) if op_types else None, per_channel=per_channel,

@@ -1,5 +1,6 @@
 # Deployment: ONNX export with an ONNX Runtime parity check, INT8 quantization, ORT evaluation
-# and latency. Each rule gets the `export` section (plus `evaluate` where it evaluates).
+# and latency. Each rule gets the `export` keys it reads (export_paths.RULE_KEYS), plus `evaluate`
+# where it evaluates.
 from pipeline_lib.export import paths as export_paths
 
 # results/metrics/onnx_fp32.json and onnx_int8.json (issue 7's names) describe the deployed
@@ -21,7 +22,7 @@ rule export_onnx:
     conda:
         "../envs/slimflow.yaml"
     params:
-        export=config["export"],
+        export=export_paths.rule_settings(config["export"], "export_onnx"),
         seed=config["seed"],
     threads: 1
     script:
@@ -43,7 +44,7 @@ rule quantize_int8:
     conda:
         "../envs/slimflow.yaml"
     params:
-        export=config["export"],
+        export=export_paths.rule_settings(config["export"], "quantize_int8"),
         seed=config["seed"],
     threads: 1
     script:
@@ -64,7 +65,7 @@ rule evaluate_onnx:
         "../envs/slimflow.yaml"
     params:
         evaluate=config["evaluate"],
-        export=config["export"],
+        export=export_paths.rule_settings(config["export"], "latency"),
         seed=config["seed"],
     # All cores: latency is timed with no other job running (it uses export.threads of them).
     threads: workflow.cores
@@ -87,7 +88,7 @@ rule latency_torch:
     conda:
         "../envs/slimflow.yaml"
     params:
-        export=config["export"],
+        export=export_paths.rule_settings(config["export"], "latency"),
         seed=config["seed"],
     threads: workflow.cores
     script:
