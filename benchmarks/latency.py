@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline_lib.checkpoint import build_from_checkpoint, load_checkpoint
 from pipeline_lib.errors import UserError
 from pipeline_lib.export import latency_stats, make_session, op_profile, time_calls
-from pipeline_lib.tasks import get_task
+from pipeline_lib.tasks import load_model
 
 
 def _runner(path: Path, threads: int, batch: int, imgsz: int | None):
@@ -39,13 +38,12 @@ def _runner(path: Path, threads: int, batch: int, imgsz: int | None):
         x = torch.rand(batch, *dims)
         feed = {inp.name: x.numpy()}
         return "onnxruntime", x, lambda: session.run(None, feed)
-    ckpt = load_checkpoint(path)
-    model = build_from_checkpoint(ckpt).eval()
-    x = get_task(ckpt["arch"]["family"]).example_input(imgsz or ckpt["meta"]["imgsz"], batch)
+    loaded = load_model(path)
+    x = loaded.task.example_input(imgsz or loaded.imgsz, batch)
 
     def forward():
         with torch.inference_mode():
-            model(x)
+            loaded.model(x)
     return "torch eager", x, forward
 
 

@@ -16,16 +16,18 @@ __all__ = ["main"]
 
 
 def _prepare(cfg: dict, args: argparse.Namespace) -> dict:
-    return dict(dataset_cfg=cfg["dataset"], task=cfg["task"], seed=cfg["seed"],
+    return dict(dataset_cfg=cfg["dataset"], family=cfg["task"], seed=cfg["seed"],
                 manifest_path=args.results / "data" / "dataset.json")
 
 
 def _train(cfg: dict, args: argparse.Namespace) -> dict:
     r = args.results
-    return dict(stage=args.stage, train_cfg=stage_config(cfg, args.stage), model_cfg=cfg["model"],
-                task=cfg["task"], seed=cfg["seed"], device=cfg["device"], manifest_path=r / "data" / "dataset.json",
-                out_checkpoint=r / f"{args.stage}.pt", out_csv=r / "train" / f"{args.stage}.csv",
-                workdir=r / "work" / args.stage, init_checkpoint=args.init)
+    spec = steps.StageSpec(label=args.stage, train_cfg=stage_config(cfg, args.stage), model_cfg=cfg["model"],
+                           family=cfg["task"], seed=cfg["seed"], device=cfg["device"],
+                           manifest_path=r / "data" / "dataset.json", out_checkpoint=r / f"{args.stage}.pt",
+                           out_csv=r / "train" / f"{args.stage}.csv", workdir=r / "work" / args.stage,
+                           init_checkpoint=args.init)
+    return dict(spec=spec)
 
 
 def _prune(cfg: dict, args: argparse.Namespace) -> dict:
@@ -36,7 +38,7 @@ def _prune(cfg: dict, args: argparse.Namespace) -> dict:
 
 def _evaluate(cfg: dict, args: argparse.Namespace) -> dict:
     r = args.results
-    return dict(stage=args.stage, checkpoint=r / f"{args.stage}.pt", manifest_path=r / "data" / "dataset.json",
+    return dict(label=args.stage, checkpoint=r / f"{args.stage}.pt", manifest_path=r / "data" / "dataset.json",
                 eval_cfg=cfg["evaluate"], device=cfg["device"], seed=cfg["seed"],
                 out_metrics=r / "metrics" / f"{args.stage}.json",
                 out_predictions=r / "metrics" / f"{args.stage}.predictions.json")

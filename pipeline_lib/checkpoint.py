@@ -2,10 +2,10 @@
 
     save_checkpoint("results/baseline.pt", model, arch, meta)
     ckpt = load_checkpoint("results/baseline.pt", family="detection")
-    model = build_from_checkpoint(ckpt)        # no config, no class pickled
 
-`arch` = {"family", "name", "kwargs"} rebuilds the nominal network; a pruned network differs only
-in channel widths, which are read back from the state_dict shapes.
+`arch` = {"family", "name", "kwargs"} names the nominal network (its family builds it:
+`pipeline_lib.tasks.build_from_checkpoint`); a pruned network differs only in channel widths,
+which `match_widths` reads back from the state_dict shapes. This module knows no family.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from . import __version__
 from .errors import UserError
 from .io import atomic_path
 
-__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "build_from_checkpoint", "match_widths", "versions"]
+__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "match_widths", "versions"]
 
 FORMAT = "slimflow/ckpt-v1"
 _KEYS = ("format", "arch", "state_dict", "meta")
@@ -101,11 +101,3 @@ def match_widths(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> nn.Mo
                     setattr(module, pname, replacement)
     return model
 
-
-def build_from_checkpoint(ckpt: dict) -> nn.Module:
-    from .tasks import get_task
-
-    model = get_task(ckpt["arch"]["family"]).build_model(ckpt["arch"])
-    match_widths(model, ckpt["state_dict"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model

@@ -1,4 +1,5 @@
-"""Experiment config: YAML validated against workflow/schemas/config.schema.yaml.
+"""Experiment config: YAML validated against workflow/schemas/config.schema.yaml, with the chosen
+family's keys (pipeline_lib/tasks/<task>/schema.yaml) merged in.
 
     cfg = load_config("config/config.yaml")      # defaults filled, or UserError in one line
     train_cfg = stage_config(cfg, "baseline")      # train + stages.baseline overrides
@@ -15,20 +16,48 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import jsonschema
-import snakemake.utils
 import yaml
 
 from .errors import UserError
 from .io import read_yaml_mapping
+from .tasks import families, get_task
 
-__all__ = ["SCHEMA_PATH", "TRAINED_STAGES", "load_config", "validate_config", "stage_config", "config_hash", "defaults"]
+__all__ = ["SCHEMA_PATH", "TRAINED_STAGES", "schema", "load_config", "validate_config", "stage_config", "config_hash",
+           "defaults"]
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
 
-def _schema() -> dict:
-    with open(SCHEMA_PATH, encoding="utf-8") as f:
+def _read_schema(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
         return yaml.safe_load(f)
+
+
+def _merge(base: dict, fragment: dict) -> dict:
+    """`fragment` laid over `base`, mappings merged key by key (a family's keys join the shared ones)."""
+    out = dict(base)
+    for key, value in fragment.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def schema(task: str) -> dict:
+    """The whole schema of a `task:` family: the shared keys plus the family's schema.yaml."""
+    return _merge(_read_schema(SCHEMA_PATH), _read_schema(get_task(task).schema_path))
+
+
+def _fill_defaults(validator_class: type[jsonschema.Validator]) -> type[jsonschema.Validator]:
+    """A validator that also writes each absent property's `default` into the instance (nested:
+    a section's `default: {}` is filled in turn), jsonschema's documented extension pattern."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        for name, sub in properties.items():
+            if isinstance(instance, dict) and "default" in sub:
+                instance.setdefault(name, copy.deepcopy(sub["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
 def _key_lines(text: str) -> dict[tuple, int]:
@@ -74,29 +103,33 @@ def _locate(path: tuple, sources: Sequence[str | Path]) -> str:
     return str(sources[-1]) if sources else "config"
 
 
+def _task(config: dict, sources: Sequence[str | Path]) -> str:
+    task = config.get("task", _read_schema(SCHEMA_PATH)["properties"]["task"]["default"])
+    if task not in families():
+        raise UserError(f"{_locate(('task',), sources)}: task: {task!r} is not a model family "
+                        f"(one of: {', '.join(families())})")
+    return task
+
+
 def validate_config(config: dict, sources: Sequence[str | Path] = ()) -> dict:
-    """Check `config` against the schema and return a copy with every default filled in.
+    """Check `config` against its family's schema and return a copy with every default filled in.
 
     `sources` are the YAML files the config came from, in load order; errors point into them.
     """
-    validator = jsonschema.Draft202012Validator(_schema())
-    _raise_first_error(validator, config, sources)
+    full = schema(_task(config, sources))
+    _raise_first_error(jsonschema.Draft202012Validator(full), config, sources)
     config = copy.deepcopy(config)
-    snakemake.utils.validate(config, str(SCHEMA_PATH), set_default=True)  # fills nested defaults
-    # Again with the defaults in: a default can conflict with a key the user set (task: reid with
-    # the detector's default model.name).
-    _raise_first_error(validator, config, sources, note=" (the default; set it)")
+    _fill_defaults(jsonschema.Draft202012Validator)(full).validate(config)
     _check_across_keys(config, sources)
     return _sorted_keys(config)
 
 
-def _raise_first_error(validator: jsonschema.Validator, config: dict, sources: Sequence[str | Path],
-                       note: str = "") -> None:
+def _raise_first_error(validator: jsonschema.Validator, config: dict, sources: Sequence[str | Path]) -> None:
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:
         path, message = _describe(error)
         key = ".".join(str(p) for p in path) or "<top level>"
-        raise UserError(f"{_locate(path, sources)}: {key}: {message}{note}")
+        raise UserError(f"{_locate(path, sources)}: {key}: {message}")
 
 
 def _sorted_keys(node: Any) -> Any:
@@ -121,9 +154,9 @@ def load_config(path: str | Path) -> dict:
     return validate_config(read_yaml_mapping(path, "config"), [path])
 
 
-def defaults() -> dict:
-    """The config with nothing set: every value is the schema's default."""
-    return validate_config({})
+def defaults(task: str | None = None) -> dict:
+    """The config with nothing set but `task`: every other value is the schema's default."""
+    return validate_config({} if task is None else {"task": task})
 
 
 # Trained artifacts (results/<artifact>.pt) and the stages.<section> each one trains with.

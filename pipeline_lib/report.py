@@ -28,7 +28,7 @@ __all__ = ["summary_table", "write_summary", "plot_latency", "bn_gammas", "plot_
 
 
 def primary_metric(metrics_path: str | os.PathLike) -> str:
-    """The headline accuracy of a metrics file's family (mAP50_95 for detection, mAP for ReID)."""
+    """The headline accuracy of a metrics file's family: the first of its `metric_keys`."""
     return get_task(read_json(metrics_path)["task"]).metric_keys[0]
 
 

@@ -1,6 +1,6 @@
 """Run a step with its output in a log file and user errors as one line.
 
-    run_logged("results/logs/train-baseline.log", steps.train_stage, stage="baseline", ...)
+    run_logged("results/logs/evaluate-baseline.log", steps.evaluate_stage, label="baseline", ...)
 """
 from __future__ import annotations
 

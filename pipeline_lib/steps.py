@@ -3,19 +3,23 @@
 `workflow/scripts/*.py` and `python -m pipeline_lib STEP` both call these, so a step behaves the
 same under Snakemake, SLURM or by hand.
 
-    prepare_dataset(dataset_cfg=cfg["dataset"], task="detection", seed=0, manifest_path="results/data/dataset.json")
+    prepare_dataset(dataset_cfg=cfg["dataset"], family="detection", seed=0, manifest_path="results/data/dataset.json")
+
+Names: `family` is a `task:` value (a string), `task` the family's Task object, and `label` an
+artifact's lineage label (`sparse`, `iter/1/sparse`, `sweep/r0.5/pruned_finetuned`).
 """
 from __future__ import annotations
 
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from torch import nn
 
-from .checkpoint import build_from_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
 from .config import config_hash, defaults
 from .engine import distributed, seed_everything, select_device, train
 from .errors import UserError
@@ -26,19 +30,19 @@ from .report import (plot_gamma, plot_latency, plot_training_curves, primary_met
                      write_sweep)
 from .runner import setup_logging
 from .slimming import L1Sparsity, plan_prune, prunable_bns, prune_model
-from .tasks import get_task
+from .tasks import get_task, load_model
 
-__all__ = ["prepare_dataset", "train_stage", "prune_stage", "evaluate_stage", "report", "sweep_report"]
+__all__ = ["prepare_dataset", "StageSpec", "train_stage", "prune_stage", "evaluate_stage", "report", "sweep_report"]
 
 log = logging.getLogger("slimflow")
 
 
-def prepare_dataset(*, dataset_cfg: dict, task: str, seed: int, manifest_path: str | os.PathLike) -> dict:
+def prepare_dataset(*, dataset_cfg: dict, family: str, seed: int, manifest_path: str | os.PathLike) -> dict:
     """Generate (embedded default) or index a real dataset, validate it once, write the manifest."""
     manifest_path = Path(manifest_path)
-    manifest = get_task(task).prepare_dataset(dataset_cfg, manifest_path.parent, seed)
+    manifest = get_task(family).prepare_dataset(dataset_cfg, manifest_path.parent, seed)
     write_json(manifest_path, manifest)
-    log.info("dataset: %s; classes: %s", manifest["counts"], manifest["names"])
+    log.info("dataset: %s; names: %s", manifest["counts"], manifest["names"])
     return manifest
 
 
@@ -47,69 +51,81 @@ def _write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
         pd.DataFrame(rows).to_csv(tmp, index=False)
 
 
-def train_stage(*, stage: str, train_cfg: dict, model_cfg: dict, task: str, seed: int, device: str,
-                manifest_path: str | os.PathLike, out_checkpoint: str | os.PathLike,
-                out_csv: str | os.PathLike, workdir: str | os.PathLike,
-                init_checkpoint: str | os.PathLike | None = None) -> None:
+@dataclass(frozen=True)
+class StageSpec:
+    """Everything one training stage needs: what `train_stage` hands to each (DDP) process."""
+
+    label: str  # lineage label: logs, progress bars and the checkpoint's meta["stage"]
+    train_cfg: dict  # `train` with the stage's `stages.<section>` laid over it
+    model_cfg: dict
+    family: str
+    seed: int
+    device: str
+    manifest_path: str | os.PathLike
+    out_checkpoint: str | os.PathLike
+    out_csv: str | os.PathLike
+    workdir: str | os.PathLike  # resume state (last.pt, best.pt) while the stage runs
+    init_checkpoint: str | os.PathLike | None = None  # the parent artifact; None builds from model_cfg
+
+
+def train_stage(spec: StageSpec) -> None:
     """Train one stage with the shared engine; publish the best weights as a checkpoint.
 
     `init_checkpoint` starts from a parent artifact (its architecture and weights, e.g. a pruned
-    model); without it the model is built from `model_cfg`. With `train.nprocs` > 1 the stage runs
-    in that many DDP processes (one per GPU, or gloo on CPU); `train.batch_size` is their total.
+    model); without it the model is built from `model_cfg`. With `train.nprocs` > 1 the stage
+    runs in that many DDP processes (one per GPU, or gloo on CPU); `train.batch_size` is their total.
     """
-    nprocs = train_cfg["nprocs"]
-    if train_cfg["batch_size"] % nprocs:
-        raise UserError(f"train.batch_size={train_cfg['batch_size']} is the total over train.nprocs={nprocs} "
+    nprocs = spec.train_cfg["nprocs"]
+    if spec.train_cfg["batch_size"] % nprocs:
+        raise UserError(f"train.batch_size={spec.train_cfg['batch_size']} is the total over train.nprocs={nprocs} "
                         "processes: make it a multiple of nprocs")
-    distributed.launch(_train_process, nprocs=nprocs, stage=stage, train_cfg=train_cfg, model_cfg=model_cfg,
-                       task=task, seed=seed, device=device, manifest_path=manifest_path,
-                       out_checkpoint=out_checkpoint, out_csv=out_csv, workdir=workdir,
-                       init_checkpoint=init_checkpoint)
+    distributed.launch(_train_process, nprocs=nprocs, spec=spec)
 
 
-def _train_process(*, stage, train_cfg, model_cfg, task, seed, device, manifest_path, out_checkpoint, out_csv,
-                   workdir, init_checkpoint) -> None:
+def _train_process(spec: StageSpec) -> None:
     """train_stage's body in one (DDP) process; rank 0 publishes."""
     if distributed.world_size() > 1 and distributed.is_main():
         setup_logging(sys.stderr)  # a spawned process: its stderr is the step's log
-    family = get_task(task)
-    manifest = read_json(manifest_path)
-    seed_everything(seed)
-    if init_checkpoint is not None:
-        parent = load_checkpoint(init_checkpoint, family=task)
-        model, arch, parent_hash = build_from_checkpoint(parent), parent["arch"], sha256_file(init_checkpoint)
+    task, train_cfg = get_task(spec.family), spec.train_cfg
+    manifest = read_json(spec.manifest_path)
+    seed_everything(spec.seed)
+    if spec.init_checkpoint is not None:
+        parent = load_model(spec.init_checkpoint, family=spec.family)
+        model, arch, parent_hash = parent.model, parent.ckpt["arch"], sha256_file(spec.init_checkpoint)
     else:
-        arch = family.arch(model_cfg, manifest)
-        model, parent_hash = family.build_model(arch), None
-    imgsz, dev = model_cfg["imgsz"], distributed.device_for_rank(select_device(device))
+        arch = task.arch(spec.model_cfg, manifest)
+        model, parent_hash = task.build_model(arch), None
+    imgsz, dev = spec.model_cfg["imgsz"], distributed.device_for_rank(select_device(spec.device))
     loader_args = dict(imgsz=imgsz, batch_size=train_cfg["batch_size"] // distributed.world_size(),
-                       workers=train_cfg["workers"], seed=seed)
-    train_loader = family.loader(manifest, "train", train=True, augment=train_cfg["augment"], **loader_args)
-    val_loader = family.loader(manifest, "val", train=False, **loader_args)
-    val_cfg = defaults()["evaluate"]  # fixed, so editing `evaluate:` never retrains
+                       workers=train_cfg["workers"], seed=spec.seed)
+    train_loader = task.loader(manifest, "train", train=True, augment=train_cfg["augment"], **loader_args)
+    val_loader = task.loader(manifest, "val", train=False, **loader_args)
+    val_cfg = defaults(spec.family)["evaluate"]  # fixed, so editing `evaluate:` never retrains
     hooks = []
     if train_cfg.get("sr", 0) > 0:  # the sparse stage: L1 on every prunable BN scale
-        bns = prunable_bns(model, family.example_input(imgsz), family.keep_width_modules(model))
+        bns = prunable_bns(model, task.example_input(imgsz), task.keep_width_modules(model))
         hooks.append(L1Sparsity(bns, train_cfg["sr"], train_cfg["sr_decay"]))
     data_hash = config_hash(manifest["checksums"])
-    run_hash = config_hash({"stage": stage, "train": train_cfg, "arch": arch, "imgsz": imgsz,
-                            "parent": parent_hash, "data": data_hash, "seed": seed})
-    result = train(model, criterion=family.criterion(model, train_cfg), train_loader=train_loader,
-                   evaluate=lambda m: family.evaluate(m, val_loader, dev, val_cfg, manifest),
-                   fitness=family.fitness, cfg=train_cfg, workdir=Path(workdir), device=dev,
-                   run_id=run_hash, hooks=hooks, desc=stage)
+    run_hash = config_hash({"stage": spec.label, "train": train_cfg, "arch": arch, "imgsz": imgsz,
+                            "parent": parent_hash, "data": data_hash, "seed": spec.seed})
+    workdir = Path(spec.workdir)
+    result = train(model, criterion=task.criterion(model, train_cfg), train_loader=train_loader,
+                   evaluate=lambda m: task.evaluate(m, val_loader, dev, val_cfg, manifest),
+                   fitness=task.fitness, cfg=train_cfg, workdir=workdir, device=dev,
+                   run_id=run_hash, hooks=hooks, desc=spec.label)
     if result is None:  # not rank 0
         return
     model.load_state_dict(result.state_dict)
-    meta = {"stage": stage, "epoch": result.epoch, "epochs": train_cfg["epochs"], "metrics": result.metrics,
-            "fitness": result.fitness, "imgsz": imgsz, "names": manifest["names"], "seed": seed,
+    meta = {"stage": spec.label, "epoch": result.epoch, "epochs": train_cfg["epochs"], "metrics": result.metrics,
+            "fitness": result.fitness, "imgsz": imgsz, "names": manifest["names"], "seed": spec.seed,
             "config": train_cfg, "config_hash": config_hash(train_cfg), "run_hash": run_hash,
             "parent": parent_hash, "dataset": data_hash}
-    _write_csv(out_csv, result.history)
-    save_checkpoint(out_checkpoint, model.cpu(), arch, meta)
+    _write_csv(spec.out_csv, result.history)
+    save_checkpoint(spec.out_checkpoint, model.cpu(), arch, meta)
     for name in ("last.pt", "best.pt"):  # published: an interrupted rerun must not resume a finished run
-        (Path(workdir) / name).unlink(missing_ok=True)
-    log.info("%s: best epoch %d, fitness %.4f, %s -> %s", stage, result.epoch, result.fitness, result.metrics, out_checkpoint)
+        (workdir / name).unlink(missing_ok=True)
+    log.info("%s: best epoch %d, fitness %.4f, %s -> %s", spec.label, result.epoch, result.fitness, result.metrics,
+             spec.out_checkpoint)
 
 
 def _bn_widths(model: nn.Module) -> dict[str, int]:
@@ -119,14 +135,13 @@ def _bn_widths(model: nn.Module) -> dict[str, int]:
 def prune_stage(*, checkpoint: str | os.PathLike, prune_cfg: dict, out_checkpoint: str | os.PathLike,
                 out_report: str | os.PathLike) -> dict:
     """Plan and cut channels of a (sparsity-trained) checkpoint; write pruned.pt and prune.json."""
-    ckpt = load_checkpoint(checkpoint)
-    family = get_task(ckpt["arch"]["family"])
-    model = build_from_checkpoint(ckpt).eval()
-    example = family.example_input(ckpt["meta"]["imgsz"])
+    loaded = load_model(checkpoint)
+    ckpt, model = loaded.ckpt, loaded.model
+    example = loaded.task.example_input(loaded.imgsz)
     layers = _bn_widths(model)
     before = {"params": count_params(model), "flops": count_flops(model, example)}
     plan = plan_prune(model, example, prune_cfg["ratio"], min_channels=prune_cfg["min_channels"],
-                      round_to=prune_cfg["round_to"], keep=family.keep_width_modules(model),
+                      round_to=prune_cfg["round_to"], keep=loaded.task.keep_width_modules(model),
                       on_infeasible=prune_cfg["on_infeasible"])
     prune_model(model, example, plan)
     after = {"params": count_params(model), "flops": count_flops(model, example)}
@@ -145,26 +160,23 @@ def prune_stage(*, checkpoint: str | os.PathLike, prune_cfg: dict, out_checkpoin
     return report
 
 
-def evaluate_stage(*, stage: str, checkpoint: str | os.PathLike, manifest_path: str | os.PathLike,
+def evaluate_stage(*, label: str, checkpoint: str | os.PathLike, manifest_path: str | os.PathLike,
                    eval_cfg: dict, device: str, seed: int, out_metrics: str | os.PathLike,
                    out_predictions: str | os.PathLike | None = None) -> dict:
     """Evaluate a checkpoint on the val split; write metrics, params, FLOPs and file size."""
     manifest = read_json(manifest_path)
-    family = get_task(manifest["task"])
-    ckpt = load_checkpoint(checkpoint, family=manifest["task"])
-    dev = select_device(device)
-    model = build_from_checkpoint(ckpt).to(dev).eval()
-    imgsz = ckpt["meta"]["imgsz"]
-    loader = family.loader(manifest, "val", train=False, imgsz=imgsz, batch_size=eval_cfg["batch_size"],
-                           workers=0, seed=seed)
-    metrics = family.evaluate(model, loader, dev, eval_cfg, manifest,
-                              Path(out_predictions) if out_predictions else None)
-    result = {"stage": stage, "task": family.family, "checkpoint": str(checkpoint), "metrics": metrics,
-              "fitness": family.fitness(metrics), "params": count_params(model),
-              "flops": count_flops(model, family.example_input(imgsz).to(dev)),
+    loaded = load_model(checkpoint, family=manifest["task"])
+    task, imgsz, dev = loaded.task, loaded.imgsz, select_device(device)
+    model = loaded.model.to(dev)
+    loader = task.loader(manifest, "val", train=False, imgsz=imgsz, batch_size=eval_cfg["batch_size"],
+                         workers=0, seed=seed)
+    metrics = task.evaluate(model, loader, dev, eval_cfg, manifest, Path(out_predictions) if out_predictions else None)
+    result = {"stage": label, "task": task.family, "checkpoint": str(checkpoint), "metrics": metrics,
+              "fitness": task.fitness(metrics), "params": count_params(model),
+              "flops": count_flops(model, task.example_input(imgsz).to(dev)),
               "file_bytes": os.path.getsize(checkpoint), "imgsz": imgsz}
     write_json(out_metrics, result)
-    log.info("%s: %s", stage, result)
+    log.info("%s: %s", label, result)
     return result
 
 

@@ -17,6 +17,8 @@ from pipeline_lib.tasks.detection.model import YOLODetector
 
 from conftest import REPO, snakemake_cmd
 
+pytestmark = pytest.mark.e2e  # runs the real snakemake, CLI or a training
+
 LABEL = "0 0.5 0.5 0.2 0.2\n"
 
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline_lib.checkpoint import FORMAT, build_from_checkpoint, load_checkpoint, match_widths, save_checkpoint
+from pipeline_lib.checkpoint import FORMAT, load_checkpoint, match_widths, save_checkpoint
+from pipeline_lib.tasks import build_from_checkpoint
 from pipeline_lib.errors import UserError
 from pipeline_lib.tasks import get_task
 

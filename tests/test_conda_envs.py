@@ -7,6 +7,7 @@ the post-deploy script installs this checkout's pipeline_lib into the environmen
 """
 from __future__ import annotations
 
+import pytest
 import os
 import re
 import subprocess
@@ -17,6 +18,8 @@ from pathlib import Path
 import yaml
 
 from conftest import REPO
+
+pytestmark = pytest.mark.e2e  # runs the real snakemake, CLI or a training
 
 RULES = REPO / "workflow" / "rules"
 ENVS = REPO / "workflow" / "envs"

@@ -48,11 +48,29 @@ def test_mistakes_name_file_line_and_key(tmp_path, text, line, key):
     assert "\n" not in message
 
 
-def test_a_default_that_conflicts_with_a_set_key_is_named(tmp_path):
+def test_each_family_gets_its_own_defaults(tmp_path):
     path = tmp_path / "reid.yaml"
-    path.write_text("task: reid\n")  # model.name defaults to the detector
-    with pytest.raises(UserError, match=r"reid\.yaml: model\.name: 'yolov5n' is not one of .*\(the default; set it\)"):
+    path.write_text("task: reid\n")
+    cfg = load_config(path)
+    assert cfg["model"]["name"] == "resnet50" and cfg["model"]["imgsz"] == [256, 128]
+    assert "mosaic" not in cfg["train"]["augment"] and "conf_thres" not in cfg["evaluate"]
+    assert defaults()["model"]["name"] == "yolov5n" and "instances" not in defaults()["train"]["augment"]
+
+
+@pytest.mark.parametrize("text, line, key", [
+    ("task: reid\nmodel:\n  name: resnet18\n  anchors: auto\n", 4, "model.anchors: unknown key"),  # a detector key
+    ("task: reid\ntrain:\n  augment:\n    mosaic: 0.0\n", 4, "train.augment.mosaic: unknown key"),
+    ("task: reid\nevaluate:\n  iou_thres: 0.5\n", 3, "evaluate.iou_thres: unknown key"),
+    ("task: detection\nmodel:\n  neck_feat: after\n", 3, "model.neck_feat: unknown key"),  # a ReID key
+    ("model:\n  name: resnet18\n", 2, "model.name: 'resnet18' is not one of"),
+    ("seed: 1\ntask: segmentation\n", 2, "task: 'segmentation' is not a model family (one of: "),
+])
+def test_keys_of_another_family_are_unknown_keys(tmp_path, text, line, key):
+    path = tmp_path / "mixed.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError) as info:
         load_config(path)
+    assert str(info.value).startswith(f"{path}:{line}: {key}")
 
 
 def test_invalid_yaml_names_line(tmp_path):

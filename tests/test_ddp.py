@@ -17,6 +17,8 @@ from pipeline_lib.errors import UserError
 
 from conftest import REPO
 
+pytestmark = pytest.mark.e2e  # runs the real snakemake, CLI or a training
+
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
@@ -26,27 +28,28 @@ def tiny(tmp_path_factory):
     cfg["train"].update(nprocs=2, epochs=4, warmup_epochs=0, val_interval=2)
     (root / "config.yaml").write_text(yaml.safe_dump(cfg))
     cfg = load_config(root / "config.yaml")
-    steps.prepare_dataset(dataset_cfg=cfg["dataset"], task=cfg["task"], seed=cfg["seed"],
+    steps.prepare_dataset(dataset_cfg=cfg["dataset"], family=cfg["task"], seed=cfg["seed"],
                           manifest_path=root / "results/data/dataset.json")
     return root, cfg
 
 
-def _train_kwargs(root, cfg, **train):
+def _spec(root, cfg, **train):
     r = root / "results"
-    return dict(stage="baseline", train_cfg={**stage_config(cfg, "baseline"), **train}, model_cfg=cfg["model"],
-                task=cfg["task"], seed=cfg["seed"], device="cpu", manifest_path=r / "data/dataset.json",
-                out_checkpoint=r / "baseline.pt", out_csv=r / "train/baseline.csv", workdir=r / "work/baseline")
+    return steps.StageSpec(label="baseline", train_cfg={**stage_config(cfg, "baseline"), **train},
+                           model_cfg=cfg["model"], family=cfg["task"], seed=cfg["seed"], device="cpu",
+                           manifest_path=r / "data/dataset.json", out_checkpoint=r / "baseline.pt",
+                           out_csv=r / "train/baseline.csv", workdir=r / "work/baseline")
 
 
 def test_two_process_training_learns_and_publishes_a_loadable_checkpoint(tiny):
     root, cfg = tiny
-    steps.train_stage(**_train_kwargs(root, cfg))
+    steps.train_stage(_spec(root, cfg))
     history = pd.read_csv(root / "results/train/baseline.csv")
     loss = history.filter(like="train/").sum(axis=1)
     assert len(history) == 4 and loss.iloc[-1] < loss.iloc[0]
     ckpt = load_checkpoint(root / "results/baseline.pt", family="detection")
     assert ckpt["meta"]["config"]["nprocs"] == 2
-    result = steps.evaluate_stage(stage="baseline", checkpoint=root / "results/baseline.pt",
+    result = steps.evaluate_stage(label="baseline", checkpoint=root / "results/baseline.pt",
                                   manifest_path=root / "results/data/dataset.json", eval_cfg=cfg["evaluate"],
                                   device="cpu", seed=0, out_metrics=root / "results/metrics/baseline.json")
     assert 0.0 <= result["metrics"]["mAP50_95"] <= 1.0
@@ -56,7 +59,7 @@ def test_two_process_training_learns_and_publishes_a_loadable_checkpoint(tiny):
 def test_batch_size_must_split_evenly_over_processes(tiny):
     root, cfg = tiny
     with pytest.raises(UserError, match="train.batch_size=9 is the total over train.nprocs=2"):
-        steps.train_stage(**_train_kwargs(root, cfg, batch_size=9))
+        steps.train_stage(_spec(root, cfg, batch_size=9))
 
 
 def test_killed_ddp_training_resumes_from_the_last_epoch(tiny, tmp_path):

@@ -3,6 +3,7 @@ import json
 import re
 import subprocess
 
+import pytest
 import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -10,6 +11,8 @@ from pycocotools.cocoeval import COCOeval
 from pipeline_lib.io import sha256_file
 
 from conftest import REPO, SNAKEMAKE, run_snakemake, write_config
+
+pytestmark = pytest.mark.e2e  # runs the real snakemake, CLI or a training
 
 METRIC_KEYS = {"stage", "task", "checkpoint", "metrics", "fitness", "params", "flops", "file_bytes"}
 

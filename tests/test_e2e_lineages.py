@@ -3,11 +3,14 @@ import json
 import shutil
 
 import pandas as pd
+import pytest
 import torch
 
 from pipeline_lib.io import sha256_file
 
 from conftest import run_snakemake, write_config
+
+pytestmark = pytest.mark.e2e  # runs the real snakemake, CLI or a training
 
 
 def _continue_tiny_run(tiny_run, tmp_path, **prune):

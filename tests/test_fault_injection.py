@@ -2,6 +2,7 @@
 validation), rerun with --rerun-incomplete each time: the run completes, each stage resumes from its
 last completed epoch, and every checkpoint and metrics file equals the uninterrupted run's
 (same seed, CPU): resume is exact and the chain is deterministic."""
+import pytest
 import json
 import os
 import signal
@@ -11,6 +12,8 @@ import time
 import torch
 
 from conftest import REPO, run_snakemake, snakemake_cmd
+
+pytestmark = pytest.mark.e2e  # runs the real snakemake, CLI or a training
 
 TARGET = "results/pruned_finetuned.pt"
 # (failpoint, the stage it freezes, the epoch that stage must resume after). The counters restart

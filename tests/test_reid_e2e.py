@@ -8,6 +8,8 @@ from pipeline_lib.io import sha256_file
 
 from conftest import REPO, run_snakemake, write_config
 
+pytestmark = pytest.mark.e2e  # runs the real snakemake, CLI or a training
+
 STAGES = ("baseline", "pruned", "pruned_finetuned")
 
 

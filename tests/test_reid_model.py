@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline_lib.checkpoint import build_from_checkpoint, load_checkpoint, save_checkpoint
+from pipeline_lib.checkpoint import load_checkpoint, save_checkpoint
+from pipeline_lib.tasks import build_from_checkpoint
 from pipeline_lib.profile import count_flops
 from pipeline_lib.slimming import apply_mask, plan_prune, prunable_bns, prune_model
 from pipeline_lib.tasks.reid import TASK

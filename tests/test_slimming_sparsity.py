@@ -3,7 +3,8 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from pipeline_lib.checkpoint import build_from_checkpoint, load_checkpoint, save_checkpoint
+from pipeline_lib.checkpoint import load_checkpoint, save_checkpoint
+from pipeline_lib.tasks import build_from_checkpoint
 from pipeline_lib.config import defaults
 from pipeline_lib.engine import train
 from pipeline_lib.engine.utils import make_loader, seed_everything

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..failpoints import failpoint
+from ..tasks.base import Criterion, StatefulCriterion
 from ..io import atomic_path
 from . import distributed
 from .ema import ModelEMA, unwrap
@@ -37,8 +38,6 @@ from .utils import rng_state, set_rng_state, to_device
 __all__ = ["train", "TrainResult", "Hook", "TrainingDiverged"]
 
 log = logging.getLogger("slimflow")
-
-Criterion = Callable[[nn.Module, dict], tuple[torch.Tensor, dict[str, float]]]
 
 
 class TrainingDiverged(UserError):
@@ -66,9 +65,9 @@ class TrainResult:
 
 def _warmup(optimizer: torch.optim.Optimizer, ni: int, nw: int, epoch_lr: Sequence[float], cfg: dict) -> None:
     """Linear warmup: biases fall from warmup_bias_lr, other groups rise from 0; momentum rises too."""
-    for j, group in enumerate(optimizer.param_groups):
-        start = cfg["warmup_bias_lr"] if j == 2 else 0.0
-        group["lr"] = float(np.interp(ni, [0, nw], [start, epoch_lr[j]]))
+    for group, lr in zip(optimizer.param_groups, epoch_lr):
+        start = cfg["warmup_bias_lr"] if group.get("name") == "bias" else 0.0
+        group["lr"] = float(np.interp(ni, [0, nw], [start, lr]))
         if "momentum" in group:
             group["momentum"] = float(np.interp(ni, [0, nw], [cfg["warmup_momentum"], cfg["momentum"]]))
         elif "betas" in group:
@@ -78,6 +77,43 @@ def _warmup(optimizer: torch.optim.Optimizer, ni: int, nw: int, epoch_lr: Sequen
 def _save(path: Path, obj: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+@dataclass
+class _LoopState:
+    """Everything a resumed run needs, with ONE state_dict: a new piece of state is added here only."""
+
+    model: nn.Module  # possibly DDP-wrapped
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    ema: ModelEMA | None
+    criterion: Criterion
+    run_id: str
+    epoch: int = 0  # epochs completed
+    best: dict[str, Any] = field(default_factory=lambda: {"fitness": -math.inf, "metrics": {}, "epoch": 0})
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "epoch": self.epoch, "model": unwrap(self.model).state_dict(),
+                "ema": self.ema.module.state_dict() if self.ema is not None else None,
+                "ema_updates": self.ema.updates if self.ema is not None else 0,
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "rng": rng_state(), "best": self.best, "history": self.history,
+                "criterion": self.criterion.state_dict() if isinstance(self.criterion, StatefulCriterion) else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        unwrap(self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            self.ema.module.load_state_dict(state["ema"])
+            self.ema.updates = state["ema_updates"]
+        if state.get("criterion") is not None:
+            self.criterion.load_state_dict(state["criterion"])
+        set_rng_state(state["rng"])
+        self.epoch, self.best, self.history = state["epoch"], state["best"], state["history"]
 
 
 def train(model: nn.Module, *, criterion: Criterion, train_loader: torch.utils.data.DataLoader,
@@ -100,116 +136,113 @@ def train(model: nn.Module, *, criterion: Criterion, train_loader: torch.utils.d
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = build_optimizer(model, cfg["optimizer"], cfg["lr0"], cfg["momentum"], weight_decay)
     lf = lr_lambda(cfg["scheduler"], epochs, cfg["lrf"], cfg.get("milestones", ()))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lf)
     use_amp = cfg["amp"] and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)  # bf16 needs no scaling
-    ema = ModelEMA(model, cfg["ema_decay"], cfg["ema_tau"]) if cfg["ema"] else None
+    state = _LoopState(model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lf),
+                       torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16),  # bf16: no scaling
+                       ModelEMA(model, cfg["ema_decay"], cfg["ema_tau"]) if cfg["ema"] else None, criterion, run_id)
 
-    start_epoch, best, history = 0, {"fitness": -math.inf, "metrics": {}, "epoch": 0}, []
     last_path, best_path = workdir / "last.pt", workdir / "best.pt"
     if last_path.exists():
-        state = _load_resume(last_path)
-        if state.get("run_id") == run_id:
-            unwrap(model).load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            if ema is not None:
-                ema.module.load_state_dict(state["ema"])
-                ema.updates = state["ema_updates"]
-            if state.get("criterion") is not None:
-                criterion.load_state_dict(state["criterion"])
-            set_rng_state(state["rng"])
-            start_epoch, best, history = state["epoch"], state["best"], state["history"]
+        saved = _load_resume(last_path)
+        if saved.get("run_id") == run_id:
+            state.load_state_dict(saved)
             if main:
-                log.info("%s: resuming from %s after epoch %d/%d", desc, last_path, start_epoch, epochs)
+                log.info("%s: resuming from %s after epoch %d/%d", desc, last_path, state.epoch, epochs)
         elif main:
             log.info("%s: ignoring %s (it belongs to a different config or input)", desc, last_path)
 
-    nb = len(train_loader)
-    nw = round(cfg["warmup_epochs"] * nb)
-    for epoch in range(start_epoch, epochs):
+    autocast = lambda: torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp)  # noqa: E731
+    for epoch in range(state.epoch, epochs):
         t0 = time.time()
-        last_step = nb * epoch - 1
-        model.train()
-        for obj in (train_loader.sampler, train_loader.dataset):
-            if hasattr(obj, "set_epoch"):
-                obj.set_epoch(epoch)
-        epoch_lr = [group["initial_lr"] * lf(epoch) for group in optimizer.param_groups]
-        sums: dict[str, float] = {}
-        bar = tqdm(train_loader, desc=f"{desc} {epoch + 1}/{epochs}", file=sys.stderr, disable=not main,
-                   mininterval=0.5 if sys.stderr.isatty() else 15, dynamic_ncols=True)
-        optimizer.zero_grad(set_to_none=True)
-        for i, batch in enumerate(bar):
-            ni = i + nb * epoch
-            if ni <= nw:
-                _warmup(optimizer, ni, nw, epoch_lr, cfg)
-                accumulate = max(1, round(float(np.interp(ni, [0, nw], [1, cfg["nominal_batch_size"] / bs]))))
-            batch = to_device(batch, device)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                loss, items = criterion(model, batch)
-            if not torch.isfinite(loss):
-                good = f"{last_path} (after epoch {epoch})" if epoch else "none yet"
-                raise TrainingDiverged(f"{desc}: loss is {loss.item()} at epoch {epoch + 1}, batch {i + 1}; "
-                                       f"last good checkpoint: {good}. Lower train.lr0 or check the data.")
-            scaler.scale(loss).backward()
-            if ni - last_step >= accumulate or i == nb - 1:  # epoch-local phase: resume-exact
-                scaler.unscale_(optimizer)
-                for hook in hooks:
-                    if hasattr(hook, "before_step"):
-                        hook.before_step(model, epoch, epochs)
-                if cfg["clip_grad_norm"] > 0:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg["clip_grad_norm"])
-                failpoint("step")
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                if ema is not None:
-                    ema.update(model)
-                last_step = ni
-            for k, v in items.items():
-                sums[k] = sums.get(k, 0.0) + v
-            bar.set_postfix({k: f"{v / (i + 1):.4g}" for k, v in sums.items()}, refresh=False)
-        bar.close()
+        sums = _train_epoch(state, train_loader, epoch, lf, cfg, hooks, autocast, device, last_path, desc)
         lrs = [group["lr"] for group in optimizer.param_groups]
-        scheduler.step()
+        state.scheduler.step()
         if not main:  # rank 0 evaluates, logs and writes the resume state for all ranks
             continue
 
         row: dict[str, Any] = {"epoch": epoch + 1}
-        row.update({f"train/{k}": v / nb for k, v in sums.items()})
-        final = epoch + 1 == epochs
-        eval_model = ema.module if ema is not None else unwrap(model)
-        if final or (epoch + 1) % cfg["val_interval"] == 0:
+        row.update({f"train/{k}": v / len(train_loader) for k, v in sums.items()})
+        eval_model = state.ema.module if state.ema is not None else unwrap(model)
+        if epoch + 1 == epochs or (epoch + 1) % cfg["val_interval"] == 0:
             failpoint("evaluate")
             metrics = evaluate(eval_model)
             score = fitness(metrics)
             row.update({f"metrics/{k}": v for k, v in metrics.items()})
             row["fitness"] = score
-            if score > best["fitness"]:
-                best = {"fitness": score, "metrics": metrics, "epoch": epoch + 1}
+            if score > state.best["fitness"]:
+                state.best = {"fitness": score, "metrics": metrics, "epoch": epoch + 1}
                 _save(best_path, {"state_dict": eval_model.state_dict(), "run_id": run_id})
         for hook in hooks:
             if hasattr(hook, "epoch_columns"):
                 row.update(hook.epoch_columns(unwrap(model)))
         row.update({f"lr/pg{j}": lr for j, lr in enumerate(lrs)})
         row["time_s"] = round(time.time() - t0, 3)
-        history.append(row)
+        state.history.append(row)
+        state.epoch = epoch + 1
         log.info("%s epoch %d/%d: %s", desc, epoch + 1, epochs,
                  ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
-        _save(last_path, {"run_id": run_id, "epoch": epoch + 1, "model": unwrap(model).state_dict(),
-                          "ema": ema.module.state_dict() if ema is not None else None,
-                          "ema_updates": ema.updates if ema is not None else 0,
-                          "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                          "scaler": scaler.state_dict(), "rng": rng_state(), "best": best, "history": history,
-                          "criterion": criterion.state_dict() if hasattr(criterion, "state_dict") else None})
+        _save(last_path, state.state_dict())
 
     distributed.barrier()
     if not main:
         return None
-    best_state = _load_resume(best_path)["state_dict"]
-    return TrainResult(best_state, best["metrics"], best["fitness"], best["epoch"], history)
+    best = state.best
+    return TrainResult(_load_resume(best_path)["state_dict"], best["metrics"], best["fitness"], best["epoch"],
+                       state.history)
+
+
+def _train_epoch(state: _LoopState, loader: torch.utils.data.DataLoader, epoch: int, lf: Callable[[int], float],
+                 cfg: dict, hooks: Sequence[Hook], autocast: Callable, device: torch.device, last_path: Path,
+                 desc: str) -> dict[str, float]:
+    """One pass over `loader` with warmup, accumulation, clipping, hooks and EMA; returns summed loss items."""
+    model, optimizer, scaler, ema = state.model, state.optimizer, state.scaler, state.ema
+    main, world = distributed.is_main(), distributed.world_size()
+    epochs, nb, bs = cfg["epochs"], len(loader), loader.batch_size * world
+    nw = round(cfg["warmup_epochs"] * nb)
+    accumulate = max(round(cfg["nominal_batch_size"] / bs), 1)
+    last_step = nb * epoch - 1
+    model.train()
+    for obj in (loader.sampler, loader.dataset):
+        if hasattr(obj, "set_epoch"):
+            obj.set_epoch(epoch)
+    epoch_lr = [group["initial_lr"] * lf(epoch) for group in optimizer.param_groups]
+    sums: dict[str, float] = {}
+    bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{epochs}", file=sys.stderr, disable=not main,
+               mininterval=0.5 if sys.stderr.isatty() else 15, dynamic_ncols=True)
+    optimizer.zero_grad(set_to_none=True)
+    for i, batch in enumerate(bar):
+        ni = i + nb * epoch
+        if ni <= nw:
+            _warmup(optimizer, ni, nw, epoch_lr, cfg)
+            accumulate = max(1, round(float(np.interp(ni, [0, nw], [1, cfg["nominal_batch_size"] / bs]))))
+        batch = to_device(batch, device)
+        with autocast():
+            loss, items = state.criterion(model, batch)
+        if not torch.isfinite(loss):
+            good = f"{last_path} (after epoch {epoch})" if epoch else "none yet"
+            raise TrainingDiverged(f"{desc}: loss is {loss.item()} at epoch {epoch + 1}, batch {i + 1}; "
+                                   f"last good checkpoint: {good}. Lower train.lr0 or check the data.")
+        scaler.scale(loss).backward()
+        if ni - last_step >= accumulate or i == nb - 1:  # epoch-local phase: resume-exact
+            scaler.unscale_(optimizer)
+            for hook in hooks:
+                if hasattr(hook, "before_step"):
+                    hook.before_step(model, epoch, epochs)
+            if cfg["clip_grad_norm"] > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg["clip_grad_norm"])
+            failpoint("step")
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            if ema is not None:
+                ema.update(model)
+            last_step = ni
+        for k, v in items.items():
+            sums[k] = sums.get(k, 0.0) + v
+        bar.set_postfix({k: f"{v / (i + 1):.4g}" for k, v in sums.items()}, refresh=False)
+    bar.close()
+    return sums
 
 
 def _load_resume(path: Path) -> dict:

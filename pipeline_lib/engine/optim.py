@@ -45,11 +45,11 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 
 
 def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
-    """Three groups in a fixed order — 0: decayed weights, 1: norm weights, 2: biases."""
+    """Three named groups ("name": decay, norm, bias), in that order (the CSV's lr/pg0..2)."""
     decay, norm, bias = param_groups(model)
-    groups = [{"params": decay, "weight_decay": weight_decay},
-              {"params": norm, "weight_decay": 0.0},
-              {"params": bias, "weight_decay": 0.0}]
+    groups = [{"name": "decay", "params": decay, "weight_decay": weight_decay},
+              {"name": "norm", "params": norm, "weight_decay": 0.0},
+              {"name": "bias", "params": bias, "weight_decay": 0.0}]
     return OPTIMIZERS[name](groups, lr, momentum)
 
 

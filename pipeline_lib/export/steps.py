@@ -23,23 +23,18 @@ import onnxruntime as ort
 import torch
 
 from .. import __version__
-from ..checkpoint import build_from_checkpoint, load_checkpoint
 from ..io import atomic_path, read_json, sha256_file, write_json
 from ..profile import count_flops, count_params
-from ..tasks import Task, get_task
+from ..tasks import Task, get_task, load_model
 from .analysis import kernel_counts
 from .latency import ort_latency, torch_latency
 from .onnx_export import check_parity, export_onnx
 from .quantize import quantize_int8
 from .runtime import OrtModel, read_metadata
 
-__all__ = ["export_stage", "quantize_stage", "evaluate_onnx_stage", "torch_latency_stage", "OUTPUT_NAMES"]
+__all__ = ["export_stage", "quantize_stage", "evaluate_onnx_stage", "torch_latency_stage"]
 
 log = logging.getLogger("slimflow")
-
-# Names of the exported graph's outputs per family (the input is always "images").
-OUTPUT_NAMES = {"detection": ["detections"], "reid": ["embeddings"]}
-
 
 def _random_input(family: Task, imgsz, batch: int, seed: int) -> torch.Tensor:
     shape = family.example_input(imgsz, batch).shape
@@ -53,15 +48,13 @@ def export_stage(*, checkpoint: str | os.PathLike, manifest_path: str | os.PathL
     Parity inputs: random images at batch 1 and 3 (the batch is dynamic) and the first val batch.
     A difference beyond `parity_tol` + `parity_rtol`·|output| is a UserError and writes nothing.
     """
-    ckpt = load_checkpoint(checkpoint)
+    loaded = load_model(checkpoint)
+    ckpt, family, model, imgsz = loaded.ckpt, loaded.task, loaded.model, loaded.imgsz
     manifest = read_json(manifest_path)
-    family = get_task(ckpt["arch"]["family"])
-    model = build_from_checkpoint(ckpt).eval()
-    imgsz = ckpt["meta"]["imgsz"]
     example = family.example_input(imgsz)
     module_names = {m: name for name, m in model.named_modules()}
-    heads = [f"{module_names[m]}.weight" for m in family.keep_width_modules(model)]
-    outputs = OUTPUT_NAMES.get(family.family, ["output"])
+    heads = [f"{module_names[m]}.weight" for m in family.int8_float_modules(model)]
+    outputs = list(family.output_names)
     metadata = {"family": family.family, "arch": ckpt["arch"]["name"], "stage": ckpt["meta"].get("stage"),
                 "imgsz": imgsz, "names": ckpt["meta"].get("names"), "precision": "fp32", "heads": heads,
                 "checkpoint_sha256": sha256_file(checkpoint), "slimflow": __version__}
@@ -156,14 +149,11 @@ def evaluate_onnx_stage(*, onnx_path: str | os.PathLike, report_path: str | os.P
 def torch_latency_stage(*, checkpoint: str | os.PathLike, export_cfg: dict, out_json: str | os.PathLike,
                         seed: int = 0) -> dict:
     """PyTorch eager CPU latency of a checkpoint at batch 1 (the reference for the ONNX Runtime numbers)."""
-    ckpt = load_checkpoint(checkpoint)
-    family = get_task(ckpt["arch"]["family"])
-    model = build_from_checkpoint(ckpt).eval()
-    imgsz = ckpt["meta"]["imgsz"]
-    latency = torch_latency(model, _random_input(family, imgsz, 1, seed), threads=export_cfg["threads"],
+    loaded = load_model(checkpoint)
+    latency = torch_latency(loaded.model, _random_input(loaded.task, loaded.imgsz, 1, seed), threads=export_cfg["threads"],
                             runs=export_cfg["latency_runs"], warmup=export_cfg["latency_warmup"])
-    result = {"stage": ckpt["meta"].get("stage"), "checkpoint": str(checkpoint), "format": "torch",
-              "runtime": f"torch {torch.__version__} eager CPU", "imgsz": imgsz, "latency_ms": latency}
+    result = {"stage": loaded.ckpt["meta"].get("stage"), "checkpoint": str(checkpoint), "format": "torch",
+              "runtime": f"torch {torch.__version__} eager CPU", "imgsz": loaded.imgsz, "latency_ms": latency}
     write_json(out_json, result)
     log.info("%s: PyTorch eager latency %s", checkpoint, latency)
     return result

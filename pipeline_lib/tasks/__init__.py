@@ -1,16 +1,66 @@
-"""Model families. `get_task("detection")` returns the family's Task; families load lazily."""
+"""Model families, discovered from this folder: every sub-package that defines `TASK` is one.
+
+    get_task("detection")                       # the family's Task (imported on first use)
+    loaded = load_model("results/pruned.pt")     # checkpoint → Task → network with its widths → imgsz
+    loaded.model(loaded.task.example_input(loaded.imgsz))
+
+A new family is a folder `pipeline_lib/tasks/<name>/` with `__init__.py` exposing `TASK` and a
+`schema.yaml` with its config keys (see `base.py`); nothing else names it.
+"""
 from __future__ import annotations
 
 import importlib
+import os
+import pkgutil
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
-from .base import Task
+from torch import nn
 
-__all__ = ["Task", "get_task", "FAMILIES"]
+from ..checkpoint import load_checkpoint, match_widths
+from ..errors import UserError
+from .base import Batch, Criterion, ImageSize, Manifest, StatefulCriterion, Task, input_size
 
-FAMILIES = {"detection": "pipeline_lib.tasks.detection", "reid": "pipeline_lib.tasks.reid"}
+__all__ = ["Task", "Manifest", "Batch", "Criterion", "StatefulCriterion", "ImageSize", "input_size",
+           "families", "get_task", "build_from_checkpoint", "LoadedModel", "load_model"]
 
 
+@cache
+def families() -> tuple[str, ...]:
+    """The family names: sub-packages of this folder that carry a schema.yaml (no import needed)."""
+    here = Path(__file__).parent
+    return tuple(sorted(m.name for m in pkgutil.iter_modules([str(here)])
+                        if m.ispkg and (here / m.name / "schema.yaml").is_file()))
+
+
+@cache
 def get_task(family: str) -> Task:
-    if family not in FAMILIES:
-        raise KeyError(f"unknown task family {family!r}; known: {', '.join(FAMILIES)}")
-    return importlib.import_module(FAMILIES[family]).TASK
+    if family not in families():
+        raise UserError(f"task: unknown model family {family!r} (known: {', '.join(families())})")
+    task = importlib.import_module(f"{__name__}.{family}").TASK
+    assert task.family == family, f"{family}/__init__.py exposes the Task of {task.family!r}"
+    return task
+
+
+def build_from_checkpoint(ckpt: dict) -> nn.Module:
+    """The network a checkpoint describes: its family's nominal architecture resized to the saved widths."""
+    model = get_task(ckpt["arch"]["family"]).build_model(ckpt["arch"])
+    match_widths(model, ckpt["state_dict"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model
+
+
+@dataclass
+class LoadedModel:
+    ckpt: dict  # the checkpoint as loaded (arch, state_dict, meta)
+    task: Task
+    model: nn.Module  # in eval mode, on the CPU
+    imgsz: ImageSize  # the input size it was trained and is evaluated at
+
+
+def load_model(path: str | os.PathLike, family: str | None = None) -> LoadedModel:
+    """Load a checkpoint (expecting `family` when given) and rebuild its network; UserError naming the file."""
+    ckpt = load_checkpoint(path, family=family)
+    return LoadedModel(ckpt, get_task(ckpt["arch"]["family"]), build_from_checkpoint(ckpt).eval(),
+                       ckpt["meta"]["imgsz"])

@@ -1,54 +1,127 @@
 """The contract between a model family and the rest of slimflow.
 
-A family is a sub-package of `pipeline_lib.tasks` that exposes `TASK`, an instance of a `Task`
-subclass. The engine, the slimming code and the steps see only this interface, so a new family
-never touches them.
+A family is a sub-package `pipeline_lib/tasks/<family>/` that exposes `TASK`, an instance of a
+`Task` subclass, and owns `schema.yaml`, the JSON-schema fragment of its config keys (merged
+under `task: <family>` by `pipeline_lib.config`). The engine, the slimming code, the export and
+the steps see only what this module declares, so adding a family touches nothing outside its
+folder, `config/`, `tests/` and docs.
+
+    task = get_task("detection")
+    manifest = task.prepare_dataset(cfg["dataset"], Path("results/data"), seed=0)   # a Manifest
+    model = task.build_model(task.arch(cfg["model"], manifest))
+    batch = next(iter(task.loader(manifest, "train", train=True, imgsz=128, batch_size=8, workers=0, seed=0)))
+    loss, items = task.criterion(model, cfg["train"])(model, batch)                  # batch["images"]: (B, 3, H, W)
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any, Protocol, TypedDict, Union, runtime_checkable
+
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-__all__ = ["Task"]
+__all__ = ["Task", "Manifest", "Batch", "Criterion", "StatefulCriterion", "ImageSize", "input_size"]
+
+# The network's input size: one int (a square) or (height, width). Configs write a list [h, w].
+ImageSize = Union[int, tuple[int, int], list[int]]
+
+
+def input_size(imgsz: ImageSize) -> tuple[int, int]:
+    """(h, w) of an ImageSize: an int is a square, a pair is [h, w]."""
+    return (imgsz, imgsz) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
+
+
+class Manifest(TypedDict):
+    """What `prepare_dataset` returns and the pipeline writes to results/data/dataset.json.
+
+    These keys are read outside the family (logs, checkpoints' meta, provenance, the report);
+    a family adds keys of its own beside them (e.g. detection's `coco_gt`).
+    """
+
+    task: str  # the family that wrote it
+    names: list[str]  # class (detection), identity (reid) or keypoint (pose) names
+    counts: dict[str, Any]  # per split: images, boxes, identities ... for the log and the report
+    checksums: dict[str, str]  # content hashes: a changed dataset must not resume an old run
+    splits: dict[str, list[dict]]  # split -> items; "train" and "val" at least
+
+
+class Batch(TypedDict, total=False):
+    """A loader's batch: a dict of tensors (moved to the device as a whole by the engine).
+
+    `images` is the one key every family provides and code outside the family reads (export
+    parity, INT8 calibration): float32 in [0, 1], (B, 3, H, W) at the configured imgsz. Everything
+    else (targets, ids, original sizes) belongs to the family's criterion and evaluate.
+    """
+
+    images: torch.Tensor
+
+
+@runtime_checkable
+class Criterion(Protocol):
+    """`criterion(model, batch) -> (loss, {name: float})`: the engine's view of a family's loss."""
+
+    def __call__(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+
+@runtime_checkable
+class StatefulCriterion(Criterion, Protocol):
+    """A criterion with learned state (ReID's class centres): saved in the resume state, restored on resume."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 class Task(ABC):
-    family: str
-    metric_keys: tuple[str, ...]
+    """One model family. Subclasses set the class attributes and implement the abstract methods."""
+
+    family: str  # the `task:` value that selects it; equals its folder's name
+    metric_keys: tuple[str, ...]  # keys of evaluate()'s result; the first is the headline accuracy
+    output_names: tuple[str, ...] = ("output",)  # names of the exported ONNX graph's outputs (input: "images")
+
+    @property
+    def schema_path(self) -> Path:
+        """The family's config keys: a schema fragment beside the family's code."""
+        return Path(__import__(type(self).__module__, fromlist=["__file__"]).__file__).parent / "schema.yaml"
 
     @abstractmethod
-    def prepare_dataset(self, dataset_cfg: dict, out_dir: Path, seed: int) -> dict:
-        """Validate (or generate) the dataset once; return the manifest written to dataset.json."""
+    def prepare_dataset(self, dataset_cfg: dict, out_dir: Path, seed: int) -> Manifest:
+        """Validate (or generate into `out_dir`) the dataset once; every problem is a UserError naming the file."""
 
     @abstractmethod
-    def arch(self, model_cfg: dict, manifest: dict) -> dict:
+    def arch(self, model_cfg: dict, manifest: Manifest) -> dict:
         """The architecture spec {"family", "name", "kwargs"} that `build_model` turns into a network."""
 
     @abstractmethod
     def build_model(self, arch: dict) -> nn.Module: ...
 
     @abstractmethod
-    def loader(self, manifest: dict, split: str, *, train: bool, imgsz: int, batch_size: int,
-               workers: int, seed: int, augment: dict | None = None) -> DataLoader: ...
+    def loader(self, manifest: Manifest, split: str, *, train: bool, imgsz: ImageSize, batch_size: int,
+               workers: int, seed: int, augment: dict | None = None) -> DataLoader:
+        """Batches (see `Batch`) of `split`; `train=True` shuffles and augments with `augment`."""
 
     @abstractmethod
-    def criterion(self, model: nn.Module, train_cfg: dict):
-        """A callable (model, batch) -> (loss, {name: float}) for the engine."""
+    def criterion(self, model: nn.Module, train_cfg: dict) -> Criterion: ...
 
     @abstractmethod
     def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device, eval_cfg: dict,
-                 manifest: dict, predictions_path: Path | None = None) -> dict[str, float]: ...
+                 manifest: Manifest, predictions_path: Path | None = None) -> dict[str, float]:
+        """Metrics (`metric_keys`) on the loader's split; `model` may be an ONNX Runtime stand-in
+        (`pipeline_lib.export.runtime.OrtModel`), so only call it on image batches."""
 
     @abstractmethod
     def fitness(self, metrics: dict[str, float]) -> float:
         """One number to pick the best epoch by (higher is better)."""
 
-    def example_input(self, imgsz: int, batch: int = 1) -> torch.Tensor:
-        return torch.rand(batch, 3, imgsz, imgsz)
+    def example_input(self, imgsz: ImageSize, batch: int = 1) -> torch.Tensor:
+        return torch.rand(batch, 3, *input_size(imgsz))
 
     def keep_width_modules(self, model: nn.Module) -> list[nn.Module]:
-        """Modules whose output channels the pruner must not change (e.g. prediction heads)."""
+        """Modules whose output channels the pruner must not change (prediction heads, embeddings)."""
+        return []
+
+    def int8_float_modules(self, model: nn.Module) -> list[nn.Module]:
+        """Modules that INT8 keeps in float, with everything downstream of them (heads, decodes)."""
         return []

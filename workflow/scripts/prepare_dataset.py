@@ -4,5 +4,5 @@ from pipeline_lib.steps import prepare_dataset
 
 if __name__ == "__main__":
     run_logged(snakemake.log[0], prepare_dataset, dataset_cfg=snakemake.params.dataset,
-               task=snakemake.params.task, seed=snakemake.params.seed,
+               family=snakemake.params.task, seed=snakemake.params.seed,
                manifest_path=snakemake.output.manifest)

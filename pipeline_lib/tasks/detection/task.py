@@ -36,6 +36,7 @@ class _Criterion:
 class DetectionTask(Task):
     family = "detection"
     metric_keys = ("mAP50_95", "mAP50", "precision", "recall")
+    output_names = ("detections",)  # (B, N, 5 + nc): decoded xyxy boxes, objectness, class scores; NMS left to the user
 
     def prepare_dataset(self, dataset_cfg: dict, out_dir: Path, seed: int) -> dict:
         data_yaml = dataset_cfg["path"]
@@ -96,4 +97,9 @@ class DetectionTask(Task):
         return 0.1 * metrics["mAP50"] + 0.9 * metrics["mAP50_95"]
 
     def keep_width_modules(self, model):
+        return model.keep_width_modules()
+
+    def int8_float_modules(self, model):
+        # The heads' outputs feed the box decode (exp, grid offsets, anchor scaling): INT8 there
+        # would quantize pixel coordinates, so heads and decode stay float.
         return model.keep_width_modules()

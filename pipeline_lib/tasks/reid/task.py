@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from ...engine.utils import make_loader
 from ...errors import UserError
 from ...io import write_json
-from ..base import Task
+from ..base import Task, input_size
 from .data import ReIDDataset, index_market
 from .evaluate import distance_matrix, market1501_metrics
 from .loss import ReIDLoss
@@ -27,12 +27,7 @@ from .model import ARCHS, ReIDNet
 from .sampler import PKSampler
 from .synthetic import generate_market
 
-__all__ = ["ReIDTask", "input_size"]
-
-
-def input_size(imgsz: int | list[int] | tuple[int, int]) -> tuple[int, int]:
-    """(h, w) from the config's model.imgsz: an int is a square, a pair is [h, w]."""
-    return (imgsz, imgsz) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
+__all__ = ["ReIDTask"]
 
 
 class _Criterion:
@@ -55,6 +50,7 @@ class _Criterion:
 class ReIDTask(Task):
     family = "reid"
     metric_keys = ("mAP", "rank1", "rank5", "rank10")
+    output_names = ("embeddings",)  # (B, D) retrieval features; rank a gallery by their distance
 
     def prepare_dataset(self, dataset_cfg: dict, out_dir: Path, seed: int) -> dict:
         root = dataset_cfg["path"]
@@ -130,9 +126,6 @@ class ReIDTask(Task):
     def fitness(self, metrics):
         return metrics["mAP"]
 
-    def example_input(self, imgsz, batch: int = 1) -> torch.Tensor:
-        return torch.rand(batch, 3, *input_size(imgsz))
-
     def keep_width_modules(self, model):
         # The classifier keeps one output per training identity, and the embedding keeps its
         # width: it is the deployed model's output (gallery indexes store vectors of that size).
@@ -142,3 +135,8 @@ class ReIDTask(Task):
         # layer4's cost still falls through the inner channels of its blocks.
         last = model.backbone.layer4[-1]
         return [model.classifier, model.bnneck, last.bn3 if hasattr(last, "bn3") else last.bn2]
+
+    def int8_float_modules(self, model):
+        # The embedding is the product: its last block and the BNNeck stay float so gallery
+        # distances keep their resolution.
+        return self.keep_width_modules(model)
