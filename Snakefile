@@ -1,7 +1,19 @@
 # slimflow: network slimming of vision models, one file per step (see README.md).
+import os
+import sys
+
 from snakemake.utils import min_version
 
+from pipeline_lib.config import read_config_files
+from pipeline_lib.errors import UserError
+
 min_version("8.20")
+
+# Read strictly first: Snakemake's loader reports a YAML mistake without the file or the line.
+try:
+    read_config_files([f for f in ["config/config.yaml"] if os.path.exists(f)])
+except UserError as error:
+    sys.exit(f"slimflow config error: {error}")
 
 
 configfile: "config/config.yaml"

@@ -6,11 +6,12 @@
 `arch` = {"family", "name", "kwargs"} names the nominal network (its family builds it:
 `pipeline_lib.tasks.build_from_checkpoint`); a pruned network differs only in channel widths,
 which `match_widths` reads back from the state_dict shapes. This module knows no family.
+The file carries a checksum of its contents (`pipeline_lib.torchfile`), verified on every
+load; a checkpoint whose parts do not fit together is a UserError naming the file.
 """
 from __future__ import annotations
 
 import os
-import pickle
 import platform
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ from torch import nn
 
 from . import __version__
 from .errors import UserError
-from .io import atomic_path
+from .torchfile import load_sealed, save_sealed
 
-__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "match_widths", "versions"]
+__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "check_checkpoint", "checkpoint_imgsz", "load_weights",
+           "match_widths", "versions"]
 
 FORMAT = "slimflow/ckpt-v1"
 _KEYS = ("format", "arch", "state_dict", "meta")
@@ -40,8 +42,7 @@ def versions() -> dict[str, str | None]:
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, arch: dict, meta: dict[str, Any]) -> None:
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     obj = {"format": FORMAT, "arch": arch, "state_dict": state, "meta": {**meta, "versions": versions()}}
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    save_sealed(path, obj)
 
 
 def load_checkpoint(path: str | os.PathLike, family: str | None = None) -> dict:
@@ -49,22 +50,49 @@ def load_checkpoint(path: str | os.PathLike, family: str | None = None) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        if isinstance(e, pickle.UnpicklingError) and "Unsupported global" in str(e):
-            why = "contains pickled objects that could run code; slimflow loads plain tensors only"
-        else:
-            why = f"truncated or corrupted ({type(e).__name__})"
-        raise UserError(f"{path}: not a loadable checkpoint: {why}") from None
+    ckpt = load_sealed(path, remedy="delete it and rerun the step that writes it")
+    check_checkpoint(path, ckpt, family)
+    return ckpt
+
+
+def check_checkpoint(path: str | os.PathLike, ckpt: Any, family: str | None = None) -> None:
+    """The checks of `load_checkpoint` after the file loaded: format, keys, types, family."""
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"{path}: not a slimflow checkpoint (expected format {FORMAT!r})")
     missing = [k for k in _KEYS if k not in ckpt]
     if missing:
         raise UserError(f"{path}: checkpoint lacks key(s) {', '.join(missing)}")
-    if family is not None and ckpt["arch"].get("family") != family:
-        raise UserError(f"{path}: checkpoint is a {ckpt['arch'].get('family')!r} model but the config's task is {family!r}")
-    return ckpt
+    _check_parts(path, ckpt)
+    if family is not None and ckpt["arch"]["family"] != family:
+        raise UserError(f"{path}: checkpoint is a {ckpt['arch']['family']!r} model but the config's task is {family!r}")
+
+
+def _check_parts(path: Path, ckpt: dict) -> None:
+    """The types every reader relies on: arch {family, name, kwargs}, a state_dict of tensors, a meta mapping."""
+    arch, state, meta = ckpt["arch"], ckpt["state_dict"], ckpt["meta"]
+    if not (isinstance(arch, dict) and isinstance(arch.get("family"), str) and isinstance(arch.get("name"), str)
+            and isinstance(arch.get("kwargs"), dict)):
+        raise UserError(f"{path}: checkpoint arch must be a mapping {{family, name, kwargs}}, found {_short(arch)}")
+    if not (isinstance(state, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
+        raise UserError(f"{path}: checkpoint state_dict must map parameter names to tensors")
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: checkpoint meta must be a mapping, found {_short(meta)}")
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def checkpoint_imgsz(path: str | os.PathLike, ckpt: dict) -> int | list[int]:
+    """The input size a checkpoint was trained at (meta.imgsz): an int or [h, w]."""
+    imgsz = ckpt["meta"].get("imgsz")
+    ok = (isinstance(imgsz, int) and imgsz > 0) or (
+        isinstance(imgsz, (list, tuple)) and len(imgsz) == 2 and all(isinstance(v, int) and v > 0 for v in imgsz))
+    if isinstance(imgsz, bool) or not ok:
+        raise UserError(f"{path}: checkpoint meta.imgsz must be the input size (an int or [h, w]), "
+                        f"found {_short(imgsz)}; the checkpoint was not written by slimflow's train or prune")
+    return imgsz
 
 
 def match_widths(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> nn.Module:
@@ -99,5 +127,33 @@ def match_widths(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> nn.Mo
                     setattr(module, pname, nn.Parameter(replacement, requires_grad=tensor.requires_grad))
                 else:
                     setattr(module, pname, replacement)
+    return model
+
+
+def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], keep: list[nn.Module],
+                 source: str | os.PathLike = "checkpoint") -> nn.Module:
+    """Resize `model` to the widths in `state_dict` and load it; a mismatch is one UserError line.
+
+    `keep` are the modules whose widths the architecture fixes (heads, embeddings): weights of
+    another width there mean the arch and the weights disagree (e.g. nc 80 in arch, 3 in the head).
+    """
+    nominal = {f"{name}.{p}": tuple(t.shape) for m in keep for name, mod in model.named_modules() if mod is m
+               for p, t in list(mod.named_parameters(recurse=False)) + list(mod.named_buffers(recurse=False))}
+    for key, shape in nominal.items():
+        if key in state_dict and tuple(state_dict[key].shape) != shape:
+            raise UserError(f"{source}: weights do not fit the checkpoint's arch: {key} has shape "
+                            f"{tuple(state_dict[key].shape)}, the arch needs {shape}")
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
+    if missing or unexpected:
+        raise UserError(f"{source}: weights do not fit the checkpoint's arch: {len(missing)} missing "
+                        f"(e.g. {missing[0] if missing else '-'}), {len(unexpected)} unexpected "
+                        f"(e.g. {unexpected[0] if unexpected else '-'})")
+    try:
+        match_widths(model, state_dict)
+        model.load_state_dict(state_dict)
+    except (RuntimeError, ValueError) as e:
+        first = str(e).strip().splitlines()[-1].strip()
+        raise UserError(f"{source}: weights do not fit the checkpoint's arch: {first}") from None
     return model
 

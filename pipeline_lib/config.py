@@ -5,7 +5,9 @@ family's keys (pipeline_lib/tasks/<task>/schema.yaml) merged in.
     train_cfg = stage_config(cfg, "baseline")      # train + stages.baseline overrides
 
 Validation errors name the file, the line and the dotted key:
-``config/x.yaml:7: train.epochs: -1 is less than the minimum of 1``.
+``config/x.yaml:7: train.epochs: -1 is less than the minimum of 1``. With several config files
+(Snakemake: the Snakefile's `configfile:`, then each `--configfile` in order, then `--config`
+values), the error names the one whose value won the merge.
 """
 from __future__ import annotations
 
@@ -13,17 +15,17 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import jsonschema
 import yaml
 
-from .errors import UserError
+from .errors import ConfigError, UserError
 from .io import read_yaml_mapping
 from .tasks import families, get_task
 
-__all__ = ["SCHEMA_PATH", "TRAINED_STAGES", "schema", "load_config", "validate_config", "stage_config", "config_hash",
-           "defaults"]
+__all__ = ["SCHEMA_PATH", "TRAINED_STAGES", "schema", "load_config", "read_config_files", "validate_config",
+           "stage_config", "config_hash", "defaults"]
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -34,7 +36,8 @@ def _read_schema(path: Path) -> dict:
 
 
 def _merge(base: dict, fragment: dict) -> dict:
-    """`fragment` laid over `base`, mappings merged key by key (a family's keys join the shared ones)."""
+    """`fragment` laid over `base`, mappings merged key by key (a family's keys join the shared ones;
+    config files merge so too, as Snakemake's update_config merges --configfile)."""
     out = dict(base)
     for key, value in fragment.items():
         out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
@@ -91,45 +94,105 @@ def _describe(error: jsonschema.ValidationError) -> tuple[tuple, str]:
     return path, error.message
 
 
-def _locate(path: tuple, sources: Sequence[str | Path]) -> str:
-    """`file:line` of a key path in the last config file that sets it (later files override)."""
-    for source in reversed(sources):
+def _origins(layers: Sequence[tuple[str, Any]]) -> tuple[dict[tuple, str], dict[tuple, str]]:
+    """Which layer's value survives a Snakemake merge of `layers` (in merge order), per key path:
+    (values, mappings). Snakemake's update_config merges mappings key by key and replaces anything
+    else whole, so a scalar or a list belongs to the last layer that sets it, with all below it;
+    a mapping is only named when the error is about the mapping itself."""
+    values: dict[tuple, str] = {}
+    mappings: dict[tuple, str] = {}
+
+    def walk(node: Any, path: tuple, label: str) -> None:
+        if isinstance(node, Mapping):
+            mappings[path] = label
+            for key, value in node.items():
+                walk(value, path + (key,), label)
+            return
+        for below in [p for p in values if p[:len(path)] == path and len(p) > len(path)]:
+            del values[below]  # replaced whole
+        values[path] = label
+        if isinstance(node, list):
+            for i, value in enumerate(node):
+                values[path + (i,)] = label
+
+    for label, data in layers:
+        walk(data, (), label)
+    return values, mappings
+
+
+def _locate(path: tuple, sources: Sequence[str | Path], overrides: Mapping | None = None) -> str:
+    """`file:line` of the config file whose value at a key path won the merge (or `--config`).
+
+    `sources` are in merge order, each overriding the ones before it; Snakemake merges the
+    Snakefile's `configfile:` first, then each `--configfile` in order, then `--config` values
+    (`overrides`). A key no source sets (a default) is blamed on the last file.
+    """
+    texts, layers = {}, []
+    for source in sources:
         try:
-            line = _key_lines(Path(source).read_text(encoding="utf-8")).get(path)
+            texts[str(source)] = Path(source).read_text(encoding="utf-8")
+            layers.append((str(source), yaml.safe_load(texts[str(source)]) or {}))
         except (OSError, yaml.YAMLError):
             continue
-        if line:
-            return f"{source}:{line}"
-    return str(sources[-1]) if sources else "config"
+    if overrides:
+        layers.append(("--config", overrides))
+    values, mappings = _origins(layers)
+    label = values.get(path) or mappings.get(path)
+    for n in range(len(path) - 1, 0, -1):  # else the deepest value above it (a list element: its list)
+        if label is not None:
+            break
+        label = values.get(path[:n])
+    if label is None:
+        return str(sources[-1]) if sources else "config"
+    if label == "--config":
+        return "--config"
+    lines = _key_lines(texts[label])
+    line = next((lines[path[:n]] for n in range(len(path), 0, -1) if path[:n] in lines), None)
+    return f"{label}:{line}" if line else label
 
 
-def _task(config: dict, sources: Sequence[str | Path]) -> str:
+def _task(config: dict, locate) -> str:
     task = config.get("task", _read_schema(SCHEMA_PATH)["properties"]["task"]["default"])
     if task not in families():
-        raise UserError(f"{_locate(('task',), sources)}: task: {task!r} is not a model family "
-                        f"(one of: {', '.join(families())})")
+        raise UserError(f"{locate(('task',))}: task: {task!r} is not a model family (one of: {', '.join(families())})")
     return task
 
 
-def validate_config(config: dict, sources: Sequence[str | Path] = ()) -> dict:
+def read_config_files(sources: Sequence[str | Path]) -> None:
+    """Parse each config file strictly (a YAML error or a key given twice is a UserError naming
+    file:line); Snakemake's own loader silently keeps the last of two equal keys."""
+    for source in sources:
+        read_yaml_mapping(source, "config")
+
+
+def validate_config(config: dict, sources: Sequence[str | Path] = (), overrides: Mapping | None = None) -> dict:
     """Check `config` against its family's schema and return a copy with every default filled in.
 
-    `sources` are the YAML files the config came from, in load order; errors point into them.
+    `sources` are the YAML files the config was merged from, in merge order (later files win),
+    and `overrides` the values set on top of them (Snakemake's `--config`); errors point at the
+    file and line that set the offending value.
     """
-    full = schema(_task(config, sources))
-    _raise_first_error(jsonschema.Draft202012Validator(full), config, sources)
+    def locate(path: tuple) -> str:
+        return _locate(path, sources, overrides)
+
+    full = schema(_task(config, locate))
+    _raise_first_error(jsonschema.Draft202012Validator(full), config, locate)
     config = copy.deepcopy(config)
     _fill_defaults(jsonschema.Draft202012Validator)(full).validate(config)
-    _check_across_keys(config, sources)
+    try:
+        _check_across_keys(config)
+        get_task(config["task"]).check_config(config)  # the family's rules a schema cannot say
+    except ConfigError as e:
+        raise UserError(f"{locate(e.key)}: {e}") from None
     return _sorted_keys(config)
 
 
-def _raise_first_error(validator: jsonschema.Validator, config: dict, sources: Sequence[str | Path]) -> None:
+def _raise_first_error(validator: jsonschema.Validator, config: dict, locate) -> None:
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:
         path, message = _describe(error)
         key = ".".join(str(p) for p in path) or "<top level>"
-        raise UserError(f"{_locate(path, sources)}: {key}: {message}")
+        raise UserError(f"{locate(path)}: {key}: {message}")
 
 
 def _sorted_keys(node: Any) -> Any:
@@ -142,16 +205,30 @@ def _sorted_keys(node: Any) -> Any:
     return node
 
 
-def _check_across_keys(config: dict, sources: Sequence[str | Path]) -> None:
-    """Rules a JSON schema cannot say: they relate two keys."""
+def _check_across_keys(config: dict) -> None:
+    """Rules a JSON schema cannot say: they relate two keys, or values after formatting."""
+    from .chain import sweep_lineage
+
     prune = config["prune"]
     if isinstance(prune["ratio"], list) and len(prune["ratio"]) != prune["iterations"]:
-        raise UserError(f"{_locate(('prune', 'ratio'), sources)}: prune.ratio: {len(prune['ratio'])} ratios given "
-                        f"for prune.iterations={prune['iterations']} (give one ratio per iteration, or one number)")
+        raise ConfigError(("prune", "ratio"), f"{len(prune['ratio'])} ratios given for prune.iterations="
+                          f"{prune['iterations']} (give one ratio per iteration, or one number)")
+    folders: dict[str, int] = {}
+    for i, ratio in enumerate(prune["sweep"]):  # each ratio gets a folder results/sweep/r<ratio>/
+        first = folders.setdefault(sweep_lineage(ratio), i)
+        if first != i:
+            raise ConfigError(("prune", "sweep", i), f"{ratio} and {prune['sweep'][first]} both write "
+                              f"results/{sweep_lineage(ratio)} (ratios are named with 6 significant digits; "
+                              "drop one or make them differ there)")
 
 
-def load_config(path: str | Path) -> dict:
-    return validate_config(read_yaml_mapping(path, "config"), [path])
+def load_config(paths: str | Path | Sequence[str | Path]) -> dict:
+    """One config file, or several merged as Snakemake merges --configfile (later files win)."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    merged: dict = {}
+    for path in paths:
+        merged = _merge(merged, read_yaml_mapping(path, "config"))
+    return validate_config(merged, paths)
 
 
 def defaults(task: str | None = None) -> dict:

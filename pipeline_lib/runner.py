@@ -11,6 +11,7 @@ import sys
 from typing import Any, Callable
 
 from .errors import UserError
+from .io import os_error
 
 __all__ = ["run_logged", "setup_logging"]
 
@@ -39,6 +40,17 @@ def _stderr_to(stream):
         os.close(saved)
 
 
+@contextlib.contextmanager
+def _log_file(path: str):
+    """The step's log, line-buffered; a full disk at close (the last flush) is not a second error."""
+    f = open(path, "w", buffering=1, encoding="utf-8")
+    try:
+        yield f
+    finally:
+        with contextlib.suppress(OSError):
+            f.close()
+
+
 def run_logged(log_path: str | None, fn: Callable[..., Any], **kwargs: Any) -> Any:
     """Call `fn(**kwargs)` with logging and stderr (progress bars, warnings) sent to `log_path`.
 
@@ -48,7 +60,11 @@ def run_logged(log_path: str | None, fn: Callable[..., Any], **kwargs: Any) -> A
     with contextlib.ExitStack() as stack:
         terminal = None
         if log_path:
-            stream = stack.enter_context(open(log_path, "w", buffering=1, encoding="utf-8"))
+            try:
+                stream = stack.enter_context(_log_file(log_path))
+            except OSError as e:
+                print(f"slimflow error: {os_error(log_path, e, 'cannot write the log')}", file=sys.stderr)
+                sys.exit(1)
             terminal = stack.enter_context(_stderr_to(stream))
         else:
             stream = sys.stderr
@@ -57,9 +73,10 @@ def run_logged(log_path: str | None, fn: Callable[..., Any], **kwargs: Any) -> A
             return fn(**kwargs)
         except UserError as e:
             line = f"slimflow error: {e}"
-            print(line, file=stream, flush=True)
-            if terminal is not None:
-                print(line, file=terminal, flush=True)
+            for out in (stream, terminal):  # the log may sit on the full disk that caused the error
+                if out is not None:
+                    with contextlib.suppress(OSError):
+                        print(line, file=out, flush=True)
             sys.exit(1)
         except Exception:
             logging.getLogger("slimflow").exception("step failed with a programming error")

@@ -36,6 +36,8 @@ __all__ = ["prepare_dataset", "StageSpec", "train_stage", "prune_stage", "evalua
 
 log = logging.getLogger("slimflow")
 
+_NO_MANIFEST = "run prepare-dataset first (snakemake does it; by hand: python -m pipeline_lib prepare-dataset)"
+
 
 def prepare_dataset(*, dataset_cfg: dict, family: str, seed: int, manifest_path: str | os.PathLike) -> dict:
     """Generate (embedded default) or index a real dataset, validate it once, write the manifest."""
@@ -87,7 +89,7 @@ def _train_process(spec: StageSpec) -> None:
     if distributed.world_size() > 1 and distributed.is_main():
         setup_logging(sys.stderr)  # a spawned process: its stderr is the step's log
     task, train_cfg = get_task(spec.family), spec.train_cfg
-    manifest = read_json(spec.manifest_path)
+    manifest = read_json(spec.manifest_path, missing=_NO_MANIFEST)
     seed_everything(spec.seed)
     if spec.init_checkpoint is not None:
         parent = load_model(spec.init_checkpoint, family=spec.family)
@@ -119,7 +121,8 @@ def _train_process(spec: StageSpec) -> None:
     meta = {"stage": spec.label, "epoch": result.epoch, "epochs": train_cfg["epochs"], "metrics": result.metrics,
             "fitness": result.fitness, "imgsz": imgsz, "names": manifest["names"], "seed": spec.seed,
             "config": train_cfg, "config_hash": config_hash(train_cfg), "run_hash": run_hash,
-            "parent": parent_hash, "dataset": data_hash}
+            "parent": parent_hash, "parent_path": None if spec.init_checkpoint is None else str(spec.init_checkpoint),
+            "dataset": data_hash}
     _write_csv(spec.out_csv, result.history)
     save_checkpoint(spec.out_checkpoint, model.cpu(), arch, meta)
     for name in ("last.pt", "best.pt"):  # published: an interrupted rerun must not resume a finished run
@@ -149,8 +152,9 @@ def prune_stage(*, checkpoint: str | os.PathLike, prune_cfg: dict, out_checkpoin
     report = {"checkpoint": str(checkpoint), "config": prune_cfg, "threshold": plan.threshold,
               "ratio_requested": plan.ratio, "ratio_achieved": plan.achieved_ratio, "before": before, "after": after,
               "layers": {name: {"before": n, "after": pruned[name]} for name, n in layers.items()}}
-    inherited = {k: ckpt["meta"][k] for k in ("imgsz", "names", "seed", "dataset")}
-    meta = {**inherited, "stage": "pruned", "parent": sha256_file(checkpoint), "config": prune_cfg,
+    inherited = {k: ckpt["meta"].get(k) for k in ("imgsz", "names", "seed", "dataset")}
+    meta = {**inherited, "stage": "pruned", "parent": sha256_file(checkpoint), "parent_path": str(checkpoint),
+            "config": prune_cfg,
             "config_hash": config_hash(prune_cfg),
             "prune": {k: report[k] for k in ("threshold", "ratio_requested", "ratio_achieved")}}
     save_checkpoint(out_checkpoint, model, ckpt["arch"], meta)
@@ -160,12 +164,20 @@ def prune_stage(*, checkpoint: str | os.PathLike, prune_cfg: dict, out_checkpoin
     return report
 
 
+def _preview(names: list) -> str:
+    return str(names if len(names) <= 4 else [*names[:3], "..."])
+
+
 def evaluate_stage(*, label: str, checkpoint: str | os.PathLike, manifest_path: str | os.PathLike,
                    eval_cfg: dict, device: str, seed: int, out_metrics: str | os.PathLike,
                    out_predictions: str | os.PathLike | None = None) -> dict:
     """Evaluate a checkpoint on the val split; write metrics, params, FLOPs and file size."""
-    manifest = read_json(manifest_path)
+    manifest = read_json(manifest_path, missing=_NO_MANIFEST)
     loaded = load_model(checkpoint, family=manifest["task"])
+    names = loaded.ckpt["meta"].get("names")
+    if names is not None and names != manifest["names"]:
+        raise UserError(f"{checkpoint}: trained for {len(names)} classes {_preview(names)}, but {manifest_path} has "
+                        f"{len(manifest['names'])} {_preview(manifest['names'])}; retrain it on this dataset")
     task, imgsz, dev = loaded.task, loaded.imgsz, select_device(device)
     model = loaded.model.to(dev)
     loader = task.loader(manifest, "val", train=False, imgsz=imgsz, batch_size=eval_cfg["batch_size"],

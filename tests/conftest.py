@@ -1,8 +1,11 @@
 """Shared helpers: run the real snakemake on a config in a temporary working directory."""
 from __future__ import annotations
 
+import hashlib
+import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -56,3 +59,28 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
                 m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
                 m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
     return model.eval()
+
+
+def snapshot(results: Path) -> dict[str, str]:
+    """sha256 of every file under results/ (checkpoints included)."""
+    return {str(p.relative_to(results)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(results.rglob("*")) if p.is_file()}
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    """The one `slimflow error:` line of a failed run (asserting there is exactly one, and no traceback)."""
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-2000:]
+    assert "Traceback" not in out and "this would have run code" not in out, out[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith(("slimflow error:", "slimflow config error:"))]
+    assert len(errors) == 1, out[-3000:]
+    return errors[0]
+
+
+def corrupt_tensor_bytes(path: Path) -> None:
+    """4 KiB of random bytes inside the largest tensor's record of a torch file: torch.load does not notice."""
+    with zipfile.ZipFile(path) as z:
+        info = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    with open(path, "r+b") as f:  # past the local file header (30 bytes + name + extra) to the middle of the data
+        f.seek(info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + info.file_size // 2 - 2048)
+        f.write(os.urandom(4096))

@@ -96,3 +96,37 @@ def test_key_order_does_not_change_the_validated_config():
     a = validate_config({"dataset": {"synthetic": {"n_train": 5, "imgsz": 64}}})
     b = validate_config({"dataset": {"synthetic": {"imgsz": 64, "n_train": 5}}})
     assert repr(a["dataset"]) == repr(b["dataset"])
+
+
+def _files(tmp_path, **texts) -> list[Path]:
+    paths = []
+    for name, text in texts.items():
+        (tmp_path / f"{name}.yaml").write_text(text)
+        paths.append(tmp_path / f"{name}.yaml")
+    return paths
+
+
+def test_the_file_whose_value_won_the_merge_is_named(tmp_path):
+    # Snakemake's order: the Snakefile's configfile, then each --configfile; later files win.
+    own, test, mine = _files(tmp_path, own="seed: 0\ntrain:\n  epochs: 40\n  lr0: 0.01\n",
+                             test="train:\n  epochs: 2\n", mine="model:\n  imgsz: 64\ntrain:\n  epochs: -1\n")
+    with pytest.raises(UserError, match=rf"^{mine}:4: train\.epochs: -1"):
+        load_config([own, test, mine])
+    middle, last = _files(tmp_path, t2="train:\n  epochs: -1\n", m2="seed: 1\n")
+    with pytest.raises(UserError, match=rf"^{middle}:2: train\.epochs: -1"):  # the middle file won
+        load_config([own, middle, last])
+
+
+def test_a_replaced_list_and_a_command_line_value_are_located(tmp_path):
+    from pipeline_lib.config import _locate
+
+    first, second = _files(tmp_path, a="prune:\n  ratio: [0.5, 0.5]\n", b="x: 1\nprune:\n  ratio:\n    - 0.2\n    - 2.0\n")
+    assert _locate(("prune", "ratio", 1), [first, second]) == f"{second}:5"
+    assert _locate(("prune", "ratio", 1), [first, second], overrides={"prune": {"ratio": [0.1, 3]}}) == "--config"
+    assert _locate(("train", "epochs"), [first, second], overrides={"train": {"lr0": 1}}) == str(second)  # a default
+
+
+def test_a_key_given_twice_is_an_error_with_its_line(tmp_path):
+    path = _files(tmp_path, dup="train:\n  epochs: 2\n  lr0: 0.1\n  epochs: 3\n")[0]
+    with pytest.raises(UserError, match=rf"^{path}:4: key 'epochs' given twice \(first on line 2\)"):
+        load_config(path)

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from ..errors import UserError
 from ..failpoints import failpoint
 from ..tasks.base import Criterion, StatefulCriterion
-from ..io import atomic_path
+from ..torchfile import load_sealed, save_sealed
 from . import distributed
 from .ema import ModelEMA, unwrap
 from .optim import build_optimizer, lr_lambda
@@ -75,8 +75,7 @@ def _warmup(optimizer: torch.optim.Optimizer, ni: int, nw: int, epoch_lr: Sequen
 
 
 def _save(path: Path, obj: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    save_sealed(path, obj)  # with a checksum: a damaged resume state is refused, never resumed
 
 
 @dataclass
@@ -246,7 +245,7 @@ def _train_epoch(state: _LoopState, loader: torch.utils.data.DataLoader, epoch: 
 
 
 def _load_resume(path: Path) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated file from a kill predating atomic writes, or disk damage
-        raise UserError(f"{path}: unreadable resume state ({type(e).__name__}); delete it to start this stage over") from None
+    state = load_sealed(path, remedy="delete it to start this stage over")  # truncated, damaged or edited: one line
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: not a slimflow resume state; delete it to start this stage over")
+    return state

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import os
 import random
 from typing import Any, Callable
 
@@ -12,6 +13,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from ..errors import UserError
 
 __all__ = ["seed_everything", "select_device", "make_loader", "rng_state", "set_rng_state", "to_device"]
 
@@ -26,7 +29,14 @@ def select_device(spec: str = "auto") -> torch.device:
     """`auto` → the first visible CUDA device when present (CUDA_VISIBLE_DEVICES applies), else CPU."""
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(spec)
+    device = torch.device(spec)
+    if device.type == "cuda":  # checked where the step runs: a cluster node may have the GPU the login node lacks
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise UserError(f"device: {spec}, but this machine has {count or 'no'} usable CUDA device"
+                            f"{'s' if count != 1 else ''} (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); "
+                            "set device: auto or cpu, or run where a GPU is visible")
+    return device
 
 
 def _seed_worker(worker_id: int) -> None:

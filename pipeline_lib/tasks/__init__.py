@@ -18,7 +18,7 @@ from pathlib import Path
 
 from torch import nn
 
-from ..checkpoint import load_checkpoint, match_widths
+from ..checkpoint import checkpoint_imgsz, load_checkpoint, load_weights
 from ..errors import UserError
 from .base import Batch, Criterion, ImageSize, Manifest, StatefulCriterion, Task, input_size
 
@@ -43,12 +43,20 @@ def get_task(family: str) -> Task:
     return task
 
 
-def build_from_checkpoint(ckpt: dict) -> nn.Module:
-    """The network a checkpoint describes: its family's nominal architecture resized to the saved widths."""
-    model = get_task(ckpt["arch"]["family"]).build_model(ckpt["arch"])
-    match_widths(model, ckpt["state_dict"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model
+def build_from_checkpoint(ckpt: dict, source: str | os.PathLike = "checkpoint") -> nn.Module:
+    """The network a checkpoint describes: its family's nominal architecture resized to the saved
+    widths. An unknown family, an arch that does not build, or weights that do not fit it are one
+    UserError naming `source` (the file)."""
+    arch = ckpt["arch"]
+    if arch["family"] not in families():
+        raise UserError(f"{source}: checkpoint is a {arch['family']!r} model; slimflow builds {', '.join(families())}")
+    task = get_task(arch["family"])
+    try:
+        model = task.build_model(arch)
+    except (TypeError, ValueError, KeyError) as e:
+        raise UserError(f"{source}: its arch {arch['name']!r} {arch['kwargs']} does not build a model "
+                        f"({type(e).__name__}: {e})") from None
+    return load_weights(model, ckpt["state_dict"], task.keep_width_modules(model), source)
 
 
 @dataclass
@@ -62,5 +70,5 @@ class LoadedModel:
 def load_model(path: str | os.PathLike, family: str | None = None) -> LoadedModel:
     """Load a checkpoint (expecting `family` when given) and rebuild its network; UserError naming the file."""
     ckpt = load_checkpoint(path, family=family)
-    return LoadedModel(ckpt, get_task(ckpt["arch"]["family"]), build_from_checkpoint(ckpt).eval(),
-                       ckpt["meta"]["imgsz"])
+    imgsz = checkpoint_imgsz(path, ckpt)
+    return LoadedModel(ckpt, get_task(ckpt["arch"]["family"]), build_from_checkpoint(ckpt, path).eval(), imgsz)

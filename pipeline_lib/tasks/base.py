@@ -125,3 +125,13 @@ class Task(ABC):
     def int8_float_modules(self, model: nn.Module) -> list[nn.Module]:
         """Modules that INT8 keeps in float, with everything downstream of them (heads, decodes)."""
         return []
+
+    def check_config(self, config: dict) -> None:
+        """Rules of the family's config keys that the JSON schema cannot say (raise
+        `errors.ConfigError(key_path, message)`; validation names the file and line)."""
+
+    def check_dataset(self, dataset_cfg: dict) -> list[Path]:
+        """Check a user dataset's structure and labels before any job runs, without decoding
+        images (UserError naming the file); return the files and folders it depends on, whose
+        sizes and mtimes key the cache of a passed check. Default: nothing to check."""
+        return []

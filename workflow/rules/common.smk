@@ -1,15 +1,45 @@
 import sys
+from pathlib import Path
 
 from pipeline_lib import chain as slim_chain  # not `chain`: Snakefile globals would shadow itertools.chain
-from pipeline_lib.config import TRAINED_STAGES, stage_config, validate_config
+from pipeline_lib.config import TRAINED_STAGES, read_config_files, stage_config, validate_config
 from pipeline_lib.errors import UserError
+from pipeline_lib.preflight import check_device, preflight
+
+
+def config_sources():
+    """The config files in Snakemake's merge order: the Snakefile's `configfile:` first (unless
+    --replace-workflow-config), then each --configfile in order; --config values go on top."""
+    cli = [Path(p).absolute() for p in workflow.overwrite_configfiles]
+    own = [Path(p).absolute() for p in workflow.configfiles if Path(p).absolute() not in cli]
+    files = ([] if workflow.config_settings.replace_workflow_config else own) + cli
+    return [p.relative_to(Path.cwd()) if p.is_relative_to(Path.cwd()) else p for p in files]  # as the user wrote them
 
 
 # Validate before any job starts; a bad key ends the run with one line naming the file, line and key.
 try:
-    config.update(validate_config(config, workflow.configfiles))
+    read_config_files(config_sources())  # Snakemake's loader keeps the last of a duplicated key
+    config.update(validate_config(config, config_sources(), overrides=workflow.config_settings.config))
 except UserError as error:
     sys.exit(f"slimflow config error: {error}")
+
+# The dataset and every checkpoint under results/, checked before Snakemake deletes the previous
+# outputs of any job it schedules (cached; in the main process only, not in each cluster job).
+if workflow.is_main_process:
+    try:
+        preflight(config, "results", ".snakemake/slimflow/preflight.json")
+    except UserError as error:
+        sys.exit(f"slimflow error: {error}")
+
+
+onstart:
+    # Jobs run on this machine: the device they ask for must exist here (at parse time the
+    # executor is not known yet, and a cluster node may have the GPU this machine lacks).
+    if workflow.local_exec:
+        try:
+            check_device(config["device"])
+        except UserError as error:
+            sys.exit(f"slimflow error: {error}")
 
 
 TRAINED = list(TRAINED_STAGES)

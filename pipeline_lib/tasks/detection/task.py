@@ -11,9 +11,10 @@ from torch import nn
 from torchvision.ops import box_convert
 
 from ...engine.utils import make_loader
+from ...errors import ConfigError
 from ...io import read_json, write_json
 from ..base import Task
-from .data import YoloDataset, coco_ground_truth, collate, index_yolo_dataset, scale_boxes_to_original
+from .data import YoloDataset, check_yolo_dataset, coco_ground_truth, collate, index_yolo_dataset, scale_boxes_to_original
 from .evaluate import coco_detection_metrics
 from .loss import DetectionLoss
 from .anchors import fit_anchors
@@ -53,6 +54,19 @@ class DetectionTask(Task):
                   for split, items in index["splits"].items()}
         return {"task": self.family, "data_yaml": str(data_yaml), "names": index["names"], "nc": index["nc"],
                 "counts": counts, "checksums": index["checksums"], "coco_gt": gt_paths, "splits": index["splits"]}
+
+    def check_dataset(self, dataset_cfg: dict) -> list[Path]:
+        return [] if dataset_cfg["path"] is None else check_yolo_dataset(dataset_cfg["path"])
+
+    def check_config(self, config: dict) -> None:
+        anchors = config["model"]["anchors"]
+        if isinstance(anchors, list):  # three rows (strides 8, 16, 32) of w, h pairs, the same count in each
+            for i, row in enumerate(anchors):
+                if len(row) % 2:
+                    raise ConfigError(("model", "anchors", i), f"{len(row)} numbers: a row holds w, h pairs (an even count)")
+                if len(row) != len(anchors[0]):
+                    raise ConfigError(("model", "anchors", i), f"{len(row) // 2} anchors, but row 0 has "
+                                      f"{len(anchors[0]) // 2}: every level needs the same number")
 
     def arch(self, model_cfg: dict, manifest: dict) -> dict:
         name, anchors = model_cfg["name"], model_cfg["anchors"]

@@ -54,7 +54,7 @@ def _check_image(path: Path) -> None:
         raise UserError(f"{path}: unreadable image ({type(e).__name__}); remove it or replace it with a valid image") from None
 
 
-def index_market(root: str | Path) -> dict:
+def index_market(root: str | Path, verify_images: bool = True) -> dict:
     """Validate every file once; return per-split items, train label names, counts and checksums.
 
     Train labels are the train pids mapped to 0..nc-1 in sorted order. Errors (one line, naming
@@ -81,9 +81,10 @@ def index_market(root: str | Path) -> dict:
                 continue
             if pid == 0 and split != "gallery":
                 raise UserError(f"{path}: distractor id 0000 outside {SPLIT_DIRS['gallery']}/ (distractors belong to the gallery only)")
-            _check_image(path)
             items.append({"image": str(path), "pid": pid, "camid": camid})
-            digest.update(f"{folder_name}/{path.name}:{sha256_file(path)}\n".encode())
+            if verify_images:  # off for the pre-run check: names and layout only
+                _check_image(path)
+                digest.update(f"{folder_name}/{path.name}:{sha256_file(path)}\n".encode())
         if not items:
             raise UserError(f"{folder}: no usable images (named PPPP_cCsS_FFFFFF_NN.jpg with pid >= 0)")
         splits[split], checksums[split] = items, digest.hexdigest()

@@ -20,7 +20,7 @@ from ...engine.utils import make_loader
 from ...errors import UserError
 from ...io import write_json
 from ..base import Task, input_size
-from .data import ReIDDataset, index_market
+from .data import SPLIT_DIRS, ReIDDataset, index_market
 from .evaluate import distance_matrix, market1501_metrics
 from .loss import ReIDLoss
 from .model import ARCHS, ReIDNet
@@ -61,6 +61,13 @@ class ReIDTask(Task):
                                    height=syn["imgsz"], seed=seed, difficulty=syn["difficulty"])
         index = index_market(root)
         return {"task": self.family, **index}
+
+    def check_dataset(self, dataset_cfg: dict) -> list[Path]:
+        root = dataset_cfg["path"]
+        if root is None:
+            return []
+        index_market(root, verify_images=False)  # names, layout, query/gallery overlap
+        return [Path(root), *(Path(root) / folder for folder in SPLIT_DIRS.values())]  # renames change folder mtimes
 
     def arch(self, model_cfg: dict, manifest: dict) -> dict:
         name = model_cfg["name"]
