@@ -134,15 +134,17 @@ def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], keep: li
                  source: str | os.PathLike = "checkpoint") -> nn.Module:
     """Resize `model` to the widths in `state_dict` and load it; a mismatch is one UserError line.
 
-    `keep` are the modules whose widths the architecture fixes (heads, embeddings): weights of
-    another width there mean the arch and the weights disagree (e.g. nc 80 in arch, 3 in the head).
+    `keep` are the modules whose output width the architecture fixes (heads, embeddings; pruning
+    may narrow their inputs): weights of another output width there mean the arch and the weights
+    disagree (e.g. nc 80 in the arch, a 2-class head in the weights).
     """
-    nominal = {f"{name}.{p}": tuple(t.shape) for m in keep for name, mod in model.named_modules() if mod is m
-               for p, t in list(mod.named_parameters(recurse=False)) + list(mod.named_buffers(recurse=False))}
-    for key, shape in nominal.items():
-        if key in state_dict and tuple(state_dict[key].shape) != shape:
-            raise UserError(f"{source}: weights do not fit the checkpoint's arch: {key} has shape "
-                            f"{tuple(state_dict[key].shape)}, the arch needs {shape}")
+    for module in keep:
+        name = next(n for n, m in model.named_modules() if m is module)
+        for pname, tensor in list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False)):
+            saved = state_dict.get(f"{name}.{pname}")
+            if saved is not None and tensor.dim() and (saved.dim() != tensor.dim() or saved.shape[0] != tensor.shape[0]):
+                raise UserError(f"{source}: weights do not fit the checkpoint's arch: {name}.{pname} has "
+                                f"{saved.shape[0] if saved.dim() else 'no'} outputs, the arch needs {tensor.shape[0]}")
     expected = set(model.state_dict())
     missing, unexpected = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
     if missing or unexpected:
