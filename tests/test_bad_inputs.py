@@ -316,7 +316,8 @@ def test_market1501_name_that_does_not_parse_fails_naming_the_file(tmp_path):
     root = repo_layout(tmp_path / "repo")
     cfg = yaml.safe_load((REPO / "config/test_reid.yaml").read_text())
     cfg["dataset"] = {"path": str(market)}
-    (root / "config/test.yaml").write_text(yaml.safe_dump(cfg))
+    for name in ("config/config.yaml", "config/test.yaml"):  # a ReID user's defaults (detection keys would not validate)
+        (root / name).write_text(yaml.safe_dump(cfg))
     (root / CASE).write_text("seed: 0\n")
     for run in (PREPARE, DRY):
         line = one_error_line(run(root))

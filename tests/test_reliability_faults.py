@@ -184,7 +184,7 @@ def finished(tiny_run, tmp_path) -> Path:
 
 def _bad_dataset_config(tmp_path: Path) -> Path:
     data = tmp_path / "bad_data"
-    (data / "images/train").mkdir(parents=True)  # no val split
+    (data / "images/train").mkdir(parents=True)  # no images, no val split
     (data / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [a]\n")
     cfg = yaml.safe_load((REPO / "config/test.yaml").read_text())
     cfg["dataset"] = {"path": str(data / "data.yaml")}
@@ -196,7 +196,8 @@ def _bad_dataset_config(tmp_path: Path) -> Path:
 def test_a_bad_dataset_leaves_a_finished_run_untouched(finished, tmp_path):
     before = snapshot(finished / "results")
     proc = subprocess.run(snakemake_cmd(finished, _bad_dataset_config(tmp_path)), capture_output=True, text=True, timeout=600)
-    assert "val: folder" in one_error_line(proc)
+    line = one_error_line(proc)
+    assert "bad_data/data.yaml: train: no images" in line, line
     assert snapshot(finished / "results") == before  # dataset.json included
     # Back on the good config: nothing to redo (before, the whole chain of 19 jobs reran).
     assert "Nothing to be done" in run_snakemake(finished, REPO / "config/test.yaml", "-n").stdout
