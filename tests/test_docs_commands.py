@@ -48,12 +48,11 @@ REWRITES = [
     (r" stem_float\.int8\.onnx ", " results/export/pruned_finetuned.int8.onnx ",
      "stem_float.int8.onnx was quantized by hand with export.int8_stem: float (docs/EXPORT.md says how)"),
     (r"--runs 1000 --rounds 50", "--runs 3 --rounds 2", "the measurement itself takes minutes; the command is what is checked"),
-    (r" --sdm conda( |$)", " --sdm conda -n ", "creating or using conda environments needs conda; "
-     "tests/test_conda_envs.py checks the environment file"),
-]
-# Without conda the env-creation line is the one that cannot run; with conda it runs as written.
-CONDA_ONLY = r"--conda-create-envs-only"
-NO_JOBS = ("--unlock", "--report", "--rulegraph", "--dag", "--lint", "-n", "--dry-run", CONDA_ONLY)
+    ]
+# Conda lines run only where conda is (even a dry run with --sdm conda asks `conda info`); elsewhere
+# tests/test_conda_envs.py checks the environment file, and the same commands without conda run above.
+CONDA_ONLY = r"--sdm conda|--use-conda|--conda-create-envs-only"
+NO_JOBS = ("--unlock", "--report", "--rulegraph", "--dag", "--lint", "-n", "--dry-run", "--conda-create-envs-only")
 SNAKEMAKE = re.compile(r"(^|&& |time -f \"[^\"]*\" |^\w+=\S+ )snakemake( |$)")
 
 

@@ -4,7 +4,6 @@ from pipeline_lib import chain as slim_chain  # not `chain`: Snakefile globals w
 from pipeline_lib.config import TRAINED_STAGES, stage_config, validate_config
 from pipeline_lib.errors import UserError
 
-
 # Validate before any job starts; a bad key ends the run with one line naming the file, line and key.
 try:
     config.update(validate_config(config, workflow.configfiles))
@@ -22,8 +21,12 @@ SUMMARY_ROWS = [("", stage) for stage in EVALUATED] + [(lineage, "pruned_finetun
 
 
 def all_targets():
-    targets = ["results/summary.md", "results/plots/bn_gamma.png", "results/plots/training_curves.png",
-               "results/plots/latency.png"]
+    targets = [
+        "results/summary.md",
+        "results/plots/bn_gamma.png",
+        "results/plots/training_curves.png",
+        "results/plots/latency.png",
+    ]
     if SWEEP:
         targets += ["results/sweep/summary.csv", "results/plots/sweep.png"]
     return targets

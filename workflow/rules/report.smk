@@ -1,3 +1,9 @@
+# Seconds-long steps run beside Snakemake itself: a cluster never queues a job for them.
+localrules:
+    report,
+    sweep_report,
+
+
 rule report:
     input:
         metrics=[f"results/{lineage}metrics/{stage}.json" for lineage, stage in SUMMARY_ROWS]
