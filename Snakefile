@@ -1,10 +1,21 @@
 # slimflow: network slimming of vision models, one file per step (see README.md).
+import os
+
 from snakemake.utils import min_version
 
 min_version("8.20")
 
 
-configfile: "config/config.yaml"
+# The default experiment, config/config.yaml of the working directory. With --directory RUN and no
+# --configfile, a RUN without its own config/config.yaml uses the repository's (README: runs side by side).
+here_or_beside_workflow = (
+    "config/config.yaml"
+    if os.path.exists("config/config.yaml") or workflow.overwrite_configfiles
+    else os.path.join(workflow.basedir, "config/config.yaml")
+)
+
+
+configfile: here_or_beside_workflow
 
 
 include: "workflow/rules/common.smk"

@@ -10,7 +10,8 @@ copy of the repository (the files git knows, as a clone has them). What is chang
 - A block that runs a step by hand (`python ...`) or renders the report runs for real, on the
   tiny configs: config/config.yaml and config/reid.yaml of the copy are replaced by
   config/test.yaml and config/test_reid.yaml. A block that reads finished artifacts
-  (`--report`, benchmarks/latency.py) gets the results of one tiny `snakemake` run copied in.
+  (`--report`, benchmarks/latency.py, `compare RUN...` after dry runs of those runs) gets the
+  results of one tiny `snakemake` run copied in (into each RUN for compare).
 - REWRITES below: the few lines that name something a clone does not have (a scratch folder,
   a file the text says was made by hand) or would run for many minutes.
 - NOT_RUN below: lines that cannot run here, each with the test that covers it instead. Every
@@ -86,6 +87,14 @@ def prepare_line(line: str) -> tuple[str | None, str]:
     return line, "; ".join(notes) or "as written"
 
 
+def compared_runs(text: str) -> list[str]:
+    """The run folders a `python -m pipeline_lib compare RUN ...` line names."""
+    runs = []
+    for m in re.finditer(r"pipeline_lib compare (.*)$", text, re.M):
+        runs += [arg for arg in m.group(1).split("--")[0].split()]
+    return runs
+
+
 def fresh_copy(dest: Path) -> Path:
     """The repository as a clone has it: the files git tracks (and new ones it does not ignore)."""
     files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
@@ -144,6 +153,8 @@ def test_documented_block_runs_on_a_fresh_clone(document, lineno, lines, tmp_pat
         use_tiny_configs(copy)
     if re.search(r"benchmarks/latency\.py|--report", text):
         shutil.copytree(request.getfixturevalue("tiny_results"), copy / "results")
+    for run in compared_runs(text):  # the runs above were dry runs: compare gets finished ones
+        shutil.copytree(request.getfixturevalue("tiny_results"), copy / run / "results", dirs_exist_ok=True)
     proc = subprocess.run(["bash", "-c", "set -eo pipefail\n" + text], cwd=copy, env=env(copy), capture_output=True,
                           text=True, timeout=1800)
     shown = "\n".join(f"  {line}    [{note}]" for line, note in script)
