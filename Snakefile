@@ -18,6 +18,13 @@ here_or_beside_workflow = (
 configfile: here_or_beside_workflow
 
 
+# The HTML report's first page: the run's summary written by the report rule, else the chain alone.
+report_page = os.path.abspath("results/report.rst")
+
+
+report: report_page if os.path.exists(report_page) else "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 
 

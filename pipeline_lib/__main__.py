@@ -129,7 +129,8 @@ def _report(cfg: dict, args: argparse.Namespace) -> dict:
                 curves={s: r / "train" / f"{s}.csv" for s in TRAINED_STAGES}, out_csv=r / "summary.csv",
                 out_md=r / "summary.md", out_provenance=r / "provenance.json",
                 out_gamma_png=r / "plots" / "bn_gamma.png", out_curves_png=r / "plots" / "training_curves.png",
-                out_latency_png=r / "plots" / "latency.png")
+                out_latency_png=r / "plots" / "latency.png", prune_report=r / "prune.json",
+                out_page=r / "report.rst")
 
 
 def _predict(cfg: dict, args: argparse.Namespace) -> dict:

@@ -2,7 +2,7 @@
 
     predict(model_path="results/export/pruned_finetuned.int8.onnx", source="photos/", out_dir="predictions")
     # predictions/predictions.json: {"model", "family", "imgsz", "names", "images": [{"image", "predictions", "drawn"}]}
-    # predictions/<image>: the image with its predictions drawn (families that draw: detection)
+    # predictions/<image>: the image with its predictions drawn (for a family that draws)
 
 A checkpoint (.pt) runs in PyTorch, an exported model (.onnx, FP32 or INT8) in ONNX Runtime; the
 family comes from the checkpoint or the ONNX metadata. The family's `image_loader` preprocesses
