@@ -10,7 +10,7 @@ copy of the repository (the files git knows, as a clone has them). What is chang
 - A block that runs a step by hand (`python ...`) or renders the report runs for real, on the
   tiny configs: config/config.yaml and config/reid.yaml of the copy are replaced by
   config/test.yaml and config/test_reid.yaml. A block that reads finished artifacts
-  (`--report`, benchmarks/latency.py, `compare RUN...` after dry runs of those runs) gets the
+  (`--report`, benchmarks/latency.py, `predict`, `compare RUN...` after dry runs of those runs) gets the
   results of one tiny `snakemake` run copied in (into each RUN for compare).
 - REWRITES below: the few lines that name something a clone does not have (a scratch folder,
   a file the text says was made by hand) or would run for many minutes.
@@ -151,7 +151,7 @@ def test_documented_block_runs_on_a_fresh_clone(document, lineno, lines, tmp_pat
     text = "\n".join(runnable)
     if re.search(r"^python |--report", text, re.M):
         use_tiny_configs(copy)
-    if re.search(r"benchmarks/latency\.py|--report", text):
+    if re.search(r"benchmarks/latency\.py|--report|pipeline_lib predict", text):
         shutil.copytree(request.getfixturevalue("tiny_results"), copy / "results")
     for run in compared_runs(text):  # the runs above were dry runs: compare gets finished ones
         shutil.copytree(request.getfixturevalue("tiny_results"), copy / run / "results", dirs_exist_ok=True)

@@ -77,3 +77,30 @@ def test_predict_without_drawing_writes_json_only(tiny_run, tmp_path, monkeypatc
     result = predict(model_path="results/pruned.pt", source=folder, out_dir=tmp_path / "p")
     assert result["images"] and all("drawn" not in r for r in result["images"])
     assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["predictions.json"]
+
+
+def test_reid_predict_writes_the_embeddings_evaluation_ranks_by(tmp_path):
+    """ReID: one embedding per crop (nothing drawn), equal to what evaluate's distance matrix is built from."""
+    from pipeline_lib.checkpoint import save_checkpoint
+    from pipeline_lib.config import defaults as family_defaults
+    from pipeline_lib.tasks.reid.synthetic import generate_market
+
+    task = get_task("reid")
+    cfg = family_defaults("reid")
+    manifest = task.prepare_dataset({"path": str(generate_market(tmp_path / "m", n_train_ids=4, n_test_ids=3,
+                                                                   height=64, seed=0, difficulty=0.3)),
+                                     "synthetic": {}}, tmp_path, 0)
+    arch = task.arch({**cfg["model"], "name": "resnet18"}, manifest)
+    model = task.build_model(arch).eval()
+    save_checkpoint(tmp_path / "m.pt", model, arch, {"stage": "baseline", "imgsz": [32, 16], "names": manifest["names"]})
+    loader = task.loader(manifest, "val", train=False, imgsz=[32, 16], batch_size=4, workers=0, seed=0)
+    expected = {}
+    with torch.no_grad():
+        for batch in loader:
+            for i, row in zip(batch["index"].tolist(), model(batch["images"]).tolist()):
+                expected[loader.dataset.items[i]["image"]] = row
+    query = manifest["splits"]["query"][0]["image"]
+    result = predict(model_path=tmp_path / "m.pt", source=query, out_dir=tmp_path / "out", batch_size=4)
+    (record,) = result["images"]
+    assert record["predictions"]["embedding"] == pytest.approx(expected[query], abs=1e-5)
+    assert "drawn" not in record and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["predictions.json"]
