@@ -86,8 +86,10 @@ def write_summary(table: pd.DataFrame, out_csv: str | os.PathLike, out_md: str |
     shown = table.drop(columns=["runtime"])
     for col in ("params", "flops", "file_bytes"):
         shown[col] = shown[col].map(lambda v: f"{v / 1e6:.2f} M" if col != "file_bytes" else f"{v / 2**20:.2f} MiB")
+    for col in shown.columns[1:]:  # "–" where a number does not apply (no latency for that artifact), not nan
+        shown[col] = shown[col].map(lambda v: "–" if pd.isna(v) else f"{v:.3f}" if isinstance(v, float) else v)
     extra = "".join(f"\n## {title}\n\n{body}\n" for title, body in (sections or {}).items())
-    write_text(out_md, "# slimflow summary\n\n" + shown.to_markdown(index=False, floatfmt=".3f") + "\n" + extra)
+    write_text(out_md, "# slimflow summary\n\n" + shown.to_markdown(index=False) + "\n" + extra)
 
 
 def bn_gammas(checkpoint: str | os.PathLike) -> torch.Tensor:
