@@ -119,14 +119,9 @@ def env(copy: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def tiny_results(tmp_path_factory) -> Path:
-    """results/ of the documented `snakemake` on the tiny config, for blocks that read finished artifacts."""
-    copy = fresh_copy(tmp_path_factory.mktemp("docs_results"))
-    use_tiny_configs(copy)
-    proc = subprocess.run(["snakemake", "--cores", "2"], cwd=copy, env=env(copy), capture_output=True, text=True,
-                          timeout=1800)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return copy / "results"
+def tiny_results(tiny_run) -> Path:
+    """results/ of `snakemake` on the tiny config (conftest's run), for blocks that read finished artifacts."""
+    return tiny_run / "results"
 
 
 CASES = [(doc, lineno, lines) for doc in DOCUMENTS for lineno, lines in blocks(doc)]
