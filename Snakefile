@@ -6,16 +6,17 @@ from snakemake.utils import min_version
 min_version("8.20")
 
 
-# The default experiment, config/config.yaml of the working directory. With --directory RUN and no
-# --configfile, a RUN without its own config/config.yaml uses the repository's (README: runs side by side).
-here_or_beside_workflow = (
+# The default experiment, config/config.yaml, unless --configfile names the experiment (one or more
+# files, later ones winning): a ReID or pose config cannot be laid over the detector's. With
+# --directory RUN, RUN/config/config.yaml if it has one, else the repository's (README).
+default_config = (
     "config/config.yaml"
-    if os.path.exists("config/config.yaml") or workflow.overwrite_configfiles
+    if os.path.exists("config/config.yaml")
     else os.path.join(workflow.basedir, "config/config.yaml")
 )
+if not workflow.overwrite_configfiles:
 
-
-configfile: here_or_beside_workflow
+    configfile: default_config
 
 
 # The HTML report's first page: the run's summary written by the report rule, else the chain alone.

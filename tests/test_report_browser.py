@@ -48,8 +48,8 @@ def test_first_page_shows_the_summary_table_and_the_prune_ratio(report_html):
 
 
 def test_every_image_in_the_report_renders(report_html, tmp_path):
-    sources = sorted(set(re.findall(r"data:image/(?:png|jpeg);base64,[A-Za-z0-9+/=]+",
-                                    report_html.read_text())))
+    # Snakemake embeds each result as data:image/png;charset=utf8;filename=NAME;base64,...
+    sources = sorted(set(re.findall(r"data:image/(?:png|jpeg)[^,\"]*;base64,[A-Za-z0-9+/=]+", report_html.read_text())))
     assert len(sources) >= 3, "bn_gamma, training_curves and latency plots are in the report"
     imgs = "".join(f'<img id="i{k}" src="{src}">' for k, src in enumerate(sources))
     probe = tmp_path / "images.html"
