@@ -9,14 +9,30 @@ from pipeline_lib.errors import UserError
 
 min_version("8.20")
 
-# Read strictly first: Snakemake's loader reports a YAML mistake without the file or the line.
-try:
-    read_config_files([f for f in ["config/config.yaml"] if os.path.exists(f)])
-except UserError as error:
-    sys.exit(f"slimflow config error: {error}")
+
+# The default experiment, config/config.yaml, unless --configfile names the experiment (one or more
+# files, later ones winning): a ReID or pose config cannot be laid over the detector's. With
+# --directory RUN, RUN/config/config.yaml if it has one, else the repository's (README).
+default_config = (
+    "config/config.yaml"
+    if os.path.exists("config/config.yaml")
+    else os.path.join(workflow.basedir, "config/config.yaml")
+)
+if not workflow.overwrite_configfiles:
+    # Read strictly first: Snakemake's loader reports a YAML mistake without the file or the line.
+    try:
+        read_config_files([default_config])
+    except UserError as error:
+        sys.exit(f"slimflow config error: {error}")
+
+    configfile: default_config
 
 
-configfile: "config/config.yaml"
+# The HTML report's first page: the run's summary written by the report rule, else the chain alone.
+report_page = os.path.abspath("results/report.rst")
+
+
+report: report_page if os.path.exists(report_page) else "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
@@ -36,6 +52,6 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

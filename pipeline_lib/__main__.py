@@ -1,7 +1,9 @@
 """Run one pipeline step by hand, with the same paths the Snakemake rules use.
 
-    python -m pipeline_lib train --config config/config.yaml --stage baseline
+    python -m pipeline_lib train --config config/config.yaml --stage baseline --set train.epochs=5
     python -m pipeline_lib evaluate --config config/config.yaml --config config/my.yaml --stage pruned
+    python -m pipeline_lib predict --model results/export/pruned_finetuned.int8.onnx --source img.jpg --out pred/
+    python -m pipeline_lib compare runs/r05 runs/r08 --plot compare.png
 """
 from __future__ import annotations
 
@@ -9,15 +11,55 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import Callable
+
+import yaml
 
 from . import steps
-from .chain import LINEAGE_PATTERN, prune_settings
+from .chain import LINEAGE_PATTERN, iteration_lineages, prune_settings
+from .compare import compare
 from .config import TRAINED_STAGES, load_config, stage_config
+from .errors import UserError
+from .export import paths as export_paths
+from .export import steps as export_steps
+from .predict import predict
 from .runner import run_logged
 
-__all__ = ["main"]
+__all__ = ["main", "apply_settings"]
+
+EVALUATED = ("baseline", "sparse", "pruned", "pruned_finetuned")  # the artifacts a chain writes
 
 
+def apply_settings(config_paths: list[Path], assignments: list[str]) -> dict:
+    """The config files (merged in order, later ones winning) with `key.sub=value` assignments laid
+    over them (values read as YAML), validated as a whole."""
+    overrides: dict = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise UserError(f"--set {assignment}: expected KEY=VALUE with a dotted key, e.g. train.epochs=5")
+        *parents, leaf = key.split(".")
+        node = overrides
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--set {assignment}: {part} is not a section")
+        try:
+            node[leaf] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UserError(f"--set {assignment}: the value is not valid YAML") from None
+    try:
+        return load_config(config_paths, overrides)
+    except UserError as e:
+        raise UserError(f"{e} (with --set {' '.join(assignments)})" if assignments else str(e)) from None
+
+
+def _in(results: Path, path: str) -> Path:
+    """A workflow path (results/...) under the --results folder."""
+    return results / Path(path).relative_to("results")
+
+
+# Each command: (function, its keyword arguments from (config, args), one-line help, extra options).
 def _prepare(cfg: dict, args: argparse.Namespace) -> dict:
     return dict(dataset_cfg=cfg["dataset"], family=cfg["task"], seed=cfg["seed"],
                 manifest_path=args.results / "data" / "dataset.json")
@@ -47,16 +89,146 @@ def _evaluate(cfg: dict, args: argparse.Namespace) -> dict:
                 out_predictions=r / "metrics" / f"{args.stage}.predictions.json")
 
 
-# Artifacts a step can read or write: results/<lineage><artifact>.pt; nothing outside results/.
-ARTIFACTS = ("baseline", "sparse", "pruned", "pruned_finetuned")
+def _export(cfg: dict, args: argparse.Namespace) -> dict:
+    r = args.results
+    return dict(checkpoint=r / f"{args.stage}.pt", manifest_path=r / "data" / "dataset.json", export_cfg=cfg["export"],
+                out_onnx=r / "export" / f"{args.stage}.onnx", out_report=r / "export" / f"{args.stage}.json",
+                seed=cfg["seed"])
+
+
+def _quantize(cfg: dict, args: argparse.Namespace) -> dict:
+    r = args.results
+    return dict(onnx_path=r / "export" / f"{args.stage}.onnx", report_path=r / "export" / f"{args.stage}.json",
+                manifest_path=r / "data" / "dataset.json", export_cfg=cfg["export"],
+                out_onnx=r / "export" / f"{args.stage}.int8.onnx", out_report=r / "export" / f"{args.stage}.int8.json",
+                seed=cfg["seed"])
+
+
+def _evaluate_onnx(cfg: dict, args: argparse.Namespace) -> dict:
+    prefix = "" if args.stage == export_paths.DEPLOYED else f"{args.stage}."
+    inputs = export_paths.onnx_inputs(prefix, args.precision)
+    return dict(onnx_path=_in(args.results, inputs["onnx"]), report_path=_in(args.results, inputs["report"]),
+                manifest_path=args.results / "data" / "dataset.json", eval_cfg=cfg["evaluate"],
+                export_cfg=cfg["export"], seed=cfg["seed"], threads=1,
+                out_metrics=args.results / "metrics" / f"{prefix}onnx_{args.precision}.json")
+
+
+def _latency(cfg: dict, args: argparse.Namespace) -> dict:
+    return dict(checkpoint=args.results / f"{args.stage}.pt", export_cfg=cfg["export"],
+                out_json=args.results / "latency" / f"{args.stage}.torch.json", seed=cfg["seed"])
+
+
+def _report(cfg: dict, args: argparse.Namespace) -> dict:
+    r = args.results
+    rows = [("", s) for s in EVALUATED] + [(lin, "pruned_finetuned") for lin in iteration_lineages(cfg["prune"])[:-1]]
+    onnx = [_in(r, p) for p in export_paths.onnx_metrics(cfg["export"])]
+    return dict(metrics_paths=[r / f"{lin}metrics" / f"{s}.json" for lin, s in rows] + onnx,
+                latency_paths=[_in(r, p) for p in export_paths.torch_latencies()],
+                checkpoints=[r / f"{lin}{s}.pt" for lin, s in rows],
+                gamma_checkpoints={"baseline": r / "baseline.pt", "sparse": r / "sparse.pt"},
+                curves={s: r / "train" / f"{s}.csv" for s in TRAINED_STAGES}, out_csv=r / "summary.csv",
+                out_md=r / "summary.md", out_provenance=r / "provenance.json",
+                out_gamma_png=r / "plots" / "bn_gamma.png", out_curves_png=r / "plots" / "training_curves.png",
+                out_latency_png=r / "plots" / "latency.png", prune_report=r / "prune.json",
+                out_page=r / "report.rst")
+
+
+def _predict(cfg: dict, args: argparse.Namespace) -> dict:
+    return dict(model_path=args.model, source=args.source, out_dir=args.out, config=cfg, batch_size=args.batch_size,
+                device=cfg["device"] if cfg else "cpu")
+
+
+def _compare(cfg: dict | None, args: argparse.Namespace) -> dict:
+    return dict(runs=args.runs, out_png=args.plot, out_csv=args.csv)
+
+
+def _stage(choices) -> Callable[[argparse.ArgumentParser], None]:
+    def add(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--stage", default="baseline", choices=list(choices), help="the artifact: results/STAGE.pt")
+    return add
 
 
 def _artifact(label: str) -> str:
-    """--stage of evaluate: an artifact under results/, e.g. `baseline` or `sweep/r0.3/pruned`."""
-    if not re.fullmatch(f"{LINEAGE_PATTERN}({'|'.join(ARTIFACTS)})", label):
-        raise argparse.ArgumentTypeError(f"{label!r} is not an artifact under results/ (one of {', '.join(ARTIFACTS)}, "
+    """--stage of evaluate: an artifact under results/, e.g. `baseline` or `sweep/r0.3/pruned` (never outside)."""
+    if not re.fullmatch(f"{LINEAGE_PATTERN}({'|'.join(EVALUATED)})", label):
+        raise argparse.ArgumentTypeError(f"{label!r} is not an artifact under results/ (one of {', '.join(EVALUATED)}, "
                                          "optionally after a lineage such as iter/1/ or sweep/r0.3/)")
     return label
+
+
+def _lineage_stage(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stage", default="baseline", type=_artifact,
+                   help="the artifact: results/STAGE.pt (e.g. pruned, sweep/r0.5/pruned)")
+
+
+def _check_config(**_: object) -> None:
+    """Nothing to run: loading the config validated it (file:line of the first mistake)."""
+
+
+def _train_options(p: argparse.ArgumentParser) -> None:
+    _stage(TRAINED_STAGES)(p)
+    p.add_argument("--init", type=Path, default=None, help="start from this checkpoint (e.g. results/baseline.pt)")
+
+
+def _deployed_stage(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stage", default=export_paths.DEPLOYED, choices=EVALUATED, help="the artifact: results/STAGE.pt")
+
+
+def _evaluate_onnx_options(p: argparse.ArgumentParser) -> None:
+    _deployed_stage(p)
+    p.add_argument("--precision", default="fp32", choices=("fp32", "int8"), help="which exported model")
+
+
+def _predict_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, required=True,
+                   help="a checkpoint (results/X.pt) or an exported model (results/export/X.onnx, X.int8.onnx)")
+    p.add_argument("--source", type=Path, required=True, help="an image, or a folder of images (searched recursively)")
+    p.add_argument("--out", type=Path, required=True, help="folder for predictions.json and the drawn images")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+
+
+def _compare_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", type=Path, help="run folders (each with results/summary.csv)")
+    p.add_argument("--plot", type=Path, default=None, help="write accuracy against FLOPs per run to this PNG")
+    p.add_argument("--csv", type=Path, default=None, help="write the combined table to this CSV")
+
+
+COMMANDS = {
+    "check-config": (_check_config, lambda cfg, args: {}, "validate the config files (merged in order) and exit", None),
+    "prepare-dataset": (steps.prepare_dataset, _prepare, "validate or generate the dataset; write its manifest", None),
+    "train": (steps.train_stage, _train, "train one stage with the shared engine", _train_options),
+    "prune": (steps.prune_stage, _prune, "cut the smallest-|γ| channels of results/sparse.pt", None),
+    "evaluate": (steps.evaluate_stage, _evaluate, "evaluate a stage's checkpoint on the val split", _lineage_stage),
+    "export": (export_steps.export_stage, _export, "export a checkpoint to ONNX, checked in ONNX Runtime",
+               _deployed_stage),
+    "quantize": (export_steps.quantize_stage, _quantize, "INT8 static quantization of an exported model",
+                 _deployed_stage),
+    "evaluate-onnx": (export_steps.evaluate_onnx_stage, _evaluate_onnx,
+                      "evaluate an exported model in ONNX Runtime, with its latency", _evaluate_onnx_options),
+    "latency": (export_steps.torch_latency_stage, _latency, "PyTorch eager CPU latency of a checkpoint",
+                _deployed_stage),
+    "report": (steps.report, _report, "summary.csv/.md, provenance.json and the plots of a finished chain", None),
+    "predict": (predict, _predict, "draw and save a model's predictions on your images (as evaluation computes them)",
+                _predict_options),
+    "compare": (compare, _compare, "the summaries of several runs side by side (table, optional plot)",
+                _compare_options),
+}
+NEEDS_NO_CONFIG = {"compare"}
+OPTIONAL_CONFIG = {"predict"}  # a model knows its family; a config only supplies evaluate's thresholds
+
+
+# Inputs a step reads, with the command that writes them: a missing one is a one-line error, not a traceback.
+_INPUTS = {"manifest_path": "prepare-dataset", "checkpoint": "train or prune", "init_checkpoint": "train",
+           "onnx_path": "export", "report_path": "export"}
+
+
+def _check_inputs(command: str, kwargs: dict) -> None:
+    fields = {**kwargs, **(vars(kwargs["spec"]) if "spec" in kwargs else {})}
+    for key, writer in _INPUTS.items():
+        path = fields.get(key)
+        if path is not None and command != "prepare-dataset" and not Path(path).exists():
+            raise UserError(f"{path}: not found (written by `python -m pipeline_lib {writer}` or by snakemake; "
+                            f"see --results)")
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -67,38 +239,43 @@ class _OneLineParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _check_config(**_: object) -> None:
-    """Nothing to run: loading the config validated it (file:line of the first mistake)."""
+def _parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog="python -m pipeline_lib", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
+    for name, (_, _, help_text, options) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name not in NEEDS_NO_CONFIG:
+            p.add_argument("--config", type=Path, action="append",
+                           help="experiment YAML (default: config/config.yaml" +
+                                (", only if given, for its evaluate section" if name in OPTIONAL_CONFIG else "") +
+                                "); repeat to merge several in order, later files winning, as --configfile does")
+            p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                           help="override a config key (validated like the file), e.g. --set train.epochs=5; repeatable")
+            p.add_argument("--results", type=Path, default=Path("results"), help="results folder")
+        if options is not None:
+            options(p)
+    return parser
 
 
-COMMANDS = {
-    "check-config": (_check_config, lambda cfg, args: {}, "validate the config files (merged in order) and exit"),
-    "prepare-dataset": (steps.prepare_dataset, _prepare, "validate or generate the dataset; write its manifest"),
-    "train": (steps.train_stage, _train, "train one stage with the shared engine"),
-    "prune": (steps.prune_stage, _prune, "cut the smallest-|γ| channels of results/sparse.pt"),
-    "evaluate": (steps.evaluate_stage, _evaluate, "evaluate a stage's checkpoint on the val split"),
-}
+def _run(args: argparse.Namespace):
+    fn, make_kwargs, _, _ = COMMANDS[args.command]
+    cfg = None
+    configs = getattr(args, "config", None) or ([] if args.command in OPTIONAL_CONFIG else [Path("config/config.yaml")])
+    if args.command not in NEEDS_NO_CONFIG and configs:
+        cfg = apply_settings(configs, args.settings)
+    elif getattr(args, "settings", None):
+        raise UserError("--set needs --config (the file whose keys it overrides)")
+    kwargs = make_kwargs(cfg, args)
+    _check_inputs(args.command, kwargs)
+    result = fn(**kwargs)
+    if args.command == "compare":
+        print(result)
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = _OneLineParser(prog="python -m pipeline_lib", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
-    for name, (_, _, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--config", type=Path, action="append", help="experiment YAML (default config/config.yaml); "
-                       "repeat to merge several in order, later files winning, as snakemake --configfile does")
-        p.add_argument("--results", type=Path, default=Path("results"), help="results folder")
-        if name == "train":
-            p.add_argument("--stage", default="baseline", choices=list(TRAINED_STAGES),
-                           help="the artifact to train: results/STAGE.pt")
-        if name == "evaluate":
-            p.add_argument("--stage", default="baseline", type=_artifact, help="artifact name: results/STAGE.pt")
-        if name == "train":
-            p.add_argument("--init", type=Path, default=None, help="start from this checkpoint")
-    args = parser.parse_args(argv)
-    fn, make_kwargs, _ = COMMANDS[args.command]
-    configs = args.config or [Path("config/config.yaml")]
-    run_logged(None, lambda: fn(**make_kwargs(load_config(configs), args)))
+    args = _parser().parse_args(argv)
+    run_logged(None, lambda: _run(args))
 
 
 if __name__ == "__main__":

@@ -222,13 +222,14 @@ def _check_across_keys(config: dict) -> None:
                               "drop one or make them differ there)")
 
 
-def load_config(paths: str | Path | Sequence[str | Path]) -> dict:
-    """One config file, or several merged as Snakemake merges --configfile (later files win)."""
+def load_config(paths: str | Path | Sequence[str | Path], overrides: Mapping | None = None) -> dict:
+    """One config file, or several merged as Snakemake merges --configfile (later files win),
+    with `overrides` (nested values, as Snakemake's --config) laid over them."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     merged: dict = {}
     for path in paths:
         merged = _merge(merged, read_yaml_mapping(path, "config"))
-    return validate_config(merged, paths)
+    return validate_config(_merge(merged, dict(overrides or {})), paths, overrides)
 
 
 def defaults(task: str | None = None) -> dict:

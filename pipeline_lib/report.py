@@ -24,7 +24,7 @@ from .tasks import get_task  # noqa: E402
 
 
 __all__ = ["summary_table", "write_summary", "plot_latency", "bn_gammas", "plot_gamma", "plot_training_curves", "sweep_table",
-           "write_sweep", "primary_metric"]
+           "write_sweep", "primary_metric", "landing_page"]
 
 
 def primary_metric(metrics_path: str | os.PathLike) -> str:
@@ -86,8 +86,10 @@ def write_summary(table: pd.DataFrame, out_csv: str | os.PathLike, out_md: str |
     shown = table.drop(columns=["runtime"])
     for col in ("params", "flops", "file_bytes"):
         shown[col] = shown[col].map(lambda v: f"{v / 1e6:.2f} M" if col != "file_bytes" else f"{v / 2**20:.2f} MiB")
+    for col in shown.columns[1:]:  # "–" where a number does not apply (no latency for that artifact), not nan
+        shown[col] = shown[col].map(lambda v: "–" if pd.isna(v) else f"{v:.3f}" if isinstance(v, float) else v)
     extra = "".join(f"\n## {title}\n\n{body}\n" for title, body in (sections or {}).items())
-    write_text(out_md, "# slimflow summary\n\n" + shown.to_markdown(index=False, floatfmt=".3f") + "\n" + extra)
+    write_text(out_md, "# slimflow summary\n\n" + shown.to_markdown(index=False) + "\n" + extra)
 
 
 def bn_gammas(checkpoint: str | os.PathLike) -> torch.Tensor:
@@ -168,3 +170,41 @@ def write_sweep(baseline: str | os.PathLike, pruned: list[str | os.PathLike], fi
     ax.legend()
     _save(fig, out_png)
     return table
+
+
+_CHAIN = """prepare_dataset → train baseline → train sparse (L1 on BN γ) → prune → train finetune
+→ evaluate every stage → export ONNX → quantize INT8 → evaluate in ONNX Runtime → report"""
+
+
+def landing_page(table: pd.DataFrame, metric: str, prune_report: dict | None = None) -> str:
+    """The HTML report's first page (reStructuredText): the chain, one short summary table and the prune ratio.
+
+    `table` is `summary_table`'s; `metric` the headline accuracy column; `prune_report` prune.json.
+    """
+    columns = {"stage": "artifact", metric: metric, "params": "params (M)", "flops": "GFLOPs",
+               "latency_ms": "latency (ms)", "speedup_vs_baseline": "speedup", "file_bytes": "size (MiB)"}
+    short = table[list(columns)].rename(columns=columns)
+    short["params (M)"] = short["params (M)"] / 1e6
+    short["GFLOPs"] = short["GFLOPs"] / 1e9
+    short["size (MiB)"] = short["size (MiB)"] / 2**20
+    for col in list(columns.values())[1:]:
+        short[col] = short[col].map(lambda v: "–" if pd.isna(v) else f"{v:.3g}")  # no nan on the page
+    rows = short.to_markdown(index=False, tablefmt="grid")
+    page = ["slimflow run", "============", "", "The chain (each arrow is a file)::", "",
+            *["    " + line for line in _CHAIN.splitlines()], "", "Summary", "-------", "",
+            f"Headline accuracy {metric}; latency is the median at batch 1 on CPU (PyTorch eager for checkpoints, "
+            "ONNX Runtime for exported models); speedup against the baseline in the same runtime.", "", rows, ""]
+    if prune_report is not None:
+        floor = prune_report["config"]["min_channels"]
+        held = [name for name, n in prune_report["layers"].items() if n["after"] <= floor < n["before"]]
+        page += ["Pruning", "-------", "",
+                 f"- requested ratio: **{prune_report['ratio_requested']:.3g}** of the prunable channels",
+                 f"- achieved ratio: **{prune_report['ratio_achieved']:.3g}** "
+                 f"(threshold on the BN scales: {prune_report['threshold']:.3g})",
+                 f"- layers held at min_channels ({floor}): {len(held)} of {len(prune_report['layers'])}",
+                 f"- FLOPs {prune_report['before']['flops'] / 1e9:.3g} G → {prune_report['after']['flops'] / 1e9:.3g} G, "
+                 f"params {prune_report['before']['params'] / 1e6:.3g} M → {prune_report['after']['params'] / 1e6:.3g} M",
+                 ""]
+    page += ["The plots are under the categories on the left; the full table with every metric and the "
+             "provenance of each checkpoint are in results/summary.md.", ""]
+    return "\n".join(page)

@@ -23,11 +23,11 @@ from .checkpoint import save_checkpoint
 from .config import config_hash, defaults
 from .engine import distributed, seed_everything, select_device, train
 from .errors import UserError
-from .io import atomic_path, read_json, sha256_file, write_json
+from .io import atomic_path, read_json, sha256_file, write_json, write_text
 from .profile import count_flops, count_params
 from .provenance import provenance_markdown, write_provenance
-from .report import (plot_gamma, plot_latency, plot_training_curves, primary_metric, summary_table, write_summary,
-                     write_sweep)
+from .report import (landing_page, plot_gamma, plot_latency, plot_training_curves, primary_metric, summary_table,
+                     write_summary, write_sweep)
 from .runner import setup_logging
 from .slimming import L1Sparsity, plan_prune, prunable_bns, prune_model
 from .tasks import get_task, load_model
@@ -196,11 +196,16 @@ def report(*, metrics_paths: list[str | os.PathLike], latency_paths: list[str | 
            checkpoints: list[str | os.PathLike], gamma_checkpoints: dict[str, str | os.PathLike],
            curves: dict[str, str | os.PathLike], out_csv: str | os.PathLike, out_md: str | os.PathLike,
            out_provenance: str | os.PathLike, out_gamma_png: str | os.PathLike,
-           out_curves_png: str | os.PathLike, out_latency_png: str | os.PathLike) -> None:
-    """summary.csv / summary.md (one row per artifact), provenance.json and the plots."""
+           out_curves_png: str | os.PathLike, out_latency_png: str | os.PathLike,
+           prune_report: str | os.PathLike | None = None, out_page: str | os.PathLike | None = None) -> None:
+    """summary.csv / summary.md (one row per artifact), provenance.json, the plots and the HTML
+    report's first page (`out_page`, reStructuredText, with prune.json's requested and achieved ratio)."""
     table = summary_table(metrics_paths, latency_paths)
     record = write_provenance(checkpoints, out_provenance)
     write_summary(table, out_csv, out_md, sections={"Provenance": provenance_markdown(record)})
+    if out_page is not None:
+        write_text(out_page, landing_page(table, primary_metric(metrics_paths[0]),
+                                          read_json(prune_report) if prune_report else None))
     plot_gamma(gamma_checkpoints, out_gamma_png)
     plot_training_curves(curves, primary_metric(metrics_paths[0]), out_curves_png)
     plot_latency(table, out_latency_png)

@@ -177,3 +177,14 @@ def test_lr_schedule_runs_from_one_to_lrf(kind):
     lf = lr_lambda(kind, epochs=10, lrf=0.1)
     assert lf(0) == pytest.approx(1.0) and lf(10) == pytest.approx(0.1)
     assert all(lf(e) >= lf(e + 1) for e in range(10))
+
+
+def test_tensorboard_logger_gets_every_epoch_row(tmp_path):
+    pytest.importorskip("tensorboard", reason="the [tb] extra")  # the logger is optional; the engine test is above
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result, _ = _run(tmp_path, _cfg(loggers=["tensorboard"]))
+    events = EventAccumulator(str(tmp_path / "work" / "tensorboard")).Reload()
+    loss = events.Scalars("train/mse")
+    assert [e.step for e in loss] == [row["epoch"] for row in result.history]
+    assert [e.value for e in loss] == pytest.approx([row["train/mse"] for row in result.history])

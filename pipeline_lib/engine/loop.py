@@ -31,6 +31,7 @@ from ..failpoints import failpoint
 from ..tasks.base import Criterion, StatefulCriterion
 from ..torchfile import load_sealed, save_sealed
 from . import distributed
+from .loggers import make_loggers
 from .ema import ModelEMA, unwrap
 from .optim import build_optimizer, lr_lambda
 from .utils import rng_state, set_rng_state, to_device
@@ -142,6 +143,7 @@ def train(model: nn.Module, *, criterion: Criterion, train_loader: torch.utils.d
                        ModelEMA(model, cfg["ema_decay"], cfg["ema_tau"]) if cfg["ema"] else None, criterion, run_id)
 
     last_path, best_path = workdir / "last.pt", workdir / "best.pt"
+    loggers = make_loggers(cfg.get("loggers", []), workdir) if main else []
     if last_path.exists():
         saved = _load_resume(last_path)
         if saved.get("run_id") == run_id:
@@ -178,11 +180,15 @@ def train(model: nn.Module, *, criterion: Criterion, train_loader: torch.utils.d
         row.update({f"lr/pg{j}": lr for j, lr in enumerate(lrs)})
         row["time_s"] = round(time.time() - t0, 3)
         state.history.append(row)
+        for logger in loggers:
+            logger.log_row(row)
         state.epoch = epoch + 1
         log.info("%s epoch %d/%d: %s", desc, epoch + 1, epochs,
                  ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
         _save(last_path, state.state_dict())
 
+    for logger in loggers:
+        logger.close()
     distributed.barrier()
     if not main:
         return None

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Protocol, TypedDict, Union, runtime_checkable
+from typing import Any, Protocol, Sequence, TypedDict, Union, runtime_checkable
 
 import torch
+import torchvision.transforms.v2.functional as F
+from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["Task", "Manifest", "Batch", "Criterion", "StatefulCriterion", "ImageSize", "input_size"]
+__all__ = ["Task", "Manifest", "Batch", "Criterion", "StatefulCriterion", "ImageSize", "input_size", "ResizedImages"]
 
 # The network's input size: one int (a square) or (height, width). Configs write a list [h, w].
 ImageSize = Union[int, tuple[int, int], list[int]]
@@ -72,6 +74,21 @@ class StatefulCriterion(Criterion, Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class ResizedImages(Dataset):
+    """The user's image files resized to (h, w), float32 in [0, 1]: `Task.image_loader`'s default."""
+
+    def __init__(self, paths: Sequence[str | Path], size: tuple[int, int]):
+        self.paths, self.size = [Path(p) for p in paths], size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> dict:
+        with Image.open(self.paths[i]) as im:
+            image = F.pil_to_tensor(im.convert("RGB"))  # uint8 (3, H, W)
+        return {"images": F.resize(image, list(self.size), antialias=True).float() / 255}
 
 
 class Task(ABC):
@@ -135,3 +152,26 @@ class Task(ABC):
         images (UserError naming the file); return the files and folders it depends on, whose
         sizes and mtimes key the cache of a passed check. Default: nothing to check."""
         return []
+
+    # Predictions on the user's own images (`python -m pipeline_lib predict`). A family's evaluate
+    # goes through its own `predict`, so what a user sees is what the metrics were computed from.
+
+    def image_loader(self, paths: Sequence[str | Path], *, imgsz: ImageSize, batch_size: int) -> DataLoader:
+        """Batches of image files in order, preprocessed as `loader(..., train=False)` preprocesses
+        the val split, with whatever `predict` needs to map outputs back to each image.
+        Default: a plain resize to imgsz."""
+        return DataLoader(ResizedImages(paths, input_size(imgsz)), batch_size=batch_size, shuffle=False)
+
+    def predict(self, model: nn.Module, batch: Batch, device: torch.device, eval_cfg: dict) -> list[Any]:
+        """One JSON-able prediction per image of an evaluation batch (from `loader(train=False)` or
+        `image_loader`), in the original image's coordinates. `model` may be an `OrtModel`.
+        Default: the network's raw outputs per image, by `output_names`."""
+        outputs = model(batch["images"].to(device))
+        outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+        return [{name: out[i].float().cpu().tolist() for name, out in zip(self.output_names, outputs)}
+                for i in range(len(batch["images"]))]
+
+    def draw(self, image_path: Path, prediction: Any, names: Sequence[str], out_path: Path) -> bool:
+        """Draw `prediction` on the image into `out_path`; False when the family draws nothing
+        (predict then writes the JSON only). Default: nothing."""
+        return False

@@ -8,6 +8,12 @@ from pipeline_lib.export import paths as export_paths
 # The report asks for them (export_paths.onnx_metrics / torch_latencies).
 
 
+# Seconds-long steps run beside Snakemake itself: a cluster never queues a job for them.
+localrules:
+    export_onnx,
+    quantize_int8,
+
+
 rule export_onnx:
     input:
         checkpoint="results/{stage}.pt",

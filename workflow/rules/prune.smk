@@ -1,3 +1,8 @@
+# Seconds-long steps run beside Snakemake itself: a cluster never queues a job for them.
+localrules:
+    prune,
+
+
 rule prune:
     input:
         unpack(parent_checkpoint),

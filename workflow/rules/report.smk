@@ -1,3 +1,9 @@
+# Seconds-long steps run beside Snakemake itself: a cluster never queues a job for them.
+localrules:
+    report,
+    sweep_report,
+
+
 rule report:
     input:
         metrics=[f"results/{lineage}metrics/{stage}.json" for lineage, stage in SUMMARY_ROWS]
@@ -7,13 +13,17 @@ rule report:
         curves=expand("results/train/{stage}.csv", stage=TRAINED),
         baseline="results/baseline.pt",
         sparse="results/sparse.pt",
+        prune="results/prune.json",
     output:
-        csv="results/summary.csv",
+        csv=report("results/summary.csv", caption="../report/summary.rst", category="1. summary"),
         md="results/summary.md",
-        provenance="results/provenance.json",
-        gamma=report("results/plots/bn_gamma.png", category="slimming"),
-        curves=report("results/plots/training_curves.png", category="training"),
-        latency=report("results/plots/latency.png", category="deployment"),
+        provenance=report("results/provenance.json", caption="../report/provenance.rst", category="1. summary"),
+        page="results/report.rst",
+        gamma=report("results/plots/bn_gamma.png", caption="../report/bn_gamma.rst", category="2. slimming"),
+        curves=report(
+            "results/plots/training_curves.png", caption="../report/training_curves.rst", category="3. training"
+        ),
+        latency=report("results/plots/latency.png", caption="../report/latency.rst", category="4. deployment"),
     log:
         "results/logs/report.log",
     benchmark:
@@ -32,7 +42,7 @@ rule sweep_report:
         finetuned=expand("results/{lineage}metrics/pruned_finetuned.json", lineage=SWEEP),
     output:
         csv="results/sweep/summary.csv",
-        plot=report("results/plots/sweep.png", category="slimming"),
+        plot=report("results/plots/sweep.png", caption="../report/sweep.rst", category="2. slimming"),
     log:
         "results/logs/sweep_report.log",
     benchmark:

@@ -12,4 +12,5 @@ if __name__ == "__main__":
                curves={Path(path).stem: path for path in snakemake.input.curves},
                out_csv=snakemake.output.csv, out_md=snakemake.output.md, out_provenance=snakemake.output.provenance,
                out_gamma_png=snakemake.output.gamma, out_curves_png=snakemake.output.curves,
-               out_latency_png=snakemake.output.latency)
+               out_latency_png=snakemake.output.latency, prune_report=snakemake.input.prune,
+               out_page=snakemake.output.page)

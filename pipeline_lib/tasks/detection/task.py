@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from PIL import Image, ImageDraw
 from torch import nn
 from torchvision.ops import box_convert
 
@@ -14,7 +15,8 @@ from ...engine.utils import make_loader
 from ...errors import ConfigError
 from ...io import read_json, write_json
 from ..base import Task
-from .data import YoloDataset, check_yolo_dataset, coco_ground_truth, collate, index_yolo_dataset, scale_boxes_to_original
+from .data import (YoloDataset, _image_size, check_yolo_dataset, coco_ground_truth, collate, index_yolo_dataset,
+                   scale_boxes_to_original)
 from .evaluate import coco_detection_metrics
 from .loss import DetectionLoss
 from .anchors import fit_anchors
@@ -22,6 +24,9 @@ from .model import ANCHORS, YOLODetector, postprocess
 from .synthetic import generate_synthetic
 
 __all__ = ["DetectionTask"]
+
+_PALETTE = [(255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 157, 151), (146, 204, 23), (255, 178, 29),
+            (52, 69, 147), (207, 210, 49), (132, 56, 255), (255, 149, 200)]
 
 
 class _Criterion:
@@ -87,25 +92,58 @@ class DetectionTask(Task):
         return make_loader(dataset, batch_size=batch_size, shuffle=train, workers=workers, seed=seed,
                            collate_fn=collate, drop_last=train and len(items) > batch_size)
 
+    def image_loader(self, paths, *, imgsz, batch_size):
+        # The val split's letterbox: the same dataset class without labels.
+        items = []
+        for i, path in enumerate(paths):
+            width, height = _image_size(Path(path))  # EXIF-upright, as the loader reads it
+            items.append({"image": str(path), "width": width, "height": height, "boxes": [], "image_id": i})
+        return make_loader(YoloDataset(items, imgsz), batch_size=batch_size, shuffle=False, workers=0, seed=0,
+                           collate_fn=collate)
+
     def criterion(self, model, train_cfg):
         return _Criterion(model, train_cfg["loss"])
+
+    @torch.no_grad()
+    def predict(self, model, batch, device, eval_cfg):
+        """Per image: [{"category_id", "score", "bbox": [x, y, w, h]}] in original pixels, after NMS."""
+        decoded = model(batch["images"].to(device))  # (B, N, 5+nc)
+        outputs = postprocess(decoded, eval_cfg["conf_thres"], eval_cfg["iou_thres"], eval_cfg["max_det"])
+        predictions = []
+        for out, ratio_pad, size in zip(outputs, batch["ratio_pad"], batch["orig_sizes"]):
+            out = out.cpu()
+            xywh = box_convert(scale_boxes_to_original(out[:, :4], ratio_pad, size), "xyxy", "xywh")
+            predictions.append([{"category_id": int(c), "score": round(float(s), 5),
+                                 "bbox": [round(float(v), 2) for v in box]}
+                                for box, s, c in zip(xywh, out[:, 4], out[:, 5])])
+        return predictions
 
     @torch.no_grad()
     def evaluate(self, model, loader, device, eval_cfg, manifest, predictions_path=None):
         model.eval()
         detections = []
         for batch in loader:
-            decoded = model(batch["images"].to(device))  # (B, N, 5+nc)
-            outputs = postprocess(decoded, eval_cfg["conf_thres"], eval_cfg["iou_thres"], eval_cfg["max_det"])
-            for out, image_id, ratio_pad, size in zip(outputs, batch["image_ids"], batch["ratio_pad"], batch["orig_sizes"]):
-                out = out.cpu()
-                xywh = box_convert(scale_boxes_to_original(out[:, :4], ratio_pad, size), "xyxy", "xywh")
-                detections += [{"image_id": int(image_id), "category_id": int(c), "score": round(float(s), 5),
-                                "bbox": [round(float(v), 2) for v in box]}
-                               for box, s, c in zip(xywh, out[:, 4], out[:, 5])]
+            for image_id, found in zip(batch["image_ids"], self.predict(model, batch, device, eval_cfg)):
+                detections += [{"image_id": int(image_id), **d} for d in found]
         if predictions_path is not None:
             write_json(predictions_path, detections)
         return coco_detection_metrics(read_json(manifest["coco_gt"]["val"]), detections)
+
+    def draw(self, image_path, prediction, names, out_path, min_score=0.25):
+        """Boxes with class name and score (those scoring at least `min_score`)."""
+        with Image.open(image_path) as im:
+            image = im.convert("RGB")
+        pen = ImageDraw.Draw(image)
+        for det in prediction:
+            if det["score"] < min_score:
+                continue
+            x, y, w, h = det["bbox"]
+            colour = _PALETTE[det["category_id"] % len(_PALETTE)]
+            name = names[det["category_id"]] if det["category_id"] < len(names) else str(det["category_id"])
+            pen.rectangle([x, y, x + w, y + h], outline=colour, width=max(1, round(max(image.size) / 200)))
+            pen.text((x + 2, max(y - 11, 0)), f"{name} {det['score']:.2f}", fill=colour)
+        image.save(out_path)
+        return True
 
     def fitness(self, metrics):
         return 0.1 * metrics["mAP50"] + 0.9 * metrics["mAP50_95"]

@@ -108,12 +108,27 @@ class ReIDTask(Task):
     def criterion(self, model, train_cfg):
         return _Criterion(model, train_cfg["loss"])
 
+    def image_loader(self, paths, *, imgsz, batch_size):
+        # The val split's preprocessing (resize, normalize) on crops without identity or camera.
+        items = [{"image": str(path), "pid": -1, "camid": -1} for path in paths]
+        return make_loader(ReIDDataset(items, input_size(imgsz)), batch_size=batch_size, shuffle=False, workers=0,
+                           seed=0)
+
+    @staticmethod
+    def _embed(model, batch, device) -> torch.Tensor:
+        return model(batch["images"].to(device)).float().cpu()  # (B, D) embeddings
+
+    @torch.no_grad()
+    def predict(self, model, batch, device, eval_cfg):
+        """Per image: {"embedding": [D floats]}; rank a gallery by their Euclidean distance."""
+        return [{"embedding": [round(v, 6) for v in row]} for row in self._embed(model, batch, device).tolist()]
+
     @torch.no_grad()
     def evaluate(self, model, loader, device, eval_cfg, manifest, predictions_path=None):
         model.eval()
         feats, pids, camids, is_query, index = [], [], [], [], []
         for batch in loader:
-            feats.append(model(batch["images"].to(device)).float().cpu())  # (B, D) embeddings
+            feats.append(self._embed(model, batch, device))
             pids.append(batch["pids"]), camids.append(batch["camids"])
             is_query.append(batch["query"]), index.append(batch["index"])
         feats, pids, camids = torch.cat(feats), torch.cat(pids).numpy(), torch.cat(camids).numpy()

@@ -1,0 +1,78 @@
+"""`python -m pipeline_lib`: every step a subcommand with --help, --set overrides validated like the
+file, user mistakes in one line, and `compare` over runs."""
+import re
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from pipeline_lib.__main__ import COMMANDS, apply_settings
+from pipeline_lib.errors import UserError
+
+from conftest import REPO
+
+STEPS = {"prepare-dataset", "train", "prune", "evaluate", "export", "quantize", "evaluate-onnx", "latency", "report",
+         "predict", "compare"}
+
+
+def cli(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "pipeline_lib", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+
+
+def test_every_step_is_a_subcommand():
+    assert STEPS <= set(COMMANDS)
+
+
+def test_set_overrides_a_key_and_is_validated_like_the_file():
+    cfg = apply_settings(REPO / "config/test.yaml", ["train.epochs=5", "prune.ratio=0.3", "evaluate.conf_thres=0.25"])
+    assert (cfg["train"]["epochs"], cfg["prune"]["ratio"], cfg["evaluate"]["conf_thres"]) == (5, 0.3, 0.25)
+    with pytest.raises(UserError, match=r"train\.epoch: unknown key .*--set train\.epoch=3"):
+        apply_settings(REPO / "config/test.yaml", ["train.epoch=3"])
+    with pytest.raises(UserError, match=r"train\.epochs: -1 is less than the minimum of 1"):
+        apply_settings(REPO / "config/test.yaml", ["train.epochs=-1"])
+    with pytest.raises(UserError, match=r"--set epochs: expected KEY=VALUE"):
+        apply_settings(REPO / "config/test.yaml", ["epochs"])
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("command", sorted(STEPS))
+def test_help(command):
+    proc = cli(command, "--help")
+    assert proc.returncode == 0 and "usage:" in proc.stdout, proc.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("args, message", [
+    (["train", "--stage", "foo"], r"argument --stage: invalid choice: 'foo'"),
+    (["evaluate"], r"results/data/dataset.json: not found \(written by `python -m pipeline_lib prepare-dataset`"),
+    (["train", "--set", "train.epoch=3"], r"train\.epoch: unknown key"),
+    (["predict", "--model", "nothere.onnx", "--source", ".", "--out", "x"], r"nothere.onnx: not a readable ONNX"),
+    (["compare", "nothere"], r"nothere: no results/summary.csv"),
+    (["frobnicate"], r"invalid choice: 'frobnicate'"),
+])
+def test_user_mistakes_end_in_one_line(tmp_path, args, message):
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    proc = cli(*args, cwd=tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode in (1, 2) and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("slimflow error: ")
+    assert re.search(message, lines[0]), lines[0]
+
+
+@pytest.mark.e2e
+def test_compare_prints_and_plots_two_runs(tiny_run, tmp_path):
+    """Two run folders (the tiny run and a copy of its results with another headline number)."""
+    other = tmp_path / "other"
+    shutil.copytree(tiny_run / "results", other / "results", ignore=shutil.ignore_patterns("work", "*.pt", "*.onnx"))
+    table = pd.read_csv(other / "results/summary.csv")
+    table["mAP50_95"] += 0.5
+    table.to_csv(other / "results/summary.csv", index=False)
+    proc = cli("compare", str(tiny_run), str(other), "--plot", str(tmp_path / "c.png"), "--csv", str(tmp_path / "c.csv"))
+    assert proc.returncode == 0, proc.stderr
+    assert tiny_run.name in proc.stdout and "other" in proc.stdout and "mAP50_95" in proc.stdout
+    both = pd.read_csv(tmp_path / "c.csv")
+    assert list(both["run"].unique()) == [tiny_run.name, "other"]
+    assert (tmp_path / "c.png").stat().st_size > 10_000

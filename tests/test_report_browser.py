@@ -1,0 +1,64 @@
+"""The HTML report of the tiny run, opened in headless Chromium: its first page shows the summary
+table and the prune ratios, and every image it carries renders (decodes to a non-empty picture).
+
+Chromium is Debian's `chromium` package (.ci/run installs it where CI is root with apt-get).
+"""
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import REPO, run_snakemake
+
+pytestmark = pytest.mark.e2e  # runs the real snakemake and a browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def rendered_dom(page, budget_ms=20000) -> str:
+    """The page's DOM after its scripts ran (virtual time), as Chromium prints it."""
+    proc = subprocess.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                           f"--virtual-time-budget={budget_ms}", "--dump-dom", page.as_uri()],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def report_html(tiny_run):
+    if CHROMIUM is None:
+        pytest.skip("no chromium on this machine (apt-get install chromium; .ci/run does where it is root)")
+    out = tiny_run / "report.html"
+    run_snakemake(tiny_run, REPO / "config" / "test.yaml", "--report", str(out))
+    return out
+
+
+def test_first_page_shows_the_summary_table_and_the_prune_ratio(report_html):
+    dom = rendered_dom(report_html)
+    table = re.search(r"<table.*?</table>", dom, re.S)
+    assert table, "no table on the report's first page"
+    rows = re.findall(r"<tr", table.group(0))
+    assert len(rows) == 1 + 7, "header + one row per artifact (4 checkpoints, 3 exported models)"
+    for text in ("pruned_finetuned [onnx_int8]", "mAP50_95", "speedup"):
+        assert text in table.group(0)
+    assert ">nan<" not in table.group(0)
+    assert re.search(r"requested ratio: <strong>0\.5</strong>", dom)
+    assert re.search(r"achieved ratio: <strong>0\.\d+</strong>", dom)
+
+
+def test_every_image_in_the_report_renders(report_html, tmp_path):
+    # Snakemake embeds each result as data:image/png;charset=utf8;filename=NAME;base64,...
+    sources = sorted(set(re.findall(r"data:image/(?:png|jpeg)[^,\"]*;base64,[A-Za-z0-9+/=]+", report_html.read_text())))
+    assert len(sources) >= 3, "bn_gamma, training_curves and latency plots are in the report"
+    imgs = "".join(f'<img id="i{k}" src="{src}">' for k, src in enumerate(sources))
+    probe = tmp_path / "images.html"
+    probe.write_text(f"""<html><body>{imgs}<pre id="out"></pre><script>
+        window.onload = () => {{ document.getElementById("out").textContent = Array.from(document.images)
+            .map(i => i.id + "=" + (i.complete ? i.naturalWidth + "x" + i.naturalHeight : "pending")).join(" "); }};
+        </script></body></html>""")
+    sizes = re.search(r'<pre id="out">(.*?)</pre>', rendered_dom(probe, 5000)).group(1).split()
+    assert len(sizes) == len(sources)
+    for entry in sizes:
+        width, height = entry.split("=")[1].split("x")
+        assert int(width) > 50 and int(height) > 50, f"image {entry} did not render"

@@ -1,0 +1,22 @@
+"""The HTML report's first page: the chain, the summary table and the requested vs achieved prune ratio."""
+import pandas as pd
+from docutils.core import publish_parts
+
+from pipeline_lib.report import landing_page
+
+PRUNE = {"config": {"min_channels": 8}, "ratio_requested": 0.8, "ratio_achieved": 0.702, "threshold": 0.0123,
+         "before": {"flops": 2e9, "params": 1.8e6}, "after": {"flops": 0.9e9, "params": 0.6e6},
+         "layers": {"a": {"before": 32, "after": 8}, "b": {"before": 64, "after": 20}, "c": {"before": 8, "after": 8}}}
+
+
+def test_landing_page_is_valid_rst_with_the_table_and_the_ratios():
+    table = pd.DataFrame([
+        {"stage": "baseline", "runtime": "torch", "mAP50_95": 0.5, "params": 1.8e6, "flops": 2e9, "latency_ms": 3.0,
+         "speedup_vs_baseline": 1.0, "file_bytes": 7e6},
+        {"stage": "pruned_finetuned [onnx_int8]", "runtime": "onnx_int8", "mAP50_95": 0.49, "params": 0.6e6,
+         "flops": 0.9e9, "latency_ms": None, "speedup_vs_baseline": None, "file_bytes": 1e6}])
+    page = landing_page(table, "mAP50_95", PRUNE)
+    html = publish_parts(page, writer="html", settings_overrides={"report_level": 2, "halt_level": 2})["html_body"]
+    assert html.count("<tr") == 3 and "pruned_finetuned [onnx_int8]" in html and ">nan<" not in html
+    assert "requested ratio: <strong>0.8</strong>" in html and "achieved ratio: <strong>0.702</strong>" in html
+    assert "layers held at min_channels (8): 1 of 3" in html
