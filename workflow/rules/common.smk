@@ -15,6 +15,7 @@ def config_sources():
     files = ([] if workflow.config_settings.replace_workflow_config else own) + cli
     return [p.relative_to(Path.cwd()) if p.is_relative_to(Path.cwd()) else p for p in files]  # as the user wrote them
 
+
 # Validate before any job starts; a bad key ends the run with one line naming the file, line and key.
 try:
     read_config_files(config_sources())  # Snakemake's loader keeps the last of a duplicated key
