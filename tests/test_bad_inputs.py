@@ -193,8 +193,6 @@ CASES = [
     ("the middle config file wins", _write("config/test.yaml", MIDDLE), SNAKE_CFG,
      [f"config/test.yaml:{MIDDLE.splitlines().index('  batch_size: 0') + 1}:", "train.batch_size:"]),
     ("YAML syntax error (CLI)", _case("train:\n  epochs: [2\n"), [PREPARE], [f"{CASE}:3:", "not valid YAML"]),
-    ("YAML syntax error in config/config.yaml", _write("config/config.yaml", "seed: 0\ntrain:\n  epochs: [40\n"),
-     [DRY], ["config/config.yaml:4:", "not valid YAML"]),
     # --- dataset (before any job through snakemake; item 8: ultralytics forms)
     ("malformed data.yaml", _write("data/data.yaml", "train: [images/train\nval: x\n"), DATA, ["data.yaml:", "not valid YAML"]),
     ("data.yaml without names", _write("data/data.yaml", "train: images/train\nval: images/val\n"), DATA, ["data.yaml", "names"]),
