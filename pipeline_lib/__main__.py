@@ -4,6 +4,7 @@
     python -m pipeline_lib evaluate --config config/config.yaml --config config/my.yaml --stage pruned
     python -m pipeline_lib predict --model results/export/pruned_finetuned.int8.onnx --source img.jpg --out pred/
     python -m pipeline_lib compare runs/r05 runs/r08 --plot compare.png
+    python -m pipeline_lib merge-lora --base results/pruned.pt --adapter site_b.lora.pt --out site_b.pt
 """
 from __future__ import annotations
 
@@ -142,6 +143,16 @@ def _compare(cfg: dict | None, args: argparse.Namespace) -> dict:
     return dict(runs=args.runs, out_png=args.plot, out_csv=args.csv)
 
 
+def _merge_lora(cfg: dict | None, args: argparse.Namespace) -> dict:
+    return dict(base=args.base, adapter=args.adapter, out_checkpoint=args.out)
+
+
+def _merge_lora_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base", type=Path, required=True, help="the checkpoint the adapter was trained on (results/pruned.pt)")
+    p.add_argument("--adapter", type=Path, required=True, help="the adapter (results/pruned_finetuned.lora.pt)")
+    p.add_argument("--out", type=Path, required=True, help="the merged checkpoint to write")
+
+
 def _stage(choices) -> Callable[[argparse.ArgumentParser], None]:
     def add(p: argparse.ArgumentParser) -> None:
         p.add_argument("--stage", default="baseline", choices=list(choices), help="the artifact: results/STAGE.pt")
@@ -210,15 +221,18 @@ COMMANDS = {
     "report": (steps.report, _report, "summary.csv/.md, provenance.json and the plots of a finished chain", None),
     "predict": (predict, _predict, "draw and save a model's predictions on your images (as evaluation computes them)",
                 _predict_options),
+    "merge-lora": (steps.merge_lora, _merge_lora, "apply a LoRA adapter to its base checkpoint and merge it",
+                   _merge_lora_options),
     "compare": (compare, _compare, "the summaries of several runs side by side (table, optional plot)",
                 _compare_options),
 }
-NEEDS_NO_CONFIG = {"compare"}
+NEEDS_NO_CONFIG = {"compare", "merge-lora"}
 OPTIONAL_CONFIG = {"predict"}  # a model knows its family; a config only supplies evaluate's thresholds
 
 
 # Inputs a step reads, with the command that writes them: a missing one is a one-line error, not a traceback.
 _INPUTS = {"manifest_path": "prepare-dataset", "checkpoint": "train or prune", "init_checkpoint": "train",
+           "base": "train or prune", "adapter": "train with stages.<stage>.lora",
            "onnx_path": "export", "report_path": "export"}
 
 

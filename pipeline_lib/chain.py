@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["LINEAGE_PATTERN", "iteration_lineages", "sweep_lineages", "sweep_lineage", "sweep_ratio", "parent",
-           "prune_settings", "iteration_ratios"]
+__all__ = ["LINEAGE_PATTERN", "DATA_PATTERN", "iteration_lineages", "sweep_lineages", "sweep_lineage", "sweep_ratio",
+           "parent", "prune_settings", "iteration_ratios", "data_folder", "manifest", "dataset_settings"]
 
 # Snakemake wildcard constraint for {lineage}; the empty alternative is the main chain.
 LINEAGE_PATTERN = r"(|iter/[1-9][0-9]*/|sweep/r0\.[0-9]+/)"
+# ... and for {data} in results/data/{data}dataset.json: the experiment's data, or the finetune's own.
+DATA_PATTERN = r"(|finetune/)"
 
 
 def iteration_ratios(prune_cfg: dict) -> list[float]:
@@ -78,3 +80,23 @@ def parent(lineage: str, artifact: str, config: dict) -> str | None:
             return f"results/{iteration_lineages(config['prune'])[i - 2]}pruned_finetuned.pt"
         return "results/baseline.pt" if config["stages"]["sparse"]["init"] == "baseline" else None
     raise ValueError(f"unknown artifact {artifact!r}")
+
+
+def data_folder(artifact: str, config: dict) -> str:
+    """The data an artifact trains and is evaluated on, under results/data/: "" (the experiment's)
+    or "finetune/" (`stages.finetune.dataset`, e.g. a site's data, for every finetuned artifact)."""
+    return "finetune/" if artifact == "pruned_finetuned" and config["stages"]["finetune"].get("dataset") else ""
+
+
+def manifest(artifact: str, config: dict) -> str:
+    return f"results/data/{data_folder(artifact, config)}dataset.json"
+
+
+def dataset_settings(folder: str, config: dict) -> tuple[dict, int]:
+    """(dataset section, seed) that prepare-dataset uses for a data folder: the finetune's keys
+    laid over the experiment's, and another seed, so a second embedded dataset is a new draw."""
+    if folder == "":
+        return config["dataset"], config["seed"]
+    own = config["stages"]["finetune"]["dataset"]
+    merged = {**config["dataset"], **own, "synthetic": {**config["dataset"]["synthetic"], **own.get("synthetic", {})}}
+    return merged, (config["seed"] + 1) % 2**32

@@ -213,6 +213,17 @@ def _check_across_keys(config: dict) -> None:
     if isinstance(prune["ratio"], list) and len(prune["ratio"]) != prune["iterations"]:
         raise ConfigError(("prune", "ratio"), f"{len(prune['ratio'])} ratios given for prune.iterations="
                           f"{prune['iterations']} (give one ratio per iteration, or one number)")
+    stages = config["stages"]
+    if stages["baseline"].get("lora") and config["model"].get("weights") is None:
+        raise ConfigError(("stages", "baseline", "lora"), "the baseline trains from scratch and LoRA adapts trained "
+                          "weights: use lora on the finetune (or sparse) stage")
+    sparse = stages["sparse"]
+    if sparse.get("lora") and sparse["init"] == "scratch":
+        raise ConfigError(("stages", "sparse", "lora"), "stages.sparse.init is scratch and LoRA adapts trained "
+                          "weights: set init: baseline or drop lora here")
+    if sparse.get("lora") and sparse["sr"] > 0 and not sparse["lora"]["train_bn"]:
+        raise ConfigError(("stages", "sparse", "lora"), "the sparsity penalty acts on BatchNorm scales, which LoRA "
+                          "freezes: set lora.train_bn: true (or sr: 0)")
     folders: dict[str, int] = {}
     for i, ratio in enumerate(prune["sweep"]):  # each ratio gets a folder results/sweep/r<ratio>/
         first = folders.setdefault(sweep_lineage(ratio), i)

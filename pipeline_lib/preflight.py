@@ -9,12 +9,13 @@ chain. So `workflow/rules/common.smk` runs, after config validation and before a
 
 - the family's dataset check (`Task.check_dataset`: structure and labels, no image decoding),
 - an integrity check of every `*.pt` under results/ (the checksum in each file; for a published
-  checkpoint also its format, meta.imgsz, and that its weights load into its arch).
+  checkpoint also its format, meta.imgsz, and that its weights load into its arch),
+- a LoRA stage's `targets` against its parent checkpoint, when that exists already.
 
 `check_device` runs in Snakemake's `onstart` when jobs run on this machine (not at parse time:
 a cluster job may land on a node with the GPU the submitting machine lacks).
 
-Both are cached in `cache` by (path, size, mtime) of every file they read, so an unchanged
+They are cached in `cache` by (path, size, mtime) of every file they read, so an unchanged
 dataset and unchanged checkpoints cost a few `stat` calls per invocation.
 """
 from __future__ import annotations
@@ -24,13 +25,15 @@ import logging
 import os
 from pathlib import Path
 
+from .chain import data_folder, dataset_settings
+from .chain import parent as chain_parent
 from .checkpoint import FORMAT, check_checkpoint, checkpoint_imgsz
 from .config import config_hash
 from .errors import UserError
 from .io import write_json
 from .torchfile import load_sealed
 
-__all__ = ["preflight", "check_dataset", "check_checkpoints", "check_device"]
+__all__ = ["preflight", "check_dataset", "check_checkpoints", "check_lora_targets", "check_device"]
 
 log = logging.getLogger("slimflow")
 
@@ -52,15 +55,18 @@ def _unchanged(entry: dict | None) -> bool:
 
 
 def check_dataset(config: dict, cache: dict) -> None:
-    """The family's pre-run dataset check, skipped when nothing it read has changed since it passed."""
+    """The family's pre-run check of each dataset (the experiment's, and the finetune's own when
+    set), skipped when nothing it read has changed since it passed."""
     from .tasks import get_task
 
-    key = config_hash({"task": config["task"], "dataset": config["dataset"]})
-    entry = cache.get("dataset")
-    if entry is not None and entry.get("key") == key and _unchanged(entry):
-        return
-    read = get_task(config["task"]).check_dataset(config["dataset"])
-    cache["dataset"] = {"key": key, "files": _stamps(read)}
+    for folder in dict.fromkeys(data_folder(artifact, config) for artifact in ("baseline", "pruned_finetuned")):
+        dataset_cfg = dataset_settings(folder, config)[0]
+        key = config_hash({"task": config["task"], "dataset": dataset_cfg})
+        entry = cache.get(f"dataset:{folder}")
+        if entry is not None and entry.get("key") == key and _unchanged(entry):
+            continue
+        read = get_task(config["task"]).check_dataset(dataset_cfg)
+        cache[f"dataset:{folder}"] = {"key": key, "files": _stamps(read)}
 
 
 def check_checkpoints(results: Path, cache: dict, family: str | None = None) -> None:
@@ -85,6 +91,26 @@ def check_checkpoints(results: Path, cache: dict, family: str | None = None) -> 
         del passed[name]
 
 
+def check_lora_targets(config: dict, results: Path, cache: dict) -> None:
+    """Each LoRA stage's `targets` select layers of its parent checkpoint, where that exists
+    already (a job would fail on it only after Snakemake removed the stage's previous outputs)."""
+    from .adapters import resolve_targets
+    from .config import TRAINED_STAGES, stage_config
+    from .tasks import load_model
+
+    passed = cache.setdefault("lora_targets", {})
+    for artifact, section in TRAINED_STAGES.items():
+        lora, parent = stage_config(config, artifact).get("lora"), chain_parent("", artifact, config)
+        path = results / Path(parent).relative_to("results") if lora and parent else None
+        stamp = _stamp(path) if path is not None else None
+        if stamp is None or passed.get(section) == [str(path), *stamp, lora["targets"]]:
+            continue
+        loaded = load_model(path)
+        resolve_targets(loaded.model, lora["targets"], loaded.task.keep_width_modules(loaded.model),
+                        f"stages.{section}.lora")
+        passed[section] = [str(path), *stamp, lora["targets"]]
+
+
 def preflight(config: dict, results: str | os.PathLike = "results",
               cache: str | os.PathLike = ".snakemake/slimflow/preflight.json") -> None:
     """Run the checks (UserError on the first failure); remember what passed in `cache`."""
@@ -96,6 +122,7 @@ def preflight(config: dict, results: str | os.PathLike = "results",
     try:
         check_dataset(config, state)
         check_checkpoints(Path(results), state, config["task"])
+        check_lora_targets(config, Path(results), state)
     finally:  # what passed stays remembered, even when a later check fails
         try:
             write_json(cache_path, state)

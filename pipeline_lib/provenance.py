@@ -50,6 +50,9 @@ def provenance(checkpoints: list[str | os.PathLike]) -> dict:
                            "parent_sha256": meta.get("parent"),
                            "parent": by_hash.get(meta.get("parent")) or meta.get("parent_path"),
                            "dataset": meta.get("dataset"), "versions": meta.get("versions", {})}
+        adapter = (meta.get("lora") or {}).get("adapter")
+        if adapter and os.path.isfile(adapter):  # a LoRA stage: the adapter alone, merged into this checkpoint
+            artifacts[path]["adapter"] = {"path": adapter, "sha256": sha256_file(adapter)}
     return {"git": git_revision(), "artifacts": artifacts}
 
 

@@ -52,13 +52,24 @@ def summary_table(metrics_paths: list[str | os.PathLike], latency_paths: list[st
         rows.append({"stage": m["stage"] if runtime == "torch" else f"{m['stage']} [{runtime}]", "runtime": runtime,
                      **m["metrics"], "fitness": m["fitness"], "params": m["params"], "flops": m["flops"],
                      "latency_ms": latency.get("median"), "latency_p90_ms": latency.get("p90"),
-                     "file_bytes": m["file_bytes"]})
+                     "file_bytes": m["file_bytes"], "data": m.get("data"), **_training_columns(m)})
     table = pd.DataFrame(rows).set_index("stage")
+    if table["data"].nunique() < 2:  # one dataset: nothing to tell apart
+        table = table.drop(columns="data")
     reference = table.reindex(table.apply(_reference, axis=1)).set_axis(table.index)  # NaN where it is absent
     for col in ("params", "flops", "file_bytes"):
         table[f"{col}_vs_baseline"] = table[col] / reference[col]
     table["speedup_vs_baseline"] = reference["latency_ms"].astype(float) / table["latency_ms"].astype(float)
     return table.reset_index()
+
+
+def _training_columns(metrics: dict) -> dict:
+    """What training a checkpoint cost (absent for exported models and untrained ones)."""
+    t = metrics.get("training")
+    if not t:
+        return {}
+    return {"trainable_params": t["trainable_params"], "adapter_bytes": t.get("adapter_bytes"),
+            "train_s_per_epoch": t["seconds_per_epoch"], "train_peak_mem_mb": t["peak_mem_mb"]}
 
 
 def plot_latency(table: pd.DataFrame, out_png: str | os.PathLike) -> None:

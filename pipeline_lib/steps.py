@@ -19,9 +19,11 @@ from pathlib import Path
 import pandas as pd
 from torch import nn
 
+from . import adapters
 from .checkpoint import save_checkpoint
-from .config import config_hash, defaults
+from .config import TRAINED_STAGES, config_hash, defaults
 from .engine import distributed, seed_everything, select_device, train
+from .engine.utils import peak_memory_mb
 from .errors import UserError
 from .io import atomic_path, read_json, sha256_file, write_json, write_text
 from .profile import count_flops, count_params
@@ -32,7 +34,7 @@ from .runner import setup_logging
 from .slimming import L1Sparsity, plan_prune, prunable_bns, prune_model
 from .tasks import get_task, load_model
 
-__all__ = ["prepare_dataset", "StageSpec", "train_stage", "prune_stage", "evaluate_stage", "report", "sweep_report"]
+__all__ = ["prepare_dataset", "StageSpec", "train_stage", "merge_lora", "prune_stage", "evaluate_stage", "report", "sweep_report"]
 
 log = logging.getLogger("slimflow")
 
@@ -68,6 +70,12 @@ class StageSpec:
     out_csv: str | os.PathLike
     workdir: str | os.PathLike  # resume state (last.pt, best.pt) while the stage runs
     init_checkpoint: str | os.PathLike | None = None  # the parent artifact; None builds from model_cfg
+    out_adapter: str | os.PathLike | None = None  # LoRA stages: the adapter alone (default: beside out_checkpoint)
+
+
+def _section(label: str) -> str:
+    """The `stages.<section>` a lineage label trains with (iter/1/pruned_finetuned -> finetune)."""
+    return TRAINED_STAGES[label.rpartition("/")[2]]
 
 
 def train_stage(spec: StageSpec) -> None:
@@ -93,6 +101,8 @@ def _train_process(spec: StageSpec) -> None:
     seed_everything(spec.seed)
     if spec.init_checkpoint is not None:
         parent = load_model(spec.init_checkpoint, family=spec.family)
+        _check_names(spec.init_checkpoint, parent.ckpt, spec.manifest_path, manifest,
+                     "a stage continues its parent's classes (stages.finetune.dataset needs the baseline's)")
         model, arch, parent_hash = parent.model, parent.ckpt["arch"], sha256_file(spec.init_checkpoint)
     else:
         arch = task.arch(spec.model_cfg, manifest)
@@ -103,10 +113,20 @@ def _train_process(spec: StageSpec) -> None:
     train_loader = task.loader(manifest, "train", train=True, augment=train_cfg["augment"], **loader_args)
     val_loader = task.loader(manifest, "val", train=False, **loader_args)
     val_cfg = defaults(spec.family)["evaluate"]  # fixed, so editing `evaluate:` never retrains
-    hooks = []
+    hooks, fixed = [], task.keep_width_modules(model)
     if train_cfg.get("sr", 0) > 0:  # the sparse stage: L1 on every prunable BN scale
-        bns = prunable_bns(model, task.example_input(imgsz), task.keep_width_modules(model))
+        bns = prunable_bns(model, task.example_input(imgsz), fixed)
         hooks.append(L1Sparsity(bns, train_cfg["sr"], train_cfg["sr_decay"]))
+    params, lora = count_params(model), train_cfg.get("lora")
+    if lora:
+        if spec.init_checkpoint is None:
+            raise UserError(f"{spec.label}: lora adapts trained weights, but this stage builds its model from scratch")
+        layers = adapters.inject_from_config(model, lora, fixed, key=f"stages.{_section(spec.label)}.lora")
+        hooks += [] if lora["train_bn"] else [adapters.FrozenNorms()]
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if lora:
+        log.info("%s: LoRA r=%d on %d layers; training %d of %d parameters (%.1f%%)", spec.label, lora["r"],
+                 len(layers), trainable, params, 100 * trainable / params)
     data_hash = config_hash(manifest["checksums"])
     run_hash = config_hash({"stage": spec.label, "train": train_cfg, "arch": arch, "imgsz": imgsz,
                             "parent": parent_hash, "data": data_hash, "seed": spec.seed})
@@ -122,13 +142,32 @@ def _train_process(spec: StageSpec) -> None:
             "fitness": result.fitness, "imgsz": imgsz, "names": manifest["names"], "seed": spec.seed,
             "config": train_cfg, "config_hash": config_hash(train_cfg), "run_hash": run_hash,
             "parent": parent_hash, "parent_path": None if spec.init_checkpoint is None else str(spec.init_checkpoint),
-            "dataset": data_hash}
+            "dataset": data_hash,
+            "training": {"params": params, "trainable_params": trainable, "peak_mem_mb": round(peak_memory_mb(dev), 1),
+                         "seconds_per_epoch": round(sum(r["time_s"] for r in result.history) / len(result.history), 2)}}
+    if lora:  # the adapter alone, then the merged network as the stage's ordinary checkpoint
+        out_adapter = spec.out_adapter or adapters.adapter_path(spec.out_checkpoint)
+        adapters.save_adapter(out_adapter, model.cpu(), lora, layers, base=spec.init_checkpoint,
+                              meta={k: meta[k] for k in ("stage", "epoch", "metrics", "fitness", "run_hash", "dataset")})
+        meta["training"]["adapter_bytes"] = os.path.getsize(out_adapter)
+        meta["lora"] = {"adapter": str(out_adapter), **adapters.resolved(lora), "layers": len(layers)}
+        adapters.merge(model)
     _write_csv(spec.out_csv, result.history)
     save_checkpoint(spec.out_checkpoint, model.cpu(), arch, meta)
     for name in ("last.pt", "best.pt"):  # published: an interrupted rerun must not resume a finished run
         (workdir / name).unlink(missing_ok=True)
     log.info("%s: best epoch %d, fitness %.4f, %s -> %s", spec.label, result.epoch, result.fitness, result.metrics,
              spec.out_checkpoint)
+
+
+def merge_lora(*, base: str | os.PathLike, adapter: str | os.PathLike, out_checkpoint: str | os.PathLike) -> None:
+    """Apply a LoRA adapter to the base checkpoint it was trained on and save the merged network
+    (what a LoRA stage publishes; by hand, e.g. one base and one adapter per site)."""
+    loaded = adapters.apply_adapter(base, adapter)
+    meta = {**loaded.ckpt["meta"], **adapters.load_adapter(adapter)["meta"], "parent": sha256_file(base),
+            "parent_path": str(base), "lora": {"adapter": str(adapter)}}
+    save_checkpoint(out_checkpoint, loaded.model, loaded.ckpt["arch"], meta)
+    log.info("merged %s into %s -> %s", adapter, base, out_checkpoint)
 
 
 def _bn_widths(model: nn.Module) -> dict[str, int]:
@@ -168,16 +207,22 @@ def _preview(names: list) -> str:
     return str(names if len(names) <= 4 else [*names[:3], "..."])
 
 
+def _check_names(checkpoint: str | os.PathLike, ckpt: dict, manifest_path: str | os.PathLike, manifest: dict,
+                 remedy: str) -> None:
+    """A checkpoint meets a dataset with its own label set only (one UserError line otherwise)."""
+    names = ckpt["meta"].get("names")
+    if names is not None and names != manifest["names"]:
+        raise UserError(f"{checkpoint}: trained for {len(names)} classes {_preview(names)}, but {manifest_path} has "
+                        f"{len(manifest['names'])} {_preview(manifest['names'])}; {remedy}")
+
+
 def evaluate_stage(*, label: str, checkpoint: str | os.PathLike, manifest_path: str | os.PathLike,
                    eval_cfg: dict, device: str, seed: int, out_metrics: str | os.PathLike,
                    out_predictions: str | os.PathLike | None = None) -> dict:
     """Evaluate a checkpoint on the val split; write metrics, params, FLOPs and file size."""
     manifest = read_json(manifest_path, missing=_NO_MANIFEST)
     loaded = load_model(checkpoint, family=manifest["task"])
-    names = loaded.ckpt["meta"].get("names")
-    if names is not None and names != manifest["names"]:
-        raise UserError(f"{checkpoint}: trained for {len(names)} classes {_preview(names)}, but {manifest_path} has "
-                        f"{len(manifest['names'])} {_preview(manifest['names'])}; retrain it on this dataset")
+    _check_names(checkpoint, loaded.ckpt, manifest_path, manifest, "retrain it on this dataset")
     task, imgsz, dev = loaded.task, loaded.imgsz, select_device(device)
     model = loaded.model.to(dev)
     loader = task.loader(manifest, "val", train=False, imgsz=imgsz, batch_size=eval_cfg["batch_size"],
@@ -186,7 +231,9 @@ def evaluate_stage(*, label: str, checkpoint: str | os.PathLike, manifest_path: 
     result = {"stage": label, "task": task.family, "checkpoint": str(checkpoint), "metrics": metrics,
               "fitness": task.fitness(metrics), "params": count_params(model),
               "flops": count_flops(model, task.example_input(imgsz).to(dev)),
-              "file_bytes": os.path.getsize(checkpoint), "imgsz": imgsz}
+              "file_bytes": os.path.getsize(checkpoint), "imgsz": imgsz, "data": str(manifest_path)}
+    if "training" in loaded.ckpt["meta"]:  # what training it cost: trainable params, memory, time, adapter size
+        result["training"] = loaded.ckpt["meta"]["training"]
     write_json(out_metrics, result)
     log.info("%s: %s", label, result)
     return result

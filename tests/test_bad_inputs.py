@@ -159,6 +159,11 @@ def _damaged_resume_state(root: Path):
     corrupt_tensor_bytes(work / "last.pt")
 
 
+def _lora_targets_nowhere(root: Path):
+    (root / CASE).write_text("stages:\n  finetune:\n    lora: {r: 4, targets: ['head*']}\n")
+    shutil.copy(root / "results/baseline.pt", root / "results/pruned.pt")  # the parent exists: checked before any job
+
+
 # config/test.yaml with a bad value that neither config/config.yaml (before it) nor config/case.yaml (after) sets last
 MIDDLE = ((REPO / "config/test.yaml").read_text().replace("dataset:\n", "dataset:\n  path: data/data.yaml\n")
           .replace("  batch_size: 8\n  nominal", "  batch_size: 0\n  nominal"))
@@ -192,6 +197,12 @@ CASES = [
      [f"{CASE}:2:", "prune.sweep.1:", "sweep/r0.5/"]),
     ("the middle config file wins", _write("config/test.yaml", MIDDLE), SNAKE_CFG,
      [f"config/test.yaml:{MIDDLE.splitlines().index('  batch_size: 0') + 1}:", "train.batch_size:"]),
+    ("LoRA rank 0", _case("stages:\n  finetune:\n    lora:\n      r: 0\n"), SNAKE_CFG,
+     [f"{CASE}:4:", "stages.finetune.lora.r:", "minimum"]),
+    ("LoRA on the sparse stage with frozen BN", _case("stages:\n  sparse:\n    lora: {r: 4}\n"), SNAKE_CFG,
+     [f"{CASE}:3:", "stages.sparse.lora:", "train_bn: true"]),
+    ("LoRA targets that match no layer of the parent", _lora_targets_nowhere, [DRY],
+     ["stages.finetune.lora.targets:", "'head*' matches no Linear or Conv2d layer"]),
     ("YAML syntax error (CLI)", _case("train:\n  epochs: [2\n"), [PREPARE], [f"{CASE}:3:", "not valid YAML"]),
     # --- dataset (before any job through snakemake; item 8: ultralytics forms)
     ("malformed data.yaml", _write("data/data.yaml", "train: [images/train\nval: x\n"), DATA, ["data.yaml:", "not valid YAML"]),
@@ -299,7 +310,7 @@ def test_preflight_cache_remembers_what_passed_and_sees_an_edit(valid, tmp_path)
     assert DRY(root).returncode == 0
     cache = yaml.safe_load((root / ".snakemake/slimflow/preflight.json").read_text())
     label = root / "data/labels/train/0.txt"
-    assert str(label.resolve()) in cache["dataset"]["files"] and "results/baseline.pt" in cache["checkpoints"]
+    assert str(label.resolve()) in cache["dataset:"]["files"] and "results/baseline.pt" in cache["checkpoints"]
     label.write_text("0 0.5 0.5 0.2\n")  # edited after a passed check
     assert "0.txt:1:" in one_error_line(DRY(root))
 

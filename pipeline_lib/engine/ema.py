@@ -3,7 +3,8 @@
     ema = ModelEMA(model, decay=0.9999, tau=2000); ...; ema.update(model); evaluate(ema.module)
 
 The decay ramps up as d·(1 − exp(−updates/tau)): early averages follow the fast-moving weights,
-later ones smooth them. Buffers (BN running stats) are averaged too.
+later ones smooth them. Buffers (BN running stats) are averaged too. The average is a lerp
+(v + (1 − d)·(w − v)), so a frozen tensor (a LoRA stage's base weights) stays bitwise equal.
 """
 from __future__ import annotations
 
@@ -32,8 +33,8 @@ class ModelEMA:
         d = self.current_decay()
         source = unwrap(model).state_dict()
         for name, value in self.module.state_dict().items():
-            if value.dtype.is_floating_point:
-                value.mul_(d).add_(source[name].detach(), alpha=1 - d)
+            if value.dtype.is_floating_point:  # lerp: a tensor training leaves alone stays bit for bit
+                value.lerp_(source[name].detach(), 1 - d)
             else:  # e.g. BN num_batches_tracked
                 value.copy_(source[name])
 

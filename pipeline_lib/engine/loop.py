@@ -54,6 +54,9 @@ class Hook(Protocol):
     def epoch_columns(self, model: nn.Module) -> dict[str, float]:
         """Extra per-epoch CSV columns (e.g. γ statistics)."""
 
+    def on_train_mode(self, model: nn.Module) -> None:
+        """Runs after `model.train()` each epoch (e.g. LoRA keeps frozen norm layers in eval mode)."""
+
 
 @dataclass
 class TrainResult:
@@ -208,6 +211,9 @@ def _train_epoch(state: _LoopState, loader: torch.utils.data.DataLoader, epoch: 
     accumulate = max(round(cfg["nominal_batch_size"] / bs), 1)
     last_step = nb * epoch - 1
     model.train()
+    for hook in hooks:
+        if hasattr(hook, "on_train_mode"):
+            hook.on_train_mode(model)
     for obj in (loader.sampler, loader.dataset):
         if hasattr(obj, "set_epoch"):
             obj.set_epoch(epoch)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import random
+import resource
+import sys
 from typing import Any, Callable
 
 import numpy as np
@@ -16,7 +18,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..errors import UserError
 
-__all__ = ["seed_everything", "select_device", "make_loader", "rng_state", "set_rng_state", "to_device"]
+__all__ = ["seed_everything", "select_device", "make_loader", "rng_state", "set_rng_state", "to_device",
+           "peak_memory_mb"]
 
 
 def seed_everything(seed: int) -> None:
@@ -88,3 +91,12 @@ def to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (list, tuple)):
         return type(batch)(to_device(v, device) for v in batch)
     return batch
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process so far: CUDA memory allocated by torch on a GPU, the resident
+    set size on the CPU (DataLoader worker processes not included)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10

@@ -138,7 +138,7 @@ def evaluate_onnx_stage(*, onnx_path: str | os.PathLike, report_path: str | os.P
               "format": f"onnx_{meta['precision']}", "runtime": f"onnxruntime {ort.__version__} CPU",
               "metrics": metrics, "fitness": family.fitness(metrics), "params": report["params"],
               "flops": report["flops"], "file_bytes": os.path.getsize(onnx_path), "imgsz": imgsz,
-              "latency_ms": latency}
+              "latency_ms": latency, "data": str(manifest_path)}
     if meta["precision"] == "fp32":
         result["parity_max_abs_diff"] = report["parity"]["max_abs_diff"]
     write_json(out_metrics, result)

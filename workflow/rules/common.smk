@@ -43,6 +43,8 @@ onstart:
 
 
 TRAINED = list(TRAINED_STAGES)
+# Trained artifacts whose stage trains LoRA adapters (rule train_lora, which also writes the adapter).
+LORA = [stage for stage in TRAINED if stage_config(config, stage).get("lora")]
 # Every artifact that gets results/{lineage}metrics/{stage}.json.
 EVALUATED = ["baseline", "sparse", "pruned", "pruned_finetuned"]
 ITERATIONS = slim_chain.iteration_lineages(config["prune"])[:-1]  # earlier iterations; the last is the main chain
@@ -72,7 +74,17 @@ def train_params(wildcards):
     return stage_config(config, wildcards.stage)
 
 
+def stage_manifest(wildcards):
+    """The dataset manifest an artifact trains, is evaluated and exported on."""
+    return slim_chain.manifest(wildcards.stage, config)
+
+
 def parent_checkpoint(wildcards):
     """The checkpoint an artifact starts from, as an `init` input (none when built from the config)."""
     path = slim_chain.parent(wildcards.lineage, wildcards.get("stage", "pruned"), config)
     return {"init": path} if path else {}
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly these names (nothing at all when there are none)."""
+    return "|".join(names) if names else "(?!)"

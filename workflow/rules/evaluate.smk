@@ -1,7 +1,7 @@
 rule evaluate:
     input:
         checkpoint="results/{lineage}{stage}.pt",
-        manifest="results/data/dataset.json",
+        manifest=stage_manifest,
     output:
         metrics="results/{lineage}metrics/{stage}.json",
         predictions="results/{lineage}metrics/{stage}.predictions.json",

@@ -17,7 +17,7 @@ localrules:
 rule export_onnx:
     input:
         checkpoint="results/{stage}.pt",
-        manifest="results/data/dataset.json",
+        manifest=stage_manifest,
     output:
         onnx="results/export/{stage}.onnx",
         report="results/export/{stage}.json",
@@ -39,7 +39,7 @@ rule quantize_int8:
     input:
         onnx="results/export/{stage}.onnx",
         report="results/export/{stage}.json",
-        manifest="results/data/dataset.json",
+        manifest=stage_manifest,
     output:
         onnx="results/export/{stage}.int8.onnx",
         report="results/export/{stage}.int8.json",
@@ -60,7 +60,7 @@ rule quantize_int8:
 rule evaluate_onnx:
     input:
         unpack(lambda wildcards: export_paths.onnx_inputs(wildcards.prefix, wildcards.precision)),
-        manifest="results/data/dataset.json",
+        manifest=lambda wildcards: slim_chain.manifest(wildcards.prefix.rstrip(".") or export_paths.DEPLOYED, config),
     output:
         metrics="results/metrics/{prefix}onnx_{precision}.json",
     log:

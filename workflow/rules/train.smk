@@ -1,7 +1,7 @@
 rule train:
     input:
         unpack(parent_checkpoint),
-        manifest="results/data/dataset.json",
+        manifest=stage_manifest,
     output:
         checkpoint="results/{lineage}{stage}.pt",
         csv="results/{lineage}train/{stage}.csv",
@@ -23,6 +23,20 @@ rule train:
     resources:
         mem_mb=8000,
     wildcard_constraints:
-        stage="|".join(TRAINED),
+        stage=one_of([stage for stage in TRAINED if stage not in LORA]),
     script:
         "../scripts/train.py"
+
+
+# The same step for a stage with `lora:` — it also writes the adapter alone beside the merged checkpoint.
+use rule train as train_lora with:
+    output:
+        checkpoint="results/{lineage}{stage}.pt",
+        csv="results/{lineage}train/{stage}.csv",
+        adapter="results/{lineage}{stage}.lora.pt",
+    log:
+        "results/{lineage}logs/train-{stage}.log",
+    benchmark:
+        "results/{lineage}benchmarks/train-{stage}.tsv"
+    wildcard_constraints:
+        stage=one_of(LORA),

@@ -7,5 +7,5 @@ if __name__ == "__main__":
                      family=snakemake.params.task, seed=snakemake.params.seed, device=snakemake.params.device,
                      manifest_path=snakemake.input.manifest, out_checkpoint=snakemake.output.checkpoint,
                      out_csv=snakemake.output.csv, workdir=snakemake.params.workdir,
-                     init_checkpoint=snakemake.input.get("init"))
+                     init_checkpoint=snakemake.input.get("init"), out_adapter=snakemake.output.get("adapter"))
     run_logged(snakemake.log[0], train_stage, spec=spec)
