@@ -214,9 +214,9 @@ def _check_across_keys(config: dict) -> None:
         raise ConfigError(("prune", "ratio"), f"{len(prune['ratio'])} ratios given for prune.iterations="
                           f"{prune['iterations']} (give one ratio per iteration, or one number)")
     stages = config["stages"]
-    if stages["baseline"].get("lora") and config["model"].get("weights") is None:
-        raise ConfigError(("stages", "baseline", "lora"), "the baseline trains from scratch and LoRA adapts trained "
-                          "weights: use lora on the finetune (or sparse) stage")
+    if stages["baseline"].get("lora"):  # its adapter would need a slimflow checkpoint to belong to
+        raise ConfigError(("stages", "baseline", "lora"), "LoRA adapts a checkpoint of the chain and the baseline "
+                          "starts it: use lora on the finetune (or sparse) stage")
     sparse = stages["sparse"]
     if sparse.get("lora") and sparse["init"] == "scratch":
         raise ConfigError(("stages", "sparse", "lora"), "stages.sparse.init is scratch and LoRA adapts trained "

@@ -41,6 +41,8 @@ NOT_RUN = [
     (r"^python tests/slurm/cluster\.py (install|start|stop)", "starts a SLURM cluster as root",
      "tests/test_slurm.py (starts one where CI is root)"),
     (r"^squeue ", "needs the SLURM cluster above", "tests/test_slurm.py"),
+    (r"^python -m pipeline_lib merge-lora ", "needs the adapter of a LoRA run",
+     "tests/test_lora_e2e.py runs this exact line on one"),
 ]
 # Parts of lines changed here: (regex, replacement, why).
 REWRITES = [

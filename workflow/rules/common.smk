@@ -62,7 +62,18 @@ def all_targets():
     ]
     if SWEEP:
         targets += ["results/sweep/summary.csv", "results/plots/sweep.png"]
-    return targets
+    return targets + lora_adapters()
+
+
+def lora_adapters():
+    """The adapter file of every artifact trained with LoRA, in every lineage. Asked for by name:
+    Snakemake reruns a job for a missing output only when something needs that output."""
+    adapters = []
+    for lineage in [*ITERATIONS, "", *SWEEP]:
+        # a sweep only finetunes; an iteration has no baseline of its own
+        trained = {"": TRAINED, "sweep/": ["pruned_finetuned"]}.get(lineage[:6], ["sparse", "pruned_finetuned"])
+        adapters += [f"results/{lineage}{stage}.lora.pt" for stage in trained if stage in LORA]
+    return adapters
 
 
 def artifact_label(wildcards):
