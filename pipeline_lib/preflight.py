@@ -8,6 +8,7 @@ input (a dataset with a broken label, a damaged checkpoint) would have destroyed
 chain. So `workflow/rules/common.smk` runs, after config validation and before any job:
 
 - the family's dataset check (`Task.check_dataset`: structure and labels, no image decoding),
+- `model.weights`, read as the baseline stage will read it (a refused pickle stops here),
 - an integrity check of every `*.pt` under results/ (the checksum in each file; for a published
   checkpoint also its format, meta.imgsz, and that its weights load into its arch).
 
@@ -29,6 +30,7 @@ from .config import config_hash
 from .errors import UserError
 from .io import write_json
 from .torchfile import load_sealed
+from .weights import check_weights
 
 __all__ = ["preflight", "check_dataset", "check_checkpoints", "check_device"]
 
@@ -95,6 +97,7 @@ def preflight(config: dict, results: str | os.PathLike = "results",
         state = {}
     try:
         check_dataset(config, state)
+        check_weights(config, state)
         check_checkpoints(Path(results), state, config["task"])
     finally:  # what passed stays remembered, even when a later check fails
         try:

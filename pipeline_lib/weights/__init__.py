@@ -27,7 +27,8 @@ from ..torchfile import load_sealed
 from .safe_pickle import Refused, read_torch_pickle
 
 __all__ = ["Imported", "TransferReport", "transfer", "read_state_dict", "record_state_dict", "slimflow_checkpoint",
-           "import_weights", "write_imported", "read_torch_pickle", "Refused"]
+           "import_weights", "write_imported", "import_weights_file", "check_weights",
+           "read_torch_pickle", "Refused"]
 
 log = logging.getLogger("slimflow")
 
@@ -39,8 +40,8 @@ class TransferReport:
     reinitialised: list[str] = field(default_factory=list)  # head tensors whose shape differed (e.g. another nc)
 
     def line(self, source: str | os.PathLike) -> str:
-        heads = (f"; {len(self.reinitialised)} head tensors reinitialised (their shape differs, e.g. "
-                 f"{self.reinitialised[0]})" if self.reinitialised else "")
+        heads = (f"; {len(self.reinitialised)} start fresh (another class count, or not in the file's format, "
+                 f"e.g. {self.reinitialised[0]})" if self.reinitialised else "")
         return f"Transferred {self.transferred}/{self.total} items from {source}{heads}"
 
 
@@ -156,3 +157,29 @@ def write_imported(path_in: str | os.PathLike, path_out: str | os.PathLike, task
     save_checkpoint(path_out, imported.model, imported.arch, meta)
     log.info("wrote %s: %s, arch %s", path_out, imported.source, imported.arch["name"])
     return imported
+
+
+def import_weights_file(*, path_in: str | os.PathLike, path_out: str | os.PathLike, family: str,
+                        model_cfg: dict | None) -> dict:
+    """`python -m pipeline_lib import-weights IN OUT`: IN converted for `family`; model_cfg None = its defaults."""
+    from ..config import defaults
+    from ..tasks import get_task
+
+    task = get_task(family)
+    imported = write_imported(path_in, path_out, task, model_cfg or defaults(family)["model"])
+    return {"arch": imported.arch, "transferred": imported.report.transferred, "total": imported.report.total}
+
+
+def check_weights(config: dict, cache: dict) -> None:
+    """Preflight: `model.weights` reads and fits its family (cached by the file's size and mtime)."""
+    path = config["model"].get("weights")
+    if not path:
+        return
+    from ..tasks import get_task
+
+    stat = Path(path).stat() if Path(path).is_file() else None
+    stamp = [str(path), config["task"], stat.st_size, stat.st_mtime_ns] if stat else None
+    if stamp is not None and cache.get("weights") == stamp:
+        return
+    import_weights(get_task(config["task"]), path, config["model"], None)
+    cache["weights"] = stamp
