@@ -37,9 +37,9 @@ def test_yolov5_checkpoint_through_import_sparse_prune_finetune_export(tmp_path)
     run.mkdir()
     run_snakemake(run, _tiny(tmp_path, tmp_path / "yolov5n_slimflow.pt"), "results/export/pruned_finetuned.onnx")
     log = (run / "results/logs/train-baseline.log").read_text()
-    assert "Transferred 343/349 items" in log  # 80 classes in the file, 3 in the embedded data: heads fresh
+    assert "Transferred 343/349 items" in log  # 80 classes in the file, 5 in the embedded data: heads fresh
     baseline = torch.load(run / "results/baseline.pt", weights_only=True)
-    assert baseline["arch"]["kwargs"]["nc"] == 3 and baseline["arch"]["kwargs"]["act"] == "silu"
+    assert baseline["arch"]["kwargs"]["nc"] == 5 and baseline["arch"]["kwargs"]["act"] == "silu"
     assert baseline["meta"]["parent"] is not None  # the weights' hash keys the run: a new file retrains
     report = json.loads((run / "results/prune.json").read_text())
     assert report["after"]["flops"] < report["before"]["flops"]
