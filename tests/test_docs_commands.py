@@ -41,6 +41,8 @@ NOT_RUN = [
     (r"^python tests/slurm/cluster\.py (install|start|stop)", "starts a SLURM cluster as root",
      "tests/test_slurm.py (starts one where CI is root)"),
     (r"^squeue ", "needs the SLURM cluster above", "tests/test_slurm.py"),
+    (r"import-weights \S+\.pth? |configfile config/yolov5_slim\.yaml", "needs the user's own weights and data.yaml",
+     "tests/test_weights_e2e.py (a generated YOLOv5 checkpoint through import-weights and the chain)"),
 ]
 # Parts of lines changed here: (regex, replacement, why).
 REWRITES = [
