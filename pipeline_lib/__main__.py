@@ -5,6 +5,7 @@
     python -m pipeline_lib predict --model results/export/pruned_finetuned.int8.onnx --source img.jpg --out pred/
     python -m pipeline_lib compare runs/r05 runs/r08 --plot compare.png
     python -m pipeline_lib merge-lora --base results/pruned.pt --adapter site_b.lora.pt --out site_b.pt
+    python -m pipeline_lib import-weights best.pt yolov5_imported.pt     # docs/WEIGHTS.md
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from .errors import UserError
 from .export import paths as export_paths
 from .export import steps as export_steps
 from .predict import predict
+from .weights import import_weights_file
 from .runner import run_logged
 
 __all__ = ["main", "apply_settings"]
@@ -153,6 +155,18 @@ def _merge_lora_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="the merged checkpoint to write")
 
 
+def _import_weights(cfg: dict | None, args: argparse.Namespace) -> dict:
+    family = args.task or (cfg["task"] if cfg else "detection")
+    return dict(path_in=args.weights_in, path_out=args.weights_out, family=family,
+                model_cfg=cfg["model"] if cfg and cfg["task"] == family else None)
+
+
+def _import_weights_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("weights_in", type=Path, metavar="IN", help="weights you have: a YOLOv5 .pt, a torchvision or HRNet .pth")
+    p.add_argument("weights_out", type=Path, metavar="OUT", help="the slimflow checkpoint to write (use it as model.weights)")
+    p.add_argument("--task", default=None, help="model family of IN (default: the config's task, else detection)")
+
+
 def _stage(choices) -> Callable[[argparse.ArgumentParser], None]:
     def add(p: argparse.ArgumentParser) -> None:
         p.add_argument("--stage", default="baseline", choices=list(choices), help="the artifact: results/STAGE.pt")
@@ -223,11 +237,14 @@ COMMANDS = {
                 _predict_options),
     "merge-lora": (steps.merge_lora, _merge_lora, "apply a LoRA adapter to its base checkpoint and merge it",
                    _merge_lora_options),
+    "import-weights": (import_weights_file, _import_weights,
+                       "convert weights you have into a slimflow checkpoint once, without running their pickle",
+                       _import_weights_options),
     "compare": (compare, _compare, "the summaries of several runs side by side (table, optional plot)",
                 _compare_options),
 }
 NEEDS_NO_CONFIG = {"compare", "merge-lora"}
-OPTIONAL_CONFIG = {"predict"}  # a model knows its family; a config only supplies evaluate's thresholds
+OPTIONAL_CONFIG = {"predict", "import-weights"}  # a model knows its family; a config only supplies evaluate's thresholds
 
 
 # Inputs a step reads, with the command that writes them: a missing one is a one-line error, not a traceback.
@@ -261,7 +278,8 @@ def _parser() -> argparse.ArgumentParser:
         if name not in NEEDS_NO_CONFIG:
             p.add_argument("--config", type=Path, action="append",
                            help="experiment YAML (default: config/config.yaml" +
-                                (", only if given, for its evaluate section" if name in OPTIONAL_CONFIG else "") +
+                                (", only if given" + (", for its evaluate section" if name == "predict" else "")
+                                 if name in OPTIONAL_CONFIG else "") +
                                 "); repeat to merge several in order, later files winning, as --configfile does")
             p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                            help="override a config key (validated like the file), e.g. --set train.epochs=5; repeatable")

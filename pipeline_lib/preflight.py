@@ -8,6 +8,7 @@ input (a dataset with a broken label, a damaged checkpoint) would have destroyed
 chain. So `workflow/rules/common.smk` runs, after config validation and before any job:
 
 - the family's dataset check (`Task.check_dataset`: structure and labels, no image decoding),
+- `model.weights`, read as the baseline stage will read it (a refused pickle stops here),
 - an integrity check of every `*.pt` under results/ (the checksum in each file; for a published
   checkpoint also its format, meta.imgsz, and that its weights load into its arch),
 - a LoRA stage's `targets` against its parent checkpoint, when that exists already.
@@ -32,6 +33,7 @@ from .config import config_hash
 from .errors import UserError
 from .io import write_json
 from .torchfile import load_sealed
+from .weights import check_weights
 
 __all__ = ["preflight", "check_dataset", "check_checkpoints", "check_lora_targets", "check_device"]
 
@@ -121,6 +123,7 @@ def preflight(config: dict, results: str | os.PathLike = "results",
         state = {}
     try:
         check_dataset(config, state)
+        check_weights(config, state)
         check_checkpoints(Path(results), state, config["task"])
         check_lora_targets(config, Path(results), state)
     finally:  # what passed stays remembered, even when a later check fails

@@ -33,6 +33,7 @@ from .report import (landing_page, plot_gamma, plot_latency, plot_training_curve
 from .runner import setup_logging
 from .slimming import L1Sparsity, plan_prune, prunable_bns, prune_model
 from .tasks import get_task, load_model
+from .weights import import_weights
 
 __all__ = ["prepare_dataset", "StageSpec", "train_stage", "merge_lora", "prune_stage", "evaluate_stage", "report", "sweep_report"]
 
@@ -104,6 +105,9 @@ def _train_process(spec: StageSpec) -> None:
         _check_names(spec.init_checkpoint, parent.ckpt, spec.manifest_path, manifest,
                      "a stage continues its parent's classes (stages.finetune.dataset needs the baseline's)")
         model, arch, parent_hash = parent.model, parent.ckpt["arch"], sha256_file(spec.init_checkpoint)
+    elif spec.model_cfg.get("weights"):  # the user's own weights (docs/WEIGHTS.md): their arch, this data's classes
+        imported = import_weights(task, spec.model_cfg["weights"], spec.model_cfg, manifest)
+        model, arch, parent_hash = imported.model, imported.arch, sha256_file(spec.model_cfg["weights"])
     else:
         arch = task.arch(spec.model_cfg, manifest)
         model, parent_hash = task.build_model(arch), None

@@ -153,6 +153,15 @@ class Task(ABC):
         sizes and mtimes key the cache of a passed check. Default: nothing to check."""
         return []
 
+    def import_weights(self, path: Path, model_cfg: dict, manifest: Manifest | None) -> Any:
+        """`model.weights`: the network initialised from a file the user has (the family's published
+        formats, or a slimflow checkpoint), its arch from the file and its classes from `manifest`
+        when given (None: the file's own, for `import-weights`). Returns `pipeline_lib.weights.Imported`.
+        A file that would run code, or does not fit, is one UserError naming it. Default: none read."""
+        from ..errors import UserError
+
+        raise UserError(f"{path}: model.weights: the {self.family} family imports no weights (docs/WEIGHTS.md)")
+
     # Predictions on the user's own images (`python -m pipeline_lib predict`). A family's evaluate
     # goes through its own `predict`, so what a user sees is what the metrics were computed from.
 

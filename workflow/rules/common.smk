@@ -93,6 +93,8 @@ def stage_manifest(wildcards):
 def parent_checkpoint(wildcards):
     """The checkpoint an artifact starts from, as an `init` input (none when built from the config)."""
     path = slim_chain.parent(wildcards.lineage, wildcards.get("stage", "pruned"), config)
+    if path is None and wildcards.get("stage") == "baseline" and config["model"].get("weights"):
+        return {"weights": config["model"]["weights"]}  # the user's weights: a changed file retrains
     return {"init": path} if path else {}
 
 

@@ -145,6 +145,11 @@ class DetectionTask(Task):
         image.save(out_path)
         return True
 
+    def import_weights(self, path, model_cfg, manifest):
+        from .yolov5_import import import_detection  # YOLOv5 checkpoints and slimflow ones
+
+        return import_detection(self, path, model_cfg, manifest)
+
     def fitness(self, metrics):
         return 0.1 * metrics["mAP50"] + 0.9 * metrics["mAP50_95"]
 

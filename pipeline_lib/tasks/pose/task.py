@@ -138,6 +138,11 @@ class PoseTask(Task):
     def fitness(self, metrics):
         return metrics["AP"]
 
+    def import_weights(self, path, model_cfg, manifest):
+        from .hrnet_import import import_pose
+
+        return import_pose(self, path, model_cfg, manifest)
+
     def keep_width_modules(self, model):
         return [model.final_layer]  # one heatmap per keypoint
 

@@ -148,6 +148,11 @@ class ReIDTask(Task):
     def fitness(self, metrics):
         return metrics["mAP"]
 
+    def import_weights(self, path, model_cfg, manifest):
+        from .weights_import import import_reid
+
+        return import_reid(self, path, model_cfg, manifest)
+
     def keep_width_modules(self, model):
         # The classifier keeps one output per training identity, and the embedding keeps its
         # width: it is the deployed model's output (gallery indexes store vectors of that size).
