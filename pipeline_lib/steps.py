@@ -151,7 +151,8 @@ def prune_stage(*, checkpoint: str | os.PathLike, prune_cfg: dict, out_checkpoin
     pruned = _bn_widths(model)
     report = {"checkpoint": str(checkpoint), "config": prune_cfg, "threshold": plan.threshold,
               "ratio_requested": plan.ratio, "ratio_achieved": plan.achieved_ratio, "before": before, "after": after,
-              "layers": {name: {"before": n, "after": pruned[name]} for name, n in layers.items()}}
+              "layers": {name: {"before": n, "after": pruned[name]} for name, n in layers.items()},
+              "clamped": plan.clamped_report()}
     inherited = {k: ckpt["meta"].get(k) for k in ("imgsz", "names", "seed", "dataset")}
     meta = {**inherited, "stage": "pruned", "parent": sha256_file(checkpoint), "parent_path": str(checkpoint),
             "config": prune_cfg,
