@@ -145,6 +145,20 @@ class DetectionTask(Task):
         image.save(out_path)
         return True
 
+    def report_samples(self, manifest, predictions_path, n):
+        """The first n val images with their detections (evaluate's COCO results, grouped per image)."""
+        found = {}
+        for det in read_json(predictions_path):
+            found.setdefault(det["image_id"], []).append(det)
+        return [(Path(item["image"]), found.get(item["image_id"], [])) for item in manifest["splits"]["val"][:n]]
+
+    def report_figures(self, manifest, predictions, out_dir):
+        """PR curves at IoU 0.5 and per-class AP of each stage, from COCOeval's precision array."""
+        from .report import write_figures  # matplotlib only where the report runs
+        return write_figures(read_json(manifest["coco_gt"]["val"]),
+                             {stage: read_json(path) for stage, path in predictions.items()}, manifest["names"],
+                             Path(out_dir))
+
     def fitness(self, metrics):
         return 0.1 * metrics["mAP50"] + 0.9 * metrics["mAP50_95"]
 
