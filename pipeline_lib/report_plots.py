@@ -9,6 +9,7 @@ Family specifics go through the Task contract: `report_samples` + `draw` for the
 """
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -24,6 +25,8 @@ from PIL import Image  # noqa: E402
 from .chain import sweep_ratio  # noqa: E402
 from .io import atomic_path, read_json  # noqa: E402
 from .tasks import get_task  # noqa: E402
+
+log = logging.getLogger("slimflow")
 
 __all__ = ["plt", "save_figure", "plot_channels", "pareto_front", "plot_pareto", "sweep_points", "montage",
            "draw_samples", "write_plots"]
@@ -166,7 +169,9 @@ def write_plots(table: pd.DataFrame, metric: str, prune_report: dict | None, *,
     if out_channels_png is not None and prune_report is not None:
         plot_channels(prune_report, out_channels_png)
     if out_pareto_png is not None:
-        plot_pareto(table, metric, out_pareto_png, sweep_points(list(sweep_metrics), metric))
+        sweep = sweep_points(list(sweep_metrics), metric)
+        plot_pareto(table, metric, out_pareto_png, sweep)
+        log.info("pareto: %d artifacts, %d sweep points -> %s", len(table), len(sweep), out_pareto_png)
     if out_evaluation_dir is None and out_samples_dir is None:
         return
     manifest = read_json(manifest_path)
