@@ -145,6 +145,17 @@ class DetectionTask(Task):
         image.save(out_path)
         return True
 
+    def fitness(self, metrics):
+        return 0.1 * metrics["mAP50"] + 0.9 * metrics["mAP50_95"]
+
+    def keep_width_modules(self, model):
+        return model.keep_width_modules()
+
+    def int8_float_modules(self, model):
+        # The heads' outputs feed the box decode (exp, grid offsets, anchor scaling): INT8 there
+        # would quantize pixel coordinates, so heads and decode stay float.
+        return model.keep_width_modules()
+
     def report_samples(self, manifest, predictions_path, n):
         """The first n val images with their detections (evaluate's COCO results, grouped per image)."""
         found = {}
@@ -158,14 +169,3 @@ class DetectionTask(Task):
         return write_figures(read_json(manifest["coco_gt"]["val"]),
                              {stage: read_json(path) for stage, path in predictions.items()}, manifest["names"],
                              Path(out_dir))
-
-    def fitness(self, metrics):
-        return 0.1 * metrics["mAP50"] + 0.9 * metrics["mAP50_95"]
-
-    def keep_width_modules(self, model):
-        return model.keep_width_modules()
-
-    def int8_float_modules(self, model):
-        # The heads' outputs feed the box decode (exp, grid offsets, anchor scaling): INT8 there
-        # would quantize pixel coordinates, so heads and decode stay float.
-        return model.keep_width_modules()
