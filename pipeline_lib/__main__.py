@@ -18,7 +18,7 @@ from typing import Callable
 import yaml
 
 from . import steps
-from .chain import LINEAGE_PATTERN, iteration_lineages, prune_settings
+from .chain import LINEAGE_PATTERN, iteration_lineages, prune_settings, sweep_lineages
 from .compare import compare
 from .config import TRAINED_STAGES, load_config, stage_config
 from .errors import UserError
@@ -133,7 +133,12 @@ def _report(cfg: dict, args: argparse.Namespace) -> dict:
                 out_md=r / "summary.md", out_provenance=r / "provenance.json",
                 out_gamma_png=r / "plots" / "bn_gamma.png", out_curves_png=r / "plots" / "training_curves.png",
                 out_latency_png=r / "plots" / "latency.png", prune_report=r / "prune.json",
-                out_page=r / "report.rst")
+                out_page=r / "report.rst", manifest_path=r / "data" / "dataset.json",
+                predictions={s: r / "metrics" / f"{s}.predictions.json" for s in EVALUATED},
+                sweep_metrics=[p for lin in sweep_lineages(cfg["prune"])  # the sweep's points where it ran
+                               if (p := r / f"{lin}metrics" / "pruned_finetuned.json").exists()],
+                out_channels_png=r / "plots" / "channels.png", out_pareto_png=r / "plots" / "pareto.png",
+                out_evaluation_dir=r / "plots" / "evaluation", out_samples_dir=r / "plots" / "samples")
 
 
 def _predict(cfg: dict, args: argparse.Namespace) -> dict:

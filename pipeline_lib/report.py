@@ -7,24 +7,22 @@
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+import torch
 
-matplotlib.use("Agg")  # files only; no display on servers and cluster nodes
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from .chain import sweep_ratio  # noqa: E402
-from .checkpoint import load_checkpoint  # noqa: E402
-from .io import atomic_path, read_json, write_text  # noqa: E402
-from .tasks import get_task  # noqa: E402
+from .chain import sweep_ratio
+from .checkpoint import load_checkpoint
+from .io import atomic_path, read_json, write_text
+from .report_plots import plt, save_figure as _save
+from .tasks import get_task
 
 
-__all__ = ["summary_table", "write_summary", "plot_latency", "bn_gammas", "plot_gamma", "plot_training_curves", "sweep_table",
-           "write_sweep", "primary_metric", "landing_page"]
+__all__ = ["summary_table", "short_table", "prune_lines", "write_summary", "plot_latency", "bn_gammas", "plot_gamma",
+           "plot_training_curves", "sweep_table", "write_sweep", "primary_metric", "landing_page"]
 
 
 def primary_metric(metrics_path: str | os.PathLike) -> str:
@@ -89,9 +87,51 @@ def plot_latency(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
     _save(fig, out_png)
 
 
+_SHORT = {"stage": "artifact", "params": "params (M)", "flops": "GFLOPs", "latency_ms": "latency (ms)",
+          "speedup_vs_baseline": "speedup"}
+
+
+def short_table(table: pd.DataFrame, metric: str, size: bool = False) -> pd.DataFrame:
+    """The short summary: artifact, `metric`, params, GFLOPs, latency, speedup (and size), as text;
+    "–" where a number does not apply (no latency for that artifact), never nan."""
+    columns = {"stage": "artifact", metric: metric, **{k: v for k, v in _SHORT.items() if k != "stage"},
+               **({"file_bytes": "size (MiB)"} if size else {})}
+    short = table[list(columns)].rename(columns=columns)
+    for col, scale in (("params (M)", 1e6), ("GFLOPs", 1e9), ("size (MiB)", 2**20)):
+        if col in short:
+            short[col] = short[col] / scale
+    for col in list(columns.values())[1:]:
+        short[col] = short[col].map(lambda v: "–" if pd.isna(v) else f"{v:.3g}")
+    return short
+
+
+def prune_lines(prune_report: dict, code: str = "``") -> list[str]:
+    """Bullet lines (valid Markdown and reStructuredText) on prune.json: requested against achieved
+    ratio, the threshold, the cost before and after, and the clamped layers with why."""
+    clamped = prune_report.get("clamped")
+    if clamped is None:  # a prune.json from before the planner recorded them: the layers at the floor
+        floor = prune_report["config"]["min_channels"]
+        held = [name for name, n in prune_report["layers"].items() if n["after"] <= floor < n["before"]]
+        clamped_line = f"- layers held at min_channels ({floor}): {len(held)} of {len(prune_report['layers'])}"
+    else:
+        shown = ", ".join(f"{code}{c['layer']}{code} ({c['channels']}→{c['kept']}, {' and '.join(c['reason'])})"
+                          for c in clamped[:12])
+        more = f", and {len(clamped) - 12} more (prune.json)" if len(clamped) > 12 else ""
+        clamped_line = (f"- clamped layers (kept more channels than the threshold asks): {len(clamped)}"
+                        + (f": {shown}{more}" if clamped else ""))
+    return [f"- requested ratio: **{prune_report['ratio_requested']:.3g}** of the prunable channels",
+            f"- achieved ratio: **{prune_report['ratio_achieved']:.3g}** "
+            f"(threshold on the BN scales: {prune_report['threshold']:.3g})",
+            clamped_line,
+            f"- FLOPs {prune_report['before']['flops'] / 1e9:.3g} G → {prune_report['after']['flops'] / 1e9:.3g} G, "
+            f"params {prune_report['before']['params'] / 1e6:.3g} M → {prune_report['after']['params'] / 1e6:.3g} M"]
+
+
 def write_summary(table: pd.DataFrame, out_csv: str | os.PathLike, out_md: str | os.PathLike,
-                  sections: dict[str, str] | None = None) -> None:
-    """summary.csv and summary.md; `sections` ({title: markdown}) follow the table in the .md."""
+                  sections: dict[str, str] | None = None, metric: str | None = None,
+                  prune_report: dict | None = None) -> None:
+    """summary.csv and summary.md: the short table (`metric` as the accuracy), then details: the
+    pruning, every metric of every artifact, and `sections` ({title: markdown})."""
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
     shown = table.drop(columns=["runtime"])
@@ -99,8 +139,13 @@ def write_summary(table: pd.DataFrame, out_csv: str | os.PathLike, out_md: str |
         shown[col] = shown[col].map(lambda v: f"{v / 1e6:.2f} M" if col != "file_bytes" else f"{v / 2**20:.2f} MiB")
     for col in shown.columns[1:]:  # "–" where a number does not apply (no latency for that artifact), not nan
         shown[col] = shown[col].map(lambda v: "–" if pd.isna(v) else f"{v:.3f}" if isinstance(v, float) else v)
-    extra = "".join(f"\n## {title}\n\n{body}\n" for title, body in (sections or {}).items())
-    write_text(out_md, "# slimflow summary\n\n" + shown.to_markdown(index=False) + "\n" + extra)
+    head = "# slimflow summary\n\n"
+    if metric is not None:
+        head += (f"{metric} is the headline accuracy; latency: median at batch 1 on CPU (ms); speedup against the "
+                 "baseline in the same runtime.\n\n" + short_table(table, metric).to_markdown(index=False) + "\n\n# Details\n")
+    details = ({"Pruning": "\n".join(prune_lines(prune_report, "`"))} if prune_report else {})
+    details |= {"All metrics": shown.to_markdown(index=False), **(sections or {})}
+    write_text(out_md, head + "".join(f"\n## {title}\n\n{body}\n" for title, body in details.items()))
 
 
 def bn_gammas(checkpoint: str | os.PathLike) -> torch.Tensor:
@@ -110,32 +155,34 @@ def bn_gammas(checkpoint: str | os.PathLike) -> torch.Tensor:
     return torch.cat([state[p + "weight"].abs().flatten() for p in prefixes if p + "weight" in state])
 
 
-def plot_gamma(checkpoints: dict[str, str | os.PathLike], out_png: str | os.PathLike) -> None:
-    """Histograms of |γ| per stage on a log axis: sparsity training should pile scales near zero."""
+def plot_gamma(checkpoints: dict[str, str | os.PathLike], out_png: str | os.PathLike,
+               threshold: float | None = None) -> None:
+    """Histograms of |γ| per stage on a log axis: sparsity training should pile scales near zero.
+    `threshold` (prune.json's) is marked: channels whose coupled group's largest |γ| is below it go."""
     fig, ax = plt.subplots(figsize=(7, 4))
     bins = torch.linspace(-6, 1, 71).numpy()  # shared edges so the stages compare bin by bin
     for name, path in checkpoints.items():
         gamma = bn_gammas(path).clamp(1e-6, 10).log10().numpy()
         ax.hist(gamma, bins=bins, alpha=0.55, label=f"{name} ({(gamma < -2).mean():.0%} below 1e-2)")
+    if threshold is not None:
+        ax.axvline(math.log10(min(max(threshold, 1e-6), 10)), color="tab:red", ls="--",
+                   label=f"prune threshold |γ| = {threshold:.3g}")
     ax.set(xlabel="log10 |γ| of BatchNorm scales", ylabel="channels", title="BN scale factors")
     ax.legend()
     _save(fig, out_png)
 
 
-def _save(fig, out_png: str | os.PathLike) -> None:
-    fig.tight_layout()
-    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-
-
-def plot_training_curves(csvs: dict[str, str | os.PathLike], metric: str, out_png: str | os.PathLike) -> None:
-    """Training loss and validation `metric` of consecutive stages on one epoch axis."""
+def plot_training_curves(csvs: dict[str, str | os.PathLike], metric: str, out_png: str | os.PathLike,
+                         pruned: float | None = None) -> None:
+    """Training loss and validation `metric` of consecutive stages on one epoch axis; `pruned`, the
+    pruned model's metric, is marked between the last two stages (the last, finetune, starts from it)."""
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4))
     offset = 0
-    for name, path in csvs.items():
+    for n, (name, path) in enumerate(csvs.items()):
         history = pd.read_csv(path)
+        if pruned is not None and n == len(csvs) - 1:
+            ax_metric.scatter([offset + 0.5], [pruned], marker="*", s=140, color="tab:red", zorder=3,
+                              label=f"pruned, before finetuning ({pruned:.3g})")
         epochs = history["epoch"] + offset
         loss = history.filter(like="train/").sum(axis=1)
         ax_loss.plot(epochs, loss, label=name)
@@ -147,6 +194,7 @@ def plot_training_curves(csvs: dict[str, str | os.PathLike], metric: str, out_pn
     ax_loss.set(xlabel="epoch (stages in order)", ylabel="training loss (sum of terms)", title="training loss")
     ax_metric.set(xlabel="epoch (stages in order)", ylabel=metric, title=f"validation {metric}")
     ax_loss.legend()
+    ax_metric.legend(fontsize=8)
     _save(fig, out_png)
 
 
@@ -188,34 +236,19 @@ _CHAIN = """prepare_dataset → train baseline → train sparse (L1 on BN γ) �
 
 
 def landing_page(table: pd.DataFrame, metric: str, prune_report: dict | None = None) -> str:
-    """The HTML report's first page (reStructuredText): the chain, one short summary table and the prune ratio.
+    """The HTML report's first page (reStructuredText): the chain, one short summary table and the
+    pruning: requested against achieved ratio and the clamped layers.
 
     `table` is `summary_table`'s; `metric` the headline accuracy column; `prune_report` prune.json.
     """
-    columns = {"stage": "artifact", metric: metric, "params": "params (M)", "flops": "GFLOPs",
-               "latency_ms": "latency (ms)", "speedup_vs_baseline": "speedup", "file_bytes": "size (MiB)"}
-    short = table[list(columns)].rename(columns=columns)
-    short["params (M)"] = short["params (M)"] / 1e6
-    short["GFLOPs"] = short["GFLOPs"] / 1e9
-    short["size (MiB)"] = short["size (MiB)"] / 2**20
-    for col in list(columns.values())[1:]:
-        short[col] = short[col].map(lambda v: "–" if pd.isna(v) else f"{v:.3g}")  # no nan on the page
-    rows = short.to_markdown(index=False, tablefmt="grid")
+    rows = short_table(table, metric, size=True).to_markdown(index=False, tablefmt="grid")
     page = ["slimflow run", "============", "", "The chain (each arrow is a file)::", "",
             *["    " + line for line in _CHAIN.splitlines()], "", "Summary", "-------", "",
             f"Headline accuracy {metric}; latency is the median at batch 1 on CPU (PyTorch eager for checkpoints, "
             "ONNX Runtime for exported models); speedup against the baseline in the same runtime.", "", rows, ""]
     if prune_report is not None:
-        floor = prune_report["config"]["min_channels"]
-        held = [name for name, n in prune_report["layers"].items() if n["after"] <= floor < n["before"]]
-        page += ["Pruning", "-------", "",
-                 f"- requested ratio: **{prune_report['ratio_requested']:.3g}** of the prunable channels",
-                 f"- achieved ratio: **{prune_report['ratio_achieved']:.3g}** "
-                 f"(threshold on the BN scales: {prune_report['threshold']:.3g})",
-                 f"- layers held at min_channels ({floor}): {len(held)} of {len(prune_report['layers'])}",
-                 f"- FLOPs {prune_report['before']['flops'] / 1e9:.3g} G → {prune_report['after']['flops'] / 1e9:.3g} G, "
-                 f"params {prune_report['before']['params'] / 1e6:.3g} M → {prune_report['after']['params'] / 1e6:.3g} M",
-                 ""]
-    page += ["The plots are under the categories on the left; the full table with every metric and the "
-             "provenance of each checkpoint are in results/summary.md.", ""]
+        page += ["Pruning", "-------", "", *prune_lines(prune_report), ""]
+    page += ["The plots are under the categories on the left (slimming, training, deployment, evaluation, sample "
+             "predictions); every metric of every artifact and the provenance of each checkpoint are in "
+             "results/summary.md.", ""]
     return "\n".join(page)

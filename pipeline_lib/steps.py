@@ -30,6 +30,7 @@ from .profile import count_flops, count_params
 from .provenance import provenance_markdown, write_provenance
 from .report import (landing_page, plot_gamma, plot_latency, plot_training_curves, primary_metric, summary_table,
                      write_summary, write_sweep)
+from .report_plots import write_plots
 from .runner import setup_logging
 from .slimming import L1Sparsity, plan_prune, prunable_bns, prune_model
 from .tasks import get_task, load_model
@@ -194,7 +195,8 @@ def prune_stage(*, checkpoint: str | os.PathLike, prune_cfg: dict, out_checkpoin
     pruned = _bn_widths(model)
     report = {"checkpoint": str(checkpoint), "config": prune_cfg, "threshold": plan.threshold,
               "ratio_requested": plan.ratio, "ratio_achieved": plan.achieved_ratio, "before": before, "after": after,
-              "layers": {name: {"before": n, "after": pruned[name]} for name, n in layers.items()}}
+              "layers": {name: {"before": n, "after": pruned[name]} for name, n in layers.items()},
+              "clamped": plan.clamped_report()}
     inherited = {k: ckpt["meta"].get(k) for k in ("imgsz", "names", "seed", "dataset")}
     meta = {**inherited, "stage": "pruned", "parent": sha256_file(checkpoint), "parent_path": str(checkpoint),
             "config": prune_cfg,
@@ -248,18 +250,23 @@ def report(*, metrics_paths: list[str | os.PathLike], latency_paths: list[str | 
            curves: dict[str, str | os.PathLike], out_csv: str | os.PathLike, out_md: str | os.PathLike,
            out_provenance: str | os.PathLike, out_gamma_png: str | os.PathLike,
            out_curves_png: str | os.PathLike, out_latency_png: str | os.PathLike,
-           prune_report: str | os.PathLike | None = None, out_page: str | os.PathLike | None = None) -> None:
+           prune_report: str | os.PathLike | None = None, out_page: str | os.PathLike | None = None,
+           **extra) -> None:
     """summary.csv / summary.md (one row per artifact), provenance.json, the plots and the HTML
-    report's first page (`out_page`, reStructuredText, with prune.json's requested and achieved ratio)."""
+    report's first page (`out_page`, reStructuredText, with prune.json's requested and achieved ratio).
+    `extra`: the plots of `report_plots.write_plots` (channels, Pareto, family figures, samples)."""
     table = summary_table(metrics_paths, latency_paths)
+    metric, prune = primary_metric(metrics_paths[0]), read_json(prune_report) if prune_report else None
     record = write_provenance(checkpoints, out_provenance)
-    write_summary(table, out_csv, out_md, sections={"Provenance": provenance_markdown(record)})
+    write_summary(table, out_csv, out_md, sections={"Provenance": provenance_markdown(record)}, metric=metric,
+                  prune_report=prune)
     if out_page is not None:
-        write_text(out_page, landing_page(table, primary_metric(metrics_paths[0]),
-                                          read_json(prune_report) if prune_report else None))
-    plot_gamma(gamma_checkpoints, out_gamma_png)
-    plot_training_curves(curves, primary_metric(metrics_paths[0]), out_curves_png)
+        write_text(out_page, landing_page(table, metric, prune))
+    plot_gamma(gamma_checkpoints, out_gamma_png, threshold=prune["threshold"] if prune else None)
+    pruned = table.loc[table["stage"] == "pruned", metric]
+    plot_training_curves(curves, metric, out_curves_png, pruned=float(pruned.iloc[0]) if len(pruned) else None)
     plot_latency(table, out_latency_png)
+    write_plots(table, metric, prune, **extra)
     log.info("summary:\n%s", table.to_string(index=False))
 
 

@@ -41,6 +41,11 @@ def test_whole_chain_prunes_and_finetunes(tiny_run):
     report = json.loads((tiny_run / "results/prune.json").read_text())
     assert report["after"]["flops"] == metrics["pruned"]["flops"]
     assert all(layer["after"] >= 8 for layer in report["layers"].values())
+    # test.yaml clamps (on_infeasible: clamp): prune.json names each clamped layer, its widths and why.
+    assert report["clamped"] and report["ratio_achieved"] != report["ratio_requested"]
+    for entry in report["clamped"]:
+        assert set(entry["reason"]) <= {"min_channels", "tied γ"} and entry["reason"]
+        assert all(report["layers"][bn]["after"] == entry["kept"] for bn in entry["bns"])
     sparse_csv = (tiny_run / "results/train/sparse.csv").read_text().splitlines()[0]
     assert "gamma/frac_lt_1e-2" in sparse_csv
     finetuned = torch.load(tiny_run / "results/pruned_finetuned.pt", weights_only=True)["meta"]
@@ -60,8 +65,11 @@ def test_report_has_one_row_per_stage_and_the_gamma_plot(tiny_run):
         assert table.loc[row, "latency_ms"] > 0 and table.loc[row, "speedup_vs_baseline"] > 0
     assert table.loc["pruned_finetuned [onnx_int8]", "file_bytes_vs_baseline"] < 0.5
     assert re.search(r"^\| pruned_finetuned +\|", (tiny_run / "results/summary.md").read_text(), re.M)
-    for plot in ("bn_gamma", "training_curves", "latency"):
+    for plot in ("bn_gamma", "training_curves", "latency", "channels", "pareto", "evaluation/pr_curves",
+                 "evaluation/per_class_ap", *(f"samples/{s}" for s in ("baseline", "sparse", "pruned", "pruned_finetuned"))):
         assert (tiny_run / f"results/plots/{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (tiny_run / "results/summary.md").read_text()
+    assert md.index("| artifact ") < md.index("# Details") < md.index("## All metrics") and "nan" not in md.split()
 
 
 def test_provenance_links_every_artifact_to_its_parent(tiny_run):

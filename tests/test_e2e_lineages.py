@@ -27,6 +27,7 @@ def test_two_ratio_sweep_reuses_the_chain_and_compares_ratios(tiny_run, tmp_path
 
     table = pd.read_csv(workdir / "results/sweep/summary.csv")
     assert list(table["ratio"]) == [0.3, 0.6]
+    assert "2 sweep points -> results/plots/pareto.png" in (workdir / "results/logs/report.log").read_text()
     assert table["flops"].iloc[1] < table["flops"].iloc[0]  # a larger ratio costs less
     for ratio in ("0.3", "0.6"):
         lineage = workdir / f"results/sweep/r{ratio}"

@@ -16,6 +16,12 @@ pytestmark = pytest.mark.e2e  # runs the real snakemake and a browser
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
+# Every plot of the detection report: slimming, training, deployment, COCOeval figures, one sample strip per stage.
+EXPECTED_IMAGES = {"bn_gamma.png", "channels.png", "training_curves.png", "latency.png", "pareto.png",
+                   "pr_curves.png", "per_class_ap.png", "baseline.png", "sparse.png", "pruned.png",
+                   "pruned_finetuned.png"}
+
+
 def rendered_dom(page, budget_ms=20000) -> str:
     """The page's DOM after its scripts ran (virtual time), as Chromium prints it."""
     proc = subprocess.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -45,12 +51,16 @@ def test_first_page_shows_the_summary_table_and_the_prune_ratio(report_html):
     assert ">nan<" not in table.group(0)
     assert re.search(r"requested ratio: <strong>0\.5</strong>", dom)
     assert re.search(r"achieved ratio: <strong>0\.\d+</strong>", dom)
+    assert re.search(r"clamped layers \(kept more channels than the threshold asks\): \d+: ", dom)
 
 
 def test_every_image_in_the_report_renders(report_html, tmp_path):
     # Snakemake embeds each result as data:image/png;charset=utf8;filename=NAME;base64,...
     sources = sorted(set(re.findall(r"data:image/(?:png|jpeg)[^,\"]*;base64,[A-Za-z0-9+/=]+", report_html.read_text())))
-    assert len(sources) >= 3, "bn_gamma, training_curves and latency plots are in the report"
+    names = {m.group(1) for m in (re.search(r"filename=([^;]+);", src) for src in sources) if m}
+    assert EXPECTED_IMAGES <= names, f"missing from the report: {EXPECTED_IMAGES - names}"
+    # Every caption is valid reStructuredText (docutils marks a broken one "problematic", e.g. a bare |γ|).
+    assert "problematic" not in report_html.read_text()
     imgs = "".join(f'<img id="i{k}" src="{src}">' for k, src in enumerate(sources))
     probe = tmp_path / "images.html"
     probe.write_text(f"""<html><body>{imgs}<pre id="out"></pre><script>

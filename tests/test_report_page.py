@@ -1,4 +1,6 @@
 """The HTML report's first page: the chain, the summary table and the requested vs achieved prune ratio."""
+import re
+
 import pandas as pd
 from docutils.core import publish_parts
 
@@ -20,3 +22,16 @@ def test_landing_page_is_valid_rst_with_the_table_and_the_ratios():
     assert html.count("<tr") == 3 and "pruned_finetuned [onnx_int8]" in html and ">nan<" not in html
     assert "requested ratio: <strong>0.8</strong>" in html and "achieved ratio: <strong>0.702</strong>" in html
     assert "layers held at min_channels (8): 1 of 3" in html
+
+
+def test_landing_page_names_the_clamped_layers_and_why():
+    clamped = [{"layer": "stem.conv", "bns": ["stem.bn"], "channels": 16, "kept": 8, "reason": ["min_channels"]},
+               {"layer": "head_.conv", "bns": ["head_.bn"], "channels": 32, "kept": 32, "reason": ["tied γ"]}]
+    table = pd.DataFrame([{"stage": "baseline", "runtime": "torch", "mAP": 0.5, "params": 1.8e6, "flops": 2e9,
+                           "latency_ms": None, "speedup_vs_baseline": None, "file_bytes": 7e6}])
+    page = landing_page(table, "mAP", {**PRUNE, "clamped": clamped})
+    html = publish_parts(page, writer="html", settings_overrides={"report_level": 2, "halt_level": 2})["html_body"]
+    assert "clamped layers (kept more channels than the threshold asks): 2" in html
+    # Names as literals: a trailing underscore must not turn into a reStructuredText reference.
+    assert re.search(r'<(tt|code) class="docutils literal">stem\.conv</(tt|code)> \(16→8, min_channels\)', html)
+    assert re.search(r'<(tt|code) class="docutils literal">head_\.conv</(tt|code)> \(32→32, tied γ\)', html)

@@ -51,6 +51,12 @@ def test_guard_keeps_min_channels_and_gate_names_largest_feasible_ratio():
         plan = plan_prune(model, example, ratio=0.95, min_channels=8, round_to=8, keep=model.keep_width_modules(),
                           on_infeasible="clamp")
     assert ok.achieved_ratio == pytest.approx(feasible, abs=2e-3)
+    # prune.json's record of the clamped layers: min_channels, and only where the threshold asked for fewer.
+    assert not ok.clamped and plan.clamped
+    for entry in plan.clamped_report():
+        assert entry["reason"] == ["min_channels"] and entry["kept"] >= 8
+        group = next(g for g in plan.groups if g.root == entry["layer"])
+        assert entry["kept"] == group.channels - len(group.remove) and entry["bns"]
     prune_model(model, example, plan)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -67,3 +73,5 @@ def test_tied_scales_stop_the_plan_instead_of_pruning_nothing():
         plan = plan_prune(model, example, ratio=0.5, min_channels=8, keep=model.keep_width_modules(),
                           on_infeasible="clamp")
     assert plan.achieved_ratio == 0
+    assert len(plan.clamped) == len(plan.groups)  # every group keeps channels only because of the tie
+    assert all("tied γ" in g.clamped for g in plan.groups)

@@ -31,6 +31,7 @@ class GroupPlan:
     channels: int
     remove: list[int]  # channel indices (in the root's output) to remove
     bns: dict[str, list[int]]  # every BN of the group -> its channel indices matching `remove`
+    clamped: list[str] = field(default_factory=list)  # why it keeps more than the threshold asks: min_channels, tied γ
 
 
 @dataclass
@@ -38,6 +39,16 @@ class PrunePlan:
     ratio: float  # requested fraction of prunable channels
     threshold: float
     groups: list[GroupPlan] = field(default_factory=list)
+
+    @property
+    def clamped(self) -> list[GroupPlan]:
+        """Groups that keep channels the global threshold would remove (`on_infeasible: clamp`)."""
+        return [g for g in self.groups if g.clamped]
+
+    def clamped_report(self) -> list[dict]:
+        """prune.json's "clamped": each clamped group's root layer, its BNs, widths and why."""
+        return [{"layer": g.root, "bns": list(g.bns), "channels": g.channels, "kept": g.channels - len(g.remove),
+                 "reason": g.clamped} for g in self.clamped]
 
     @property
     def achieved_ratio(self) -> float:
@@ -109,7 +120,8 @@ def plan_prune(model: nn.Module, example: torch.Tensor, ratio: float, *, min_cha
     # Equal scores at the threshold (an untrained or un-sparsified model: every γ still 1.0) cannot
     # be ranked, and channels only go when strictly below it: say so instead of pruning less.
     below = int((all_scores < threshold).sum())
-    if below < k:
+    tied = below < k
+    if tied:
         ties = int((all_scores == threshold).sum())
         message = (f"prune.ratio={ratio}: {ties} of {len(all_scores)} prunable channels share |γ|={threshold:.4g}, "
                    f"so only {below / len(all_scores):.3f} of the channels rank below the threshold")
@@ -121,13 +133,16 @@ def plan_prune(model: nn.Module, example: torch.Tensor, ratio: float, *, min_cha
     plan = PrunePlan(ratio=ratio, threshold=threshold)
     for root, group, scores in scored:
         n = len(scores)
-        keep_n = _kept(n, int((scores < threshold).sum()), min_channels, round_to)
+        n_below = int((scores < threshold).sum())
+        keep_n = _kept(n, n_below, min_channels, round_to)
         remove = sorted(scores.argsort()[: n - keep_n].tolist())  # lowest scores go
         bns = {}
         for dep, idxs in group:
             if isinstance(dep.target.module, _BN):
                 bns[names[dep.target.module]] = [idxs[i] for i in remove]
-        plan.groups.append(GroupPlan(names[root], n, remove, bns))
+        clamped = (["min_channels"] if n - n_below < min(min_channels, n) else []) + \
+            (["tied γ"] if tied and bool((scores == threshold).any()) else [])
+        plan.groups.append(GroupPlan(names[root], n, remove, bns, clamped))
     return plan
 
 

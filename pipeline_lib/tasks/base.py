@@ -184,3 +184,17 @@ class Task(ABC):
         """Draw `prediction` on the image into `out_path`; False when the family draws nothing
         (predict then writes the JSON only). Default: nothing."""
         return False
+
+    # The run report (pipeline_lib.report_plots): a few val images drawn per stage, and figures of
+    # the family's own evaluation. Both read the files `evaluate(predictions_path=...)` wrote.
+
+    def report_samples(self, manifest: Manifest, predictions_path: Path, n: int) -> list[tuple[Path, Any]]:
+        """Up to `n` val images (the same ones for every stage) with their predictions from an
+        evaluate predictions file, each as (image path, prediction in the form `draw` takes).
+        Default: none (the report then shows no sample predictions)."""
+        return []
+
+    def report_figures(self, manifest: Manifest, predictions: dict[str, Path], out_dir: Path) -> list[Path]:
+        """Figures of the family's evaluation from each stage's predictions file ({stage label: path}),
+        written as titled PNGs into `out_dir`; returns their paths. Default: none."""
+        return []

@@ -14,6 +14,9 @@ rule report:
         baseline="results/baseline.pt",
         sparse="results/sparse.pt",
         prune="results/prune.json",
+        manifest="results/data/dataset.json",
+        predictions=expand("results/metrics/{stage}.predictions.json", stage=EVALUATED),
+        sweep=expand("results/{lineage}metrics/pruned_finetuned.json", lineage=SWEEP),
     output:
         csv=report("results/summary.csv", caption="../report/summary.rst", category="1. summary"),
         md="results/summary.md",
@@ -24,6 +27,23 @@ rule report:
             "results/plots/training_curves.png", caption="../report/training_curves.rst", category="3. training"
         ),
         latency=report("results/plots/latency.png", caption="../report/latency.rst", category="4. deployment"),
+        channels=report("results/plots/channels.png", caption="../report/channels.rst", category="2. slimming"),
+        pareto=report("results/plots/pareto.png", caption="../report/pareto.rst", category="4. deployment"),
+        # The family's own figures and drawn val images: file names depend on the family.
+        evaluation=report(
+            directory("results/plots/evaluation"),
+            patterns=["{figure}.png"],
+            caption="../report/evaluation.rst",
+            category="5. evaluation",
+            labels={"figure": "{figure}"},
+        ),
+        samples=report(
+            directory("results/plots/samples"),
+            patterns=["{artifact}.png"],
+            caption="../report/samples.rst",
+            category="6. sample predictions",
+            labels={"stage": "{artifact}"},
+        ),
     log:
         "results/logs/report.log",
     benchmark:

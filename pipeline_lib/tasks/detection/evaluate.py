@@ -13,7 +13,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-__all__ = ["coco_detection_metrics", "precision_recall_at_best_f1"]
+__all__ = ["coco_eval", "coco_detection_metrics", "precision_recall_at_best_f1"]
 
 
 def _quiet(fn, *args):
@@ -21,10 +21,10 @@ def _quiet(fn, *args):
         return fn(*args)
 
 
-def coco_detection_metrics(gt: dict, detections: list[dict]) -> dict[str, float]:
-    """mAP50-95 and mAP50 are COCOeval's stats[0] and stats[1]; P and R see precision_recall_at_best_f1."""
+def coco_eval(gt: dict, detections: list[dict]) -> COCOeval | None:
+    """COCOeval ("bbox") evaluated, accumulated and summarized; None without detections."""
     if not detections:
-        return {"mAP50_95": 0.0, "mAP50": 0.0, "precision": 0.0, "recall": 0.0}
+        return None
     coco_gt = COCO()
     coco_gt.dataset = copy.deepcopy(gt)
     _quiet(coco_gt.createIndex)
@@ -32,6 +32,14 @@ def coco_detection_metrics(gt: dict, detections: list[dict]) -> dict[str, float]
     ev = COCOeval(coco_gt, coco_dt, "bbox")
     for step in (ev.evaluate, ev.accumulate, ev.summarize):
         _quiet(step)
+    return ev
+
+
+def coco_detection_metrics(gt: dict, detections: list[dict]) -> dict[str, float]:
+    """mAP50-95 and mAP50 are COCOeval's stats[0] and stats[1]; P and R see precision_recall_at_best_f1."""
+    ev = coco_eval(gt, detections)
+    if ev is None:
+        return {"mAP50_95": 0.0, "mAP50": 0.0, "precision": 0.0, "recall": 0.0}
     precision, recall = precision_recall_at_best_f1(ev)
     return {"mAP50_95": max(float(ev.stats[0]), 0.0), "mAP50": max(float(ev.stats[1]), 0.0),
             "precision": precision, "recall": recall}

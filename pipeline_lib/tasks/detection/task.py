@@ -160,3 +160,17 @@ class DetectionTask(Task):
         # The heads' outputs feed the box decode (exp, grid offsets, anchor scaling): INT8 there
         # would quantize pixel coordinates, so heads and decode stay float.
         return model.keep_width_modules()
+
+    def report_samples(self, manifest, predictions_path, n):
+        """The first n val images with their detections (evaluate's COCO results, grouped per image)."""
+        found = {}
+        for det in read_json(predictions_path):
+            found.setdefault(det["image_id"], []).append(det)
+        return [(Path(item["image"]), found.get(item["image_id"], [])) for item in manifest["splits"]["val"][:n]]
+
+    def report_figures(self, manifest, predictions, out_dir):
+        """PR curves at IoU 0.5 and per-class AP of each stage, from COCOeval's precision array."""
+        from .report import write_figures  # matplotlib only where the report runs
+        return write_figures(read_json(manifest["coco_gt"]["val"]),
+                             {stage: read_json(path) for stage, path in predictions.items()}, manifest["names"],
+                             Path(out_dir))

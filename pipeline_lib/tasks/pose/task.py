@@ -135,6 +135,23 @@ class PoseTask(Task):
             write_json(predictions_path, results)
         return coco_keypoint_metrics(manifest["coco_gt"]["val"], results, sigmas)
 
+    def report_samples(self, manifest, predictions_path, n):
+        """The first n val images (by id) with the people evaluate found on them."""
+        gt = read_json(manifest["coco_gt"]["val"])
+        people = {}
+        for result in read_json(predictions_path):
+            people.setdefault(result["image_id"], []).append(result)
+        images = sorted(gt["images"], key=lambda im: im["id"])[:n]
+        return [(Path(manifest["image_dirs"]["val"]) / im["file_name"], people.get(im["id"], [])) for im in images]
+
+    def draw(self, image_path, prediction, names, out_path):
+        """Keypoints and skeleton of a list of COCO keypoint results on one image; raw heatmaps draw nothing."""
+        if not (isinstance(prediction, list) and all(isinstance(p, dict) and "keypoints" in p for p in prediction)):
+            return False
+        from .draw import draw_people
+        draw_people(Path(image_path), prediction, names, Path(out_path))
+        return True
+
     def fitness(self, metrics):
         return metrics["AP"]
 

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from ...engine.utils import make_loader
 from ...errors import UserError
-from ...io import write_json
+from ...io import read_json, write_json
 from ..base import Task, input_size
 from .data import SPLIT_DIRS, ReIDDataset, index_market
 from .evaluate import distance_matrix, market1501_metrics
@@ -144,6 +144,27 @@ class ReIDTask(Task):
                             for j in r["ranked"]]}
                 for n, (qi, r) in enumerate(zip(q_items, per_query))])
         return metrics
+
+    def report_samples(self, manifest, predictions_path, n):
+        """The first n scored queries with their ranked gallery (evaluate's predictions), matches marked."""
+        queries = {Path(it["image"]).name: it for it in manifest["splits"]["query"]}
+        gallery = {Path(it["image"]).name: it for it in manifest["splits"]["gallery"]}
+        samples = []
+        for entry in read_json(predictions_path):
+            query = queries[entry["query"]]
+            if entry["ap"] is not None and len(samples) < n:
+                ranked = [{"image": gallery[g["image"]]["image"], "distance": g["distance"],
+                           "match": gallery[g["image"]]["pid"] == query["pid"]} for g in entry["ranked"]]
+                samples.append((Path(query["image"]), {"ap": entry["ap"], "ranked": ranked}))
+        return samples
+
+    def draw(self, image_path, prediction, names, out_path):
+        """A query's ranked gallery strip (a `report_samples` prediction); an embedding alone draws nothing."""
+        if not (isinstance(prediction, dict) and "ranked" in prediction):
+            return False
+        from .draw import draw_ranked
+        draw_ranked(Path(image_path), prediction["ranked"], Path(out_path))
+        return True
 
     def fitness(self, metrics):
         return metrics["mAP"]

@@ -1,0 +1,185 @@
+"""The run report's slimming, deployment and sample plots (pipeline_lib.report holds the tables).
+
+    plot_channels(read_json("results/prune.json"), "results/plots/channels.png")
+    plot_pareto(summary_table(...), "mAP50_95", "results/plots/pareto.png", sweep=[{"label": "r=0.3", "flops": ..., "mAP50_95": ...}])
+    draw_samples(task, manifest, {"baseline": "results/metrics/baseline.predictions.json", ...}, "results/plots/samples")
+
+Family specifics go through the Task contract: `report_samples` + `draw` for the sample images,
+`report_figures` for a family's own evaluation figures.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers and cluster nodes
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from .chain import sweep_ratio  # noqa: E402
+from .io import atomic_path, read_json  # noqa: E402
+from .tasks import get_task  # noqa: E402
+
+log = logging.getLogger("slimflow")
+
+__all__ = ["plt", "save_figure", "plot_channels", "pareto_front", "plot_pareto", "sweep_points", "montage",
+           "draw_samples", "write_plots"]
+
+
+def save_figure(fig, out_png: str | os.PathLike) -> Path:
+    """Write a figure as PNG atomically and close it."""
+    fig.tight_layout()
+    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return Path(out_png)
+
+
+def plot_channels(prune_report: dict, out_png: str | os.PathLike) -> Path:
+    """Channels of every BatchNorm layer before and after pruning (prune.json "layers"); clamped layers in red."""
+    layers = prune_report["layers"]
+    clamped = {bn for entry in prune_report.get("clamped", []) for bn in entry["bns"]}
+    names, before = list(layers), np.array([v["before"] for v in layers.values()])
+    after = np.array([v["after"] for v in layers.values()])
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(min(max(8.0, 0.16 * len(names)), 30.0), 4.5))
+    ax.bar(x, before, color="lightgrey", width=0.9, label="before")
+    held = np.array([n in clamped for n in names], dtype=bool)
+    ax.bar(x[~held], after[~held], width=0.6, color="tab:blue", label="after")
+    ax.bar(x[held], after[held], width=0.6, color="tab:red", label="after, clamped (min_channels or tied γ)")
+    step = max(1, len(names) // 60)  # at most ~60 names on the axis
+    ax.set_xticks(x[::step], names[::step], rotation=90, fontsize=6)
+    ax.set_xlim(-1, len(names))
+    ax.set(ylabel="channels", title=f"channels per BatchNorm layer: {before.sum()} → {after.sum()} "
+           f"(requested ratio {prune_report['ratio_requested']:.3g}, achieved {prune_report['ratio_achieved']:.3g})")
+    ax.legend(fontsize=8)
+    return save_figure(fig, out_png)
+
+
+def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point beats on both (lower x, higher y), by increasing x."""
+    order = np.lexsort((-np.asarray(y), np.asarray(x)))
+    front, best = [], -np.inf
+    for i in order:
+        if y[i] > best:
+            front.append(i)
+            best = y[i]
+    return np.array(front, dtype=int)
+
+
+def _points(ax, x, y, labels, **style):
+    ax.scatter(x, y, zorder=3, **style)
+    for xi, yi, label in zip(x, y, labels):
+        ax.annotate(label, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+
+
+def _front(ax, x, y):
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x):
+        front = pareto_front(x, y)
+        ax.step(x[front], y[front], where="post", color="grey", ls="--", label="Pareto front")
+
+
+def plot_pareto(table: pd.DataFrame, metric: str, out_png: str | os.PathLike, sweep: list[dict] = ()) -> Path:
+    """Accuracy against ONNX Runtime latency (exported models) and against FLOPs (checkpoints and
+    the prune-ratio sweep's models, which are not exported); the dashed step is each panel's Pareto front.
+
+    `sweep`: {"label", "flops", metric} per swept ratio."""
+    fig, (ax_lat, ax_flops) = plt.subplots(1, 2, figsize=(11, 4.5))
+    onnx = table[(table["runtime"] != "torch") & table["latency_ms"].notna()]
+    _points(ax_lat, onnx["latency_ms"], onnx[metric], onnx["stage"], color="tab:blue", label="exported models")
+    _front(ax_lat, onnx["latency_ms"], onnx[metric])
+    if onnx.empty:
+        ax_lat.text(0.5, 0.5, "no ONNX Runtime latency measured", ha="center", transform=ax_lat.transAxes)
+    ax_lat.set(xlabel="ONNX Runtime latency at batch 1, ms (median)", ylabel=metric,
+               title="accuracy against ONNX latency")
+    torch_rows = table[table["runtime"] == "torch"]
+    gflops, accuracy = list(torch_rows["flops"] / 1e9), list(torch_rows[metric])
+    _points(ax_flops, gflops, accuracy, torch_rows["stage"], color="tab:blue", label="checkpoints")
+    if sweep:
+        sweep_gflops, sweep_accuracy = [s["flops"] / 1e9 for s in sweep], [s[metric] for s in sweep]
+        _points(ax_flops, sweep_gflops, sweep_accuracy, [s["label"] for s in sweep], color="tab:orange",
+                marker="x", label="sweep: pruned + finetuned")
+        gflops, accuracy = gflops + sweep_gflops, accuracy + sweep_accuracy
+    _front(ax_flops, gflops, accuracy)
+    ax_flops.set(xlabel="GFLOPs per image", ylabel=metric, title="accuracy against FLOPs (PyTorch checkpoints)")
+    for ax in (ax_lat, ax_flops):
+        ax.legend(fontsize=8)
+    return save_figure(fig, out_png)
+
+
+def montage(images: list[Path], title: str, out_png: str | os.PathLike) -> Path:
+    """Images side by side (wide ones, like ranked strips, one per row) under one title."""
+    opened = [np.asarray(Image.open(p).convert("RGB")) for p in images]
+    wide = np.mean([im.shape[1] / im.shape[0] for im in opened]) > 2
+    rows, cols = (len(opened), 1) if wide else (1, len(opened))
+    h, w = opened[0].shape[:2]
+    scale = 9.0 / (w * cols)  # inches per pixel: 9 inches wide in all
+    fig, axes = plt.subplots(rows, cols, figsize=(9, max(h * rows * scale, 1.0) + 0.6), squeeze=False)
+    for ax, im in zip(axes.flat, opened):
+        ax.imshow(im, interpolation="nearest")
+        ax.axis("off")
+    fig.suptitle(title)
+    return save_figure(fig, out_png)
+
+
+def draw_samples(task, manifest: dict, predictions: dict[str, str | os.PathLike], out_dir: str | os.PathLike,
+                 n: int = 4) -> list[Path]:
+    """One PNG per stage (out_dir/<stage>.png) of `n` val images with the stage's predictions drawn by the
+    family (`task.report_samples` picks them, `task.draw` draws them); none for a family that draws nothing."""
+    written = []
+    for stage, path in predictions.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            drawn = []
+            for i, (image, prediction) in enumerate(task.report_samples(manifest, Path(path), n)):
+                out = Path(tmp) / f"{i}.png"
+                if task.draw(Path(image), prediction, manifest["names"], out):
+                    drawn.append(out)
+            if drawn:
+                written.append(montage(drawn, f"{stage}: predictions on val images",
+                                       Path(out_dir) / f"{stage.replace('/', '_')}.png"))
+    return written
+
+
+def sweep_points(metrics_paths: list[str | os.PathLike], metric: str) -> list[dict]:
+    """The sweep's finetuned models as Pareto points: {"label": "r=0.3", "flops", metric}."""
+    points = []
+    for path in metrics_paths:
+        m = read_json(path)
+        points.append({"label": f"r={sweep_ratio(m['stage']):g}", "flops": m["flops"], metric: m["metrics"][metric]})
+    return points
+
+
+def write_plots(table: pd.DataFrame, metric: str, prune_report: dict | None, *,
+                manifest_path: str | os.PathLike | None = None, predictions: dict[str, str | os.PathLike] | None = None,
+                sweep_metrics: list[str | os.PathLike] = (), out_channels_png: str | os.PathLike | None = None,
+                out_pareto_png: str | os.PathLike | None = None, out_evaluation_dir: str | os.PathLike | None = None,
+                out_samples_dir: str | os.PathLike | None = None, samples: int = 4) -> None:
+    """The report's plots beyond the summary's: channels per layer (prune.json), the Pareto plot
+    (`table` is summary_table's, `sweep_metrics` the sweep's finetuned metrics files), and from each
+    stage's evaluate predictions ({stage: path}) the family's figures and drawn sample predictions.
+    Each output is skipped when its path is None; the two folders are created even when empty."""
+    if out_channels_png is not None and prune_report is not None:
+        plot_channels(prune_report, out_channels_png)
+    if out_pareto_png is not None:
+        sweep = sweep_points(list(sweep_metrics), metric)
+        plot_pareto(table, metric, out_pareto_png, sweep)
+        log.info("pareto: %d artifacts, %d sweep points -> %s", len(table), len(sweep), out_pareto_png)
+    if out_evaluation_dir is None and out_samples_dir is None:
+        return
+    manifest = read_json(manifest_path)
+    task = get_task(manifest["task"])
+    predictions = {stage: Path(path) for stage, path in (predictions or {}).items()}
+    if out_evaluation_dir is not None:
+        Path(out_evaluation_dir).mkdir(parents=True, exist_ok=True)
+        task.report_figures(manifest, predictions, Path(out_evaluation_dir))
+    if out_samples_dir is not None:
+        Path(out_samples_dir).mkdir(parents=True, exist_ok=True)
+        draw_samples(task, manifest, predictions, out_samples_dir, samples)
