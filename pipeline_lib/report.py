@@ -102,7 +102,24 @@ def short_table(table: pd.DataFrame, metric: str, size: bool = False) -> pd.Data
             short[col] = short[col] / scale
     for col in list(columns.values())[1:]:
         short[col] = short[col].map(lambda v: "–" if pd.isna(v) else f"{v:.3g}")
+    if "data" in table:  # rows measured on different datasets (stages.finetune.dataset): say which
+        short.insert(2, "data", table["data"].map(lambda v: "–" if pd.isna(v) else str(v)))
     return short
+
+
+_COST = {"stage": "artifact", "trainable_params": "trainable params", "adapter_bytes": "LoRA adapter (KiB)",
+         "train_s_per_epoch": "s/epoch", "train_peak_mem_mb": "peak memory (MiB)"}
+
+
+def training_cost(table: pd.DataFrame) -> str | None:
+    """Markdown table of what each trained artifact's training cost (None when no row has it)."""
+    if "trainable_params" not in table:
+        return None
+    cost = table.dropna(subset=["trainable_params"]).reindex(columns=list(_COST)).rename(columns=_COST)
+    cost["trainable params"] = [f"{int(n):,} ({n / p:.1%})" for n, p in
+                                zip(cost["trainable params"], table.loc[cost.index, "params"])]
+    cost["LoRA adapter (KiB)"] = cost["LoRA adapter (KiB)"].map(lambda v: "–" if pd.isna(v) else f"{v / 1024:.1f}")
+    return cost.to_markdown(index=False)
 
 
 def prune_lines(prune_report: dict, code: str = "``") -> list[str]:
@@ -144,6 +161,9 @@ def write_summary(table: pd.DataFrame, out_csv: str | os.PathLike, out_md: str |
         head += (f"{metric} is the headline accuracy; latency: median at batch 1 on CPU (ms); speedup against the "
                  "baseline in the same runtime.\n\n" + short_table(table, metric).to_markdown(index=False) + "\n\n# Details\n")
     details = ({"Pruning": "\n".join(prune_lines(prune_report, "`"))} if prune_report else {})
+    cost = training_cost(table)
+    details |= {"Training cost": cost} if cost else {}
+    shown = shown.drop(columns=[c for c in _COST if c != "stage" and c in shown])
     details |= {"All metrics": shown.to_markdown(index=False), **(sections or {})}
     write_text(out_md, head + "".join(f"\n## {title}\n\n{body}\n" for title, body in details.items()))
 

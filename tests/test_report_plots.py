@@ -53,6 +53,24 @@ def test_summary_md_starts_with_one_short_table_without_nan_then_details(tmp_pat
            "`c.conv` (32→16, tied γ)" in md
 
 
+def test_training_cost_and_data_columns_when_stages_report_them(tmp_path):
+    training = {"trainable_params": [np.nan, np.nan, 60_000, np.nan], "adapter_bytes": [np.nan, np.nan, 245_760, np.nan],
+                "train_s_per_epoch": [8.1, np.nan, 7.2, np.nan], "train_peak_mem_mb": [900.0, np.nan, 850.5, np.nan],
+                "data": ["results/data/dataset.json"] * 2 + ["results/data/finetune/dataset.json"] * 2}
+    table = TABLE.assign(**training)
+    table.loc[0, "trainable_params"] = 1.8e6
+    write_summary(table, tmp_path / "s.csv", tmp_path / "s.md", metric="mAP50_95", prune_report=PRUNE)
+    md = (tmp_path / "s.md").read_text()
+    short = re.search(r"^\|.*?\n(?!\|)", md, re.S | re.M).group(0)
+    assert "| data " in short.splitlines()[0] and "results/data/finetune/dataset.json" in short
+    cost = md[md.index("## Training cost"):md.index("## All metrics")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in cost.splitlines() if line.startswith("| ")]
+    assert rows == [["artifact", "trainable params", "LoRA adapter (KiB)", "s/epoch", "peak memory (MiB)"],
+                    ["baseline", "1,800,000 (100.0%)", "–", "8.1", "900"],
+                    ["baseline [onnx_fp32]", "60,000 (3.3%)", "240.0", "7.2", "850.5"]]
+    assert "trainable" not in md[md.index("## All metrics"):] and not re.search(r"\bnan\b", md, re.I)
+
+
 def test_channels_plot_marks_clamped_layers_in_red(tmp_path):
     plot_channels(PRUNE, tmp_path / "with.png")
     plot_channels({**PRUNE, "clamped": []}, tmp_path / "without.png")
