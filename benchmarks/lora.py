@@ -1,6 +1,6 @@
 """Full finetuning against LoRA finetuning of the same pruned model, through the real workflow.
 
-    python benchmarks/lora.py runs/default --configfile config/config.yaml --ranks 4 8
+    python benchmarks/lora.py runs/default --configfile config/config.yaml --ranks 0 4 8
 
 RUN is a finished chain (its results/ holds pruned.pt and the fully finetuned
 pruned_finetuned.pt with their metrics). For each rank, RUN's results up to the pruned model are
@@ -54,7 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a finished chain's folder (holds results/)")
     parser.add_argument("--configfile", nargs="+", required=True, help="the config files the run used")
-    parser.add_argument("--ranks", nargs="+", type=int, default=[4, 8])
+    parser.add_argument("--ranks", nargs="+", type=int, default=[4, 8], help="0: a full finetune, timed alike")
     parser.add_argument("--train-bn", action="store_true", help="also train BatchNorm (lora.train_bn: true)")
     args = parser.parse_args()
 
@@ -65,16 +65,18 @@ def main() -> None:
     pruned, full = pruned_m["metrics"][metric], full_m["metrics"][metric]
     rows = [{"finetune": "none (pruned)", metric: round(pruned, 4)},
             _row(run / "results", "full", metric, pruned, full)]
-    for r in args.ranks:
-        dest = run.parent / f"{run.name}-lora-r{r}{'-bn' if args.train_bn else ''}"
+    for r in args.ranks:  # r = 0: the full finetune again, timed beside the LoRA runs
+        dest = run.parent / (f"{run.name}-lora-r{r}{'-bn' if args.train_bn else ''}" if r else f"{run.name}-full")
         _copy_chain(run, dest)
         overlay = dest / "lora.yaml"
-        overlay.write_text(yaml.safe_dump({"stages": {"finetune": {"lora": {"r": r, "train_bn": args.train_bn}}}}))
+        lora = {"lora": {"r": r, "train_bn": args.train_bn}} if r else {}
+        overlay.write_text(yaml.safe_dump({"stages": {"finetune": lora}}))
         configs = [str(Path(c).resolve()) for c in args.configfile] + [str(overlay)]
         subprocess.run([sys.executable, "-m", "snakemake", "results/metrics/pruned_finetuned.json",
                         "results/export/pruned_finetuned.onnx", "--snakefile", str(REPO / "Snakefile"),
                         "--directory", str(dest), "--cores", "all", "--configfile", *configs], check=True)
-        rows.append(_row(dest / "results", f"LoRA r={r}{' + BN' if args.train_bn else ''}", metric, pruned, full))
+        label = f"LoRA r={r}{' + BN' if args.train_bn else ''}" if r else "full (again, timed here)"
+        rows.append(_row(dest / "results", label, metric, pruned, full))
     columns = list(rows[1])
     print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
     for row in rows:

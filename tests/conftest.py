@@ -8,10 +8,14 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
-import torch
-import yaml
-from torch import nn
+# The suite runs in two pytest-xdist workers (pyproject.toml): OpenMP threads that spin while
+# waiting would take the cores from the other worker (an epoch ran 13x slower that way).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from torch import nn  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")

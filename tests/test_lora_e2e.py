@@ -85,3 +85,16 @@ def test_merge_by_hand_reproduces_the_published_checkpoint_and_refuses_another_b
                 "--out", "wrong.pt")
     assert "this adapter belongs to the base results/pruned.pt" in one_error_line(proc)
     assert not (workdir / "wrong.pt").exists()
+
+
+def test_the_benchmark_script_compares_full_and_lora_finetunes(tiny_run, tmp_path):
+    run = tmp_path / "tiny"
+    shutil.copytree(tiny_run, run, symlinks=True)
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks/lora.py"), str(run), "--configfile",
+                           str(REPO / "config/test.yaml"), "--ranks", "2"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in proc.stdout.splitlines()[2:]]
+    assert [r[0] for r in rows] == ["none (pruned)", "full", "LoRA r=2"]
+    lora = dict(zip([c.strip() for c in proc.stdout.splitlines()[0].strip("|").split("|")], rows[2]))
+    assert 0 < float(lora["trainable share"]) < 1 and float(lora["adapter KiB"]) > 0
+    assert (tmp_path / "tiny-lora-r2/results/pruned_finetuned.lora.pt").is_file()

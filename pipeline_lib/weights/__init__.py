@@ -124,8 +124,9 @@ def record_state_dict(module: dict, prefix: str = "") -> dict[str, torch.Tensor]
     return out
 
 
-def slimflow_checkpoint(path: str | os.PathLike) -> dict | None:
-    """The checkpoint at `path` if slimflow wrote it (import-weights, train), else None."""
+def slimflow_checkpoint(path: str | os.PathLike, family: str) -> dict | None:
+    """The checkpoint at `path` if slimflow wrote it (import-weights, train), else None; one of
+    another family than `family` is a UserError."""
     path = Path(path)
     if not zipfile.is_zipfile(path):
         return None
@@ -135,7 +136,11 @@ def slimflow_checkpoint(path: str | os.PathLike) -> dict | None:
         if "pickled objects" in str(e):  # a foreign pickle (YOLOv5): the family reads it
             return None
         raise
-    return ckpt if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT else None
+    if not (isinstance(ckpt, dict) and ckpt.get("format") == FORMAT):
+        return None
+    if ckpt["arch"]["family"] != family:
+        raise UserError(f"{path}: a {ckpt['arch']['family']!r} checkpoint; the config's task is {family!r}")
+    return ckpt
 
 
 def import_weights(task, path: str | os.PathLike, model_cfg: dict, manifest: dict | None) -> Imported:

@@ -144,10 +144,8 @@ def _arch_name(kwargs: dict) -> str:
 
 def import_detection(task, path: Path, model_cfg: dict, manifest: dict | None) -> Imported:
     """A YOLODetector from a YOLOv5 checkpoint or a slimflow one; nc from `manifest` when given."""
-    ckpt = slimflow_checkpoint(path)
+    ckpt = slimflow_checkpoint(path, task.family)
     if ckpt is not None:
-        if ckpt["arch"]["family"] != task.family:
-            raise _fail(path, f"a {ckpt['arch']['family']!r} checkpoint; the config's task is {task.family!r}")
         kwargs, state = dict(ckpt["arch"]["kwargs"]), ckpt["state_dict"]
         names, imgsz, source = ckpt["meta"].get("names"), ckpt["meta"].get("imgsz"), "slimflow checkpoint"
     else:

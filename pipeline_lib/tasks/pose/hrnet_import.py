@@ -65,11 +65,9 @@ def _arch(state: dict[str, torch.Tensor], path: Path) -> dict:
 def import_pose(task, path: Path, model_cfg: dict, manifest: dict | None) -> Imported:
     from .model import ARCHS
 
-    ckpt = slimflow_checkpoint(path)
+    ckpt = slimflow_checkpoint(path, task.family)
     names = None
     if ckpt is not None:
-        if ckpt["arch"]["family"] != task.family:
-            raise UserError(f"{path}: a {ckpt['arch']['family']!r} checkpoint; the config's task is {task.family!r}")
         name, kwargs, state = ckpt["arch"]["name"], dict(ckpt["arch"]["kwargs"]), ckpt["state_dict"]
         names, source = ckpt["meta"].get("names"), "slimflow checkpoint"
     else:

@@ -46,11 +46,9 @@ def _strong_baseline_pickle(path: Path) -> dict[str, torch.Tensor]:
 
 
 def import_reid(task, path: Path, model_cfg: dict, manifest: dict | None) -> Imported:
-    ckpt = slimflow_checkpoint(path)
+    ckpt = slimflow_checkpoint(path, task.family)
     names = None
     if ckpt is not None:
-        if ckpt["arch"]["family"] != task.family:
-            raise UserError(f"{path}: a {ckpt['arch']['family']!r} checkpoint; the config's task is {task.family!r}")
         kwargs, state, names, source = dict(ckpt["arch"]["kwargs"]), ckpt["state_dict"], ckpt["meta"].get("names"), \
             "slimflow checkpoint"
     else:
