@@ -37,6 +37,9 @@ def _run_until_frozen(workdir, config, failpoint, mark):
     proc.wait()
 
 
+MEASURED = ("peak_mem_mb", "seconds_per_epoch")
+
+
 def test_three_kills_resume_and_give_the_uninterrupted_model(tiny_run, tmp_path):
     config = REPO / "config/test.yaml"
     for i, (failpoint, stage, resume_epoch) in enumerate(KILLS):
@@ -56,4 +59,7 @@ def test_three_kills_resume_and_give_the_uninterrupted_model(tiny_run, tmp_path)
         assert resumed.keys() == reference.keys()
         assert all(torch.equal(resumed[k], reference[k]) for k in reference), stage
         metrics = [json.loads((root / f"results/metrics/{stage}.json").read_text()) for root in (tmp_path, tiny_run)]
+        for m in metrics:  # what the training cost is measured (time, memory), not computed: it may differ
+            for key in MEASURED:
+                m.get("training", {}).pop(key, None)
         assert metrics[0] == metrics[1], stage
