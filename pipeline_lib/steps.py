@@ -123,11 +123,7 @@ def _train_process(spec: StageSpec) -> None:
         bns = prunable_bns(model, task.example_input(imgsz), fixed)
         hooks.append(L1Sparsity(bns, train_cfg["sr"], train_cfg["sr_decay"]))
     params, lora = count_params(model), train_cfg.get("lora")
-    if lora:
-        if spec.init_checkpoint is None:
-            raise UserError(f"{spec.label}: lora adapts trained weights, but this stage builds its model from scratch")
-        layers = adapters.inject_from_config(model, lora, fixed, key=f"stages.{_section(spec.label)}.lora")
-        hooks += [] if lora["train_bn"] else [adapters.FrozenNorms()]
+    layers = _inject_lora(spec, model, lora, fixed, hooks) if lora else []
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if lora:
         log.info("%s: LoRA r=%d on %d layers; training %d of %d parameters (%.1f%%)", spec.label, lora["r"],
@@ -150,19 +146,34 @@ def _train_process(spec: StageSpec) -> None:
             "dataset": data_hash,
             "training": {"params": params, "trainable_params": trainable, "peak_mem_mb": round(peak_memory_mb(dev), 1),
                          "seconds_per_epoch": round(sum(r["time_s"] for r in result.history) / len(result.history), 2)}}
-    if lora:  # the adapter alone, then the merged network as the stage's ordinary checkpoint
-        out_adapter = spec.out_adapter or adapters.adapter_path(spec.out_checkpoint)
-        adapters.save_adapter(out_adapter, model.cpu(), lora, layers, base=spec.init_checkpoint,
-                              meta={k: meta[k] for k in ("stage", "epoch", "metrics", "fitness", "run_hash", "dataset")})
-        meta["training"]["adapter_bytes"] = os.path.getsize(out_adapter)
-        meta["lora"] = {"adapter": str(out_adapter), **adapters.resolved(lora), "layers": len(layers)}
-        adapters.merge(model)
+    if lora:
+        _publish_adapter(spec, model.cpu(), lora, layers, meta)
     _write_csv(spec.out_csv, result.history)
     save_checkpoint(spec.out_checkpoint, model.cpu(), arch, meta)
     for name in ("last.pt", "best.pt"):  # published: an interrupted rerun must not resume a finished run
         (workdir / name).unlink(missing_ok=True)
     log.info("%s: best epoch %d, fitness %.4f, %s -> %s", spec.label, result.epoch, result.fitness, result.metrics,
              spec.out_checkpoint)
+
+
+def _inject_lora(spec: StageSpec, model: nn.Module, lora: dict, fixed: list[nn.Module], hooks: list) -> list[str]:
+    """Wrap the stage's target layers in adapters and freeze the rest (norms stay in eval mode
+    unless `train_bn`); returns the wrapped layers' names."""
+    if spec.init_checkpoint is None:
+        raise UserError(f"{spec.label}: lora adapts trained weights, but this stage builds its model from scratch")
+    layers = adapters.inject_from_config(model, lora, fixed, key=f"stages.{_section(spec.label)}.lora")
+    hooks += [] if lora["train_bn"] else [adapters.FrozenNorms()]
+    return layers
+
+
+def _publish_adapter(spec: StageSpec, model: nn.Module, lora: dict, layers: list[str], meta: dict) -> None:
+    """Write the adapter alone, then merge it: the stage publishes an ordinary checkpoint."""
+    out_adapter = spec.out_adapter or adapters.adapter_path(spec.out_checkpoint)
+    adapters.save_adapter(out_adapter, model, lora, layers, base=spec.init_checkpoint,
+                          meta={k: meta[k] for k in ("stage", "epoch", "metrics", "fitness", "run_hash", "dataset")})
+    meta["training"]["adapter_bytes"] = os.path.getsize(out_adapter)
+    meta["lora"] = {"adapter": str(out_adapter), **adapters.resolved(lora), "layers": len(layers)}
+    adapters.merge(model)
 
 
 def merge_lora(*, base: str | os.PathLike, adapter: str | os.PathLike, out_checkpoint: str | os.PathLike) -> None:

@@ -88,3 +88,20 @@ def corrupt_tensor_bytes(path: Path) -> None:
     with open(path, "r+b") as f:  # past the local file header (30 bytes + name + extra) to the middle of the data
         f.seek(info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + info.file_size // 2 - 2048)
         f.write(os.urandom(4096))
+
+
+class Interrupt(Exception):
+    """Raised by KillInEpoch: a training stopped the way a SIGKILL would stop it."""
+
+
+class KillInEpoch:
+    """Engine hook that stops training at the second optimizer step of (0-based) `epoch`."""
+
+    def __init__(self, epoch: int):
+        self.epoch, self.steps = epoch, 0
+
+    def before_step(self, model, epoch, epochs):
+        if epoch == self.epoch:
+            self.steps += 1
+            if self.steps == 2:
+                raise Interrupt

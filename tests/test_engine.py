@@ -14,6 +14,8 @@ from pipeline_lib.engine.loop import TrainingDiverged
 from pipeline_lib.engine.optim import build_optimizer, lr_lambda, param_groups
 from pipeline_lib.engine.utils import make_loader, seed_everything
 
+from conftest import Interrupt, KillInEpoch
+
 
 def _toy(seed=0):
     seed_everything(seed)
@@ -61,27 +63,10 @@ def test_loss_falls_and_history_has_one_row_per_epoch(tmp_path):
     assert result.fitness == max(r["fitness"] for r in rows)
 
 
-class _Interrupt(Exception):
-    pass
-
-
-class _KillAfter:
-    """Stops training in the middle of epoch `epoch`, like a SIGKILL would."""
-
-    def __init__(self, epoch):
-        self.epoch, self.steps = epoch, 0
-
-    def before_step(self, model, epoch, epochs):
-        if epoch == self.epoch:
-            self.steps += 1
-            if self.steps == 2:
-                raise _Interrupt
-
-
 def test_resume_after_interruption_is_bitwise_identical(tmp_path):
     reference, _ = _run(tmp_path / "a", _cfg())
-    with pytest.raises(_Interrupt):
-        _run(tmp_path / "b", _cfg(), hooks=[_KillAfter(epoch=3)])
+    with pytest.raises(Interrupt):
+        _run(tmp_path / "b", _cfg(), hooks=[KillInEpoch(epoch=3)])
     state = torch.load(tmp_path / "b" / "work" / "last.pt", weights_only=True)
     assert state["epoch"] == 3  # epochs 1-3 completed, the 4th was interrupted
     resumed, _ = _run(tmp_path / "b", _cfg())
@@ -117,8 +102,8 @@ def test_criterion_state_resumes_with_the_model(tmp_path):
                      hooks=hooks)
 
     run(tmp_path / "a")
-    with pytest.raises(_Interrupt):
-        run(tmp_path / "b", hooks=[_KillAfter(epoch=3)])
+    with pytest.raises(Interrupt):
+        run(tmp_path / "b", hooks=[KillInEpoch(epoch=3)])
     run(tmp_path / "b")
     reference, resumed = (torch.load(tmp_path / d / "last.pt", weights_only=True) for d in "ab")
     assert resumed["epoch"] == 6 and torch.equal(resumed["criterion"]["centre"], reference["criterion"]["centre"])
@@ -128,8 +113,8 @@ def test_criterion_state_resumes_with_the_model(tmp_path):
 
 def test_changed_config_does_not_resume(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="slimflow")
-    with pytest.raises(_Interrupt):
-        _run(tmp_path, _cfg(), hooks=[_KillAfter(epoch=2)])
+    with pytest.raises(Interrupt):
+        _run(tmp_path, _cfg(), hooks=[KillInEpoch(epoch=2)])
     result, _ = _run(tmp_path, _cfg(lr0=0.02), run_id="other")
     assert "different config" in caplog.text
     assert len(result.history) == 6

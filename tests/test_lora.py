@@ -15,6 +15,8 @@ from pipeline_lib.errors import UserError
 from pipeline_lib.tasks import get_task, load_model
 from pipeline_lib.torchfile import load_sealed
 
+from conftest import Interrupt, KillInEpoch
+
 LAYERS = {
     "linear": lambda: nn.Linear(12, 10),
     "conv1x1": lambda: nn.Conv2d(6, 10, 1),
@@ -166,22 +168,6 @@ def test_adapter_file_round_trip_and_wrong_base_refusal(tmp_path):
     assert load_model(tmp_path / "base.pt").model is not None
 
 
-class _Interrupt(Exception):
-    pass
-
-
-class _KillInEpoch:
-    """Stops training at the second step of `epoch` (0-based), like a SIGKILL would."""
-
-    def __init__(self, epoch):
-        self.epoch, self.steps = epoch, 0
-
-    def before_step(self, model, epoch, epochs):
-        self.steps += epoch == self.epoch
-        if self.steps == 2:
-            raise _Interrupt
-
-
 def _lora_run(workdir, hooks=()):
     model, loader, data = _toy_task()
     adapters.inject(model, r=2, alpha=4, dropout=0.1, targets=None)  # dropout: the RNG must resume too
@@ -191,8 +177,8 @@ def _lora_run(workdir, hooks=()):
 def test_a_lora_stage_is_deterministic_and_resumes_bitwise(tmp_path):
     reference = _lora_run(tmp_path / "a")
     again = _lora_run(tmp_path / "b")
-    with pytest.raises(_Interrupt):
-        _lora_run(tmp_path / "c", hooks=[_KillInEpoch(1)])
+    with pytest.raises(Interrupt):
+        _lora_run(tmp_path / "c", hooks=[KillInEpoch(1)])
     assert torch.load(tmp_path / "c" / "last.pt", weights_only=True)["epoch"] == 1  # resumes after epoch 1
     resumed = _lora_run(tmp_path / "c")
     assert len(resumed.history) == 3
