@@ -20,7 +20,7 @@ import yaml
 from . import steps
 from .chain import LINEAGE_PATTERN, iteration_lineages, prune_settings, sweep_lineages
 from .compare import compare
-from .config import TRAINED_STAGES, load_config, stage_config
+from .config import TRAINED_STAGES, defaults, load_config, stage_config
 from .errors import UserError
 from .export import paths as export_paths
 from .export import steps as export_steps
@@ -161,7 +161,7 @@ def _merge_lora_options(p: argparse.ArgumentParser) -> None:
 
 
 def _import_weights(cfg: dict | None, args: argparse.Namespace) -> dict:
-    family = args.task or (cfg["task"] if cfg else "detection")
+    family = args.task or (cfg or defaults())["task"]
     return dict(path_in=args.weights_in, path_out=args.weights_out, family=family,
                 model_cfg=cfg["model"] if cfg and cfg["task"] == family else None)
 
@@ -169,7 +169,7 @@ def _import_weights(cfg: dict | None, args: argparse.Namespace) -> dict:
 def _import_weights_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("weights_in", type=Path, metavar="IN", help="weights you have: a YOLOv5 .pt, a torchvision or HRNet .pth")
     p.add_argument("weights_out", type=Path, metavar="OUT", help="the slimflow checkpoint to write (use it as model.weights)")
-    p.add_argument("--task", default=None, help="model family of IN (default: the config's task, else detection)")
+    p.add_argument("--task", default=None, help="model family of IN (default: the config's task, else the schema's default task)")
 
 
 def _stage(choices) -> Callable[[argparse.ArgumentParser], None]:

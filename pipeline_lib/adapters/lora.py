@@ -50,7 +50,8 @@ class LoRALayer(nn.Module):
             self.lora_B = nn.Conv2d(r, base.out_channels, 1, groups=g, bias=False)
         nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
         nn.init.zeros_(self.lora_B.weight)
-        self.lora_A.to(base.weight), self.lora_B.to(base.weight)
+        self.lora_A.to(base.weight)  # the base's dtype and device
+        self.lora_B.to(base.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.base(x) + self.lora_B(self.lora_A(self.dropout(x))) * self.scaling
@@ -113,8 +114,11 @@ def inject(model: nn.Module, *, r: int, alpha: float, dropout: float = 0.0, targ
             raise UserError(f"{key}.r: {name} is a conv with groups={groups}; r={r} must be a multiple of it "
                             "(or leave the layer out of lora.targets)")
         _set(model, name, LoRALayer(layer, r, alpha, dropout))
-    for pname, p in model.named_parameters():
-        p.requires_grad_(".lora_A." in f".{pname}" or ".lora_B." in f".{pname}")
+    model.requires_grad_(False)
+    for m in model.modules():
+        if isinstance(m, LoRALayer):
+            m.lora_A.requires_grad_(True)
+            m.lora_B.requires_grad_(True)
     if train_bn:
         for m in norm_layers(model):
             for p in m.parameters(recurse=False):
