@@ -80,8 +80,8 @@ def _train(cfg: dict, args: argparse.Namespace) -> dict:
 
 def _prune(cfg: dict, args: argparse.Namespace) -> dict:
     r = args.results
-    return dict(checkpoint=r / "sparse.pt", prune_cfg=prune_settings("", cfg["prune"]), out_checkpoint=r / "pruned.pt",
-                out_report=r / "prune.json")
+    return dict(checkpoint=r / "sparse.pt", prune_cfg=prune_settings("", cfg["prune"], cfg["export"]["threads"]),
+                out_checkpoint=r / "pruned.pt", out_report=r / "prune.json")
 
 
 def _evaluate(cfg: dict, args: argparse.Namespace) -> dict:

@@ -56,14 +56,18 @@ def _iteration(lineage: str, prune_cfg: dict) -> int:
     return int(re.fullmatch(r"iter/(\d+)/", lineage).group(1))
 
 
-def prune_settings(lineage: str, prune_cfg: dict) -> dict:
-    """What `prune` needs in one lineage: its ratio and the guards (not `iterations`/`sweep`,
-    so adding a sweep ratio does not rerun the main chain's prune)."""
+def prune_settings(lineage: str, prune_cfg: dict, threads: int = 1) -> dict:
+    """What `prune` needs in one lineage: its ratio or target and the guards (not `iterations`/`sweep`,
+    so adding a sweep ratio does not rerun the main chain's prune). `threads` (export.threads)
+    only with a timed target: a FLOPs target or a ratio does not depend on it."""
+    guards = {k: prune_cfg[k] for k in ("min_channels", "round_to", "on_infeasible")}
     if lineage.startswith("sweep/"):
-        ratio = sweep_ratio(lineage)
-    else:
-        ratio = iteration_ratios(prune_cfg)[_iteration(lineage, prune_cfg) - 1]
-    return {"ratio": ratio, **{k: prune_cfg[k] for k in ("min_channels", "round_to", "on_infeasible")}}
+        return {"ratio": sweep_ratio(lineage), **guards}
+    target = prune_cfg.get("target")
+    if target:
+        timed = any(k in target for k in ("latency_ms", "speedup"))
+        return {"ratio": None, "target": target, **guards, **({"threads": threads} if timed else {})}
+    return {"ratio": iteration_ratios(prune_cfg)[_iteration(lineage, prune_cfg) - 1], **guards}
 
 
 def parent(lineage: str, artifact: str, config: dict) -> str | None:

@@ -213,6 +213,16 @@ def _check_across_keys(config: dict) -> None:
     if isinstance(prune["ratio"], list) and len(prune["ratio"]) != prune["iterations"]:
         raise ConfigError(("prune", "ratio"), f"{len(prune['ratio'])} ratios given for prune.iterations="
                           f"{prune['iterations']} (give one ratio per iteration, or one number)")
+    target = prune["target"]
+    if target is not None:
+        from .slimming.target import TARGET_KEYS
+        given = [k for k in TARGET_KEYS if k in target]
+        if len(given) != 1:
+            raise ConfigError(("prune", "target"), f"give exactly one of {', '.join(TARGET_KEYS)} "
+                              f"(got {', '.join(given) or 'none'})")
+        if prune["iterations"] > 1:
+            raise ConfigError(("prune", "target"), "a target sets the final model's size, not each iteration's: "
+                              "with prune.iterations > 1 give prune.ratio per iteration")
     stages = config["stages"]
     if stages["baseline"].get("lora"):  # its adapter would need a slimflow checkpoint to belong to
         raise ConfigError(("stages", "baseline", "lora"), "LoRA adapts a checkpoint of the chain and the baseline "

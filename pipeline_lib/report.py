@@ -17,7 +17,7 @@ import torch
 from .chain import sweep_ratio
 from .checkpoint import load_checkpoint
 from .io import atomic_path, read_json, write_text
-from .report_plots import plt, save_figure as _save
+from .report_plots import plt, prune_request, save_figure as _save
 from .tasks import get_task
 
 
@@ -136,7 +136,7 @@ def prune_lines(prune_report: dict, code: str = "``") -> list[str]:
         more = f", and {len(clamped) - 12} more (prune.json)" if len(clamped) > 12 else ""
         clamped_line = (f"- clamped layers (kept more channels than the threshold asks): {len(clamped)}"
                         + (f": {shown}{more}" if clamped else ""))
-    return [f"- requested ratio: **{prune_report['ratio_requested']:.3g}** of the prunable channels",
+    return [prune_request(prune_report),
             f"- achieved ratio: **{prune_report['ratio_achieved']:.3g}** "
             f"(threshold on the BN scales: {prune_report['threshold']:.3g})",
             clamped_line,

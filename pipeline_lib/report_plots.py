@@ -28,7 +28,7 @@ from .tasks import get_task  # noqa: E402
 
 log = logging.getLogger("slimflow")
 
-__all__ = ["plt", "save_figure", "plot_channels", "pareto_front", "plot_pareto", "sweep_points", "montage",
+__all__ = ["plt", "save_figure", "plot_channels", "prune_request", "pareto_front", "plot_pareto", "sweep_points", "montage",
            "draw_samples", "write_plots"]
 
 
@@ -58,9 +58,25 @@ def plot_channels(prune_report: dict, out_png: str | os.PathLike) -> Path:
     ax.set_xticks(x[::step], names[::step], rotation=90, fontsize=6)
     ax.set_xlim(-1, len(names))
     ax.set(ylabel="channels", title=f"channels per BatchNorm layer: {before.sum()} → {after.sum()} "
-           f"(requested ratio {prune_report['ratio_requested']:.3g}, achieved {prune_report['ratio_achieved']:.3g})")
+           f"({prune_request(prune_report).removeprefix('- ').replace('**', '')}; achieved ratio "
+           f"{prune_report['ratio_achieved']:.3g})")
     ax.legend(fontsize=8)
     return save_figure(fig, out_png)
+
+
+def prune_request(prune_report: dict) -> str:
+    """What the prune step was asked for: a ratio, or a target with how the search met it."""
+    search = prune_report.get("search")
+    if search is None:
+        return f"- requested ratio: **{prune_report['ratio_requested']:.3g}** of the prunable channels"
+    (kind, value), = ((k, v) for k, v in search["target"].items() if k != "runs")
+    after, unpruned = prune_report["after"]["flops"], search["unpruned"]
+    chosen = next(p for p in search["probes"] if p["threshold"] == search["threshold"]) if search["probes"] else {}
+    reached = {"flops": f"{after / unpruned['flops']:.3g} of the FLOPs",
+               "latency_ms": f"{chosen.get('latency_ms', float('nan')):.3g} ms",
+               "speedup": f"{unpruned.get('latency_ms', 0) / chosen.get('latency_ms', 1):.3g}x"}[kind]
+    how = f"reused from {search['reused']}" if "reused" in search else f"{len(search['probes'])} probes"
+    return f"- target: {kind} {value:g}: reached {reached} (threshold by bisection, {how})"
 
 
 def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +25,7 @@ from .checkpoint import save_checkpoint
 from .config import TRAINED_STAGES, config_hash, defaults
 from .engine import distributed, seed_everything, select_device, train
 from .engine.utils import peak_memory_mb
+from .export.latency import exported_latency
 from .errors import UserError
 from .io import atomic_path, read_json, sha256_file, write_json, write_text
 from .profile import count_flops, count_params
@@ -32,7 +34,8 @@ from .report import (landing_page, plot_gamma, plot_latency, plot_training_curve
                      write_summary, write_sweep)
 from .report_plots import write_plots
 from .runner import setup_logging
-from .slimming import L1Sparsity, plan_prune, prunable_bns, prune_model
+from .slimming import L1Sparsity, plan_prune, prunable_bns, prune_model, score_groups
+from .slimming.target import SearchCache, plan_to_target
 from .tasks import get_task, load_model
 from .weights import import_weights
 
@@ -192,22 +195,34 @@ def _bn_widths(model: nn.Module) -> dict[str, int]:
 
 def prune_stage(*, checkpoint: str | os.PathLike, prune_cfg: dict, out_checkpoint: str | os.PathLike,
                 out_report: str | os.PathLike) -> dict:
-    """Plan and cut channels of a (sparsity-trained) checkpoint; write pruned.pt and prune.json."""
+    """Plan and cut channels of a (sparsity-trained) checkpoint; write pruned.pt and prune.json.
+
+    The plan comes from `prune_cfg["ratio"]`, or from a search for `prune_cfg["target"]` whose
+    outcome is kept in prune_search.json beside prune.json and reused by reruns (target.SearchCache).
+    """
     loaded = load_model(checkpoint)
     ckpt, model = loaded.ckpt, loaded.model
     example = loaded.task.example_input(loaded.imgsz)
+    keep = loaded.task.keep_width_modules(model)
     layers = _bn_widths(model)
     before = {"params": count_params(model), "flops": count_flops(model, example)}
-    plan = plan_prune(model, example, prune_cfg["ratio"], min_channels=prune_cfg["min_channels"],
-                      round_to=prune_cfg["round_to"], keep=loaded.task.keep_width_modules(model),
-                      on_infeasible=prune_cfg["on_infeasible"])
+    guards = {k: prune_cfg[k] for k in ("min_channels", "round_to")}
+    search = None
+    if prune_cfg.get("target"):
+        cache = SearchCache(Path(out_report).with_name("prune_search.json"), sha256_file(checkpoint), prune_cfg)
+        plan, search = plan_to_target(model, example, score_groups(model, example, keep), prune_cfg, before, cache,
+                                      partial(_median_latency, example=example, threads=prune_cfg.get("threads", 1),
+                                              runs=prune_cfg["target"].get("runs", 50)))
+    else:
+        plan = plan_prune(model, example, prune_cfg["ratio"], keep=keep, on_infeasible=prune_cfg["on_infeasible"],
+                          **guards)
     prune_model(model, example, plan)
     after = {"params": count_params(model), "flops": count_flops(model, example)}
     pruned = _bn_widths(model)
     report = {"checkpoint": str(checkpoint), "config": prune_cfg, "threshold": plan.threshold,
               "ratio_requested": plan.ratio, "ratio_achieved": plan.achieved_ratio, "before": before, "after": after,
               "layers": {name: {"before": n, "after": pruned[name]} for name, n in layers.items()},
-              "clamped": plan.clamped_report()}
+              "clamped": plan.clamped_report(), **({"search": search} if search else {})}
     inherited = {k: ckpt["meta"].get(k) for k in ("imgsz", "names", "seed", "dataset")}
     meta = {**inherited, "stage": "pruned", "parent": sha256_file(checkpoint), "parent_path": str(checkpoint),
             "config": prune_cfg,
@@ -218,6 +233,11 @@ def prune_stage(*, checkpoint: str | os.PathLike, prune_cfg: dict, out_checkpoin
     log.info("pruned %.1f%% of prunable channels: FLOPs %d -> %d, params %d -> %d", 100 * plan.achieved_ratio,
              before["flops"], after["flops"], before["params"], after["params"])
     return report
+
+
+def _median_latency(model: nn.Module, *, example, threads: int, runs: int) -> float:
+    """Median ONNX Runtime latency (ms, batch 1) of `model` exported as the export step exports it."""
+    return exported_latency(model, example, threads=threads, runs=runs, warmup=max(runs // 5, 3))["median"]
 
 
 def _preview(names: list) -> str:

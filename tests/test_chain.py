@@ -53,3 +53,11 @@ def test_lineage_pattern_accepts_every_lineage_it_names(lineage):
 
     assert re.fullmatch(chain.LINEAGE_PATTERN, lineage)
     assert not re.fullmatch(chain.LINEAGE_PATTERN, "iter/0/")
+
+
+def test_a_target_replaces_the_ratio_and_only_a_timed_one_depends_on_threads():
+    flops = _config(target={"flops": 0.4})["prune"]
+    assert chain.prune_settings("", flops, threads=4) == {"ratio": None, "target": {"flops": 0.4}, "min_channels": 8,
+                                                          "round_to": 8, "on_infeasible": "error"}
+    assert chain.prune_settings("", _config(target={"speedup": 2})["prune"], threads=4)["threads"] == 4
+    assert chain.prune_settings("sweep/r0.25/", _config(target={"flops": 0.4}, sweep=[0.25])["prune"])["ratio"] == 0.25

@@ -37,6 +37,11 @@ def test_defaults_fill_nested_sections(tmp_path):
     ("prune:\n  iterations: 2\n  ratio: [0.3, 0.3, 0.3]\n", 3, "prune.ratio: 3 ratios given for prune.iterations=2"),
     ("prune:\n  ratio: 1.0\n", 2, "prune.ratio:"),
     ("prune:\n  sweep: [0.5, 1.5]\n", 2, "prune.sweep.1: 1.5 is greater than or equal to the maximum of 1"),
+    ("prune:\n  target: {flops: 0.4, speedup: 2}\n", 2, "prune.target: give exactly one of flops, latency_ms, "
+     "speedup (got flops, speedup)"),
+    ("prune:\n  target: {runs: 20}\n", 2, "prune.target: give exactly one of flops, latency_ms, speedup (got none)"),
+    ("prune:\n  iterations: 2\n  target:\n    flops: 0.4\n", 3, "prune.target: a target sets the final model's"),
+    ("prune:\n  target: {speedup: 0.5}\n", 2, "prune.target.speedup: 0.5 is less than or equal to the minimum of 1"),
 ])
 def test_mistakes_name_file_line_and_key(tmp_path, text, line, key):
     path = tmp_path / "bad.yaml"

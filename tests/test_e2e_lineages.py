@@ -53,3 +53,17 @@ def test_two_iterations_slim_the_slim_model_again(tiny_run, tmp_path):
     assert first["meta"]["stage"] == "iter/1/pruned_finetuned"
     table = pd.read_csv(results / "summary.csv")
     assert list(table["stage"])[:5] == ["baseline", "sparse", "pruned", "pruned_finetuned", "iter/1/pruned_finetuned"]
+
+
+def test_a_flops_target_prunes_to_it_and_the_report_says_so(tiny_run, tmp_path):
+    workdir, config = _continue_tiny_run(tiny_run, tmp_path, target={"flops": 0.6})
+    run_snakemake(workdir, config)
+    results = workdir / "results"
+    report = json.loads((results / "prune.json").read_text())
+    assert report["after"]["flops"] <= 0.6 * report["before"]["flops"] and report["ratio_requested"] is None
+    search = report["search"]
+    assert search["goal"] == {"flops": 0.6 * report["before"]["flops"]} and search["threshold"] == report["threshold"]
+    assert [p for p in search["probes"] if p["threshold"] == report["threshold"]][0]["flops"] == report["after"]["flops"]
+    assert list(json.loads((results / "prune_search.json").read_text()).values())[0]["threshold"] == report["threshold"]
+    assert "target: flops 0.6" in (results / "summary.md").read_text()
+    assert "Nothing to be done" in run_snakemake(workdir, config, "-n").stdout

@@ -10,16 +10,19 @@ them because a shared CPU adds rare long stalls that would distort a mean.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
+from .onnx_export import export_onnx
 from .runtime import make_session
 
-__all__ = ["LATENCY_KEYS", "time_calls", "latency_stats", "ort_latency", "torch_latency"]
+__all__ = ["LATENCY_KEYS", "time_calls", "latency_stats", "ort_latency", "exported_latency", "torch_latency"]
 
 LATENCY_KEYS = ("median", "p90", "runs", "threads", "batch")
 
@@ -49,6 +52,15 @@ def ort_latency(path: str | os.PathLike, example: torch.Tensor, *, threads: int,
     feed = {session.get_inputs()[0].name: np.ascontiguousarray(example.numpy(), dtype=np.float32)}
     times = time_calls(lambda: session.run(None, feed), runs, warmup)
     return latency_stats(times, threads=threads, batch=int(example.shape[0]))
+
+
+def exported_latency(model: nn.Module, example: torch.Tensor, *, threads: int, runs: int, warmup: int,
+                     opset: int = 18) -> dict:
+    """ONNX Runtime latency of `model` exported (to a temporary file) as the export step exports it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        export_onnx(model, example, path, opset=opset)
+        return ort_latency(path, example[:1], threads=threads, runs=runs, warmup=warmup)
 
 
 @torch.inference_mode()

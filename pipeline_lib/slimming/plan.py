@@ -20,7 +20,8 @@ from torch import nn
 
 from ..errors import UserError
 
-__all__ = ["PrunePlan", "GroupPlan", "dependency_graph", "prunable_bns", "plan_prune", "apply_mask", "prune_model"]
+__all__ = ["PrunePlan", "GroupPlan", "dependency_graph", "prunable_bns", "score_groups", "feasible_threshold",
+           "plan_prune", "plan_at_threshold", "apply_mask", "prune_model"]
 
 _BN = nn.modules.batchnorm._BatchNorm
 
@@ -36,7 +37,7 @@ class GroupPlan:
 
 @dataclass
 class PrunePlan:
-    ratio: float  # requested fraction of prunable channels
+    ratio: float | None  # requested fraction of prunable channels (None: planned from a threshold)
     threshold: float
     groups: list[GroupPlan] = field(default_factory=list)
 
@@ -86,6 +87,24 @@ def _kept(n: int, n_below: int, min_channels: int, round_to: int) -> int:
     return keep
 
 
+Scored = list  # [(root module, torch-pruning group, importance per channel)] from `score_groups`
+
+
+def score_groups(model: nn.Module, example: torch.Tensor, keep: list[nn.Module] = ()) -> Scored:
+    """Every prunable group with its channels' importance (the largest coupled |γ|)."""
+    importance = tp.importance.BNScaleImportance(group_reduction="max", normalizer=None)
+    graph = dependency_graph(model, example)
+    scored = [(root, group, importance(group).detach()) for root, group in _groups(model, graph, keep)]
+    if not scored:
+        raise UserError("the model has no prunable BatchNorm channels")
+    return scored
+
+
+def feasible_threshold(scored: Scored, min_channels: int) -> float:
+    """The largest threshold that leaves every group its min_channels best channels."""
+    return min(float(s.sort(descending=True).values[min(min_channels, len(s)) - 1]) for _, _, s in scored)
+
+
 def plan_prune(model: nn.Module, example: torch.Tensor, ratio: float, *, min_channels: int = 8,
                round_to: int = 1, keep: list[nn.Module] = (), on_infeasible: str = "error") -> PrunePlan:
     """Plan removal of the `ratio` fraction of prunable channels with the smallest group |γ|.
@@ -97,18 +116,12 @@ def plan_prune(model: nn.Module, example: torch.Tensor, ratio: float, *, min_cha
     """
     if not 0 < ratio < 1:
         raise UserError(f"prune.ratio: {ratio} must be in (0, 1)")
-    names = {m: n for n, m in model.named_modules()}
-    importance = tp.importance.BNScaleImportance(group_reduction="max", normalizer=None)
-    graph = dependency_graph(model, example)
-    scored = [(root, group, importance(group).detach()) for root, group in _groups(model, graph, keep)]
-    if not scored:
-        raise UserError("the model has no prunable BatchNorm channels")
+    scored = score_groups(model, example, keep)
     all_scores = torch.cat([s for _, _, s in scored])
-    k = int(ratio * len(all_scores))  # channels below the threshold
+    k = int(ratio * len(all_scores) + 1e-9)  # channels below the threshold (k/n gives k despite rounding)
     threshold = float(all_scores.sort().values[k])
 
-    # Largest feasible threshold: every group must keep its min_channels best channels.
-    limit = min(float(s.sort(descending=True).values[min(min_channels, len(s)) - 1]) for _, _, s in scored)
+    limit = feasible_threshold(scored, min_channels)
     if threshold > limit:
         feasible = float((all_scores < limit).float().mean())
         message = (f"prune.ratio={ratio} would leave a layer with fewer than prune.min_channels={min_channels} "
@@ -129,8 +142,17 @@ def plan_prune(model: nn.Module, example: torch.Tensor, ratio: float, *, min_cha
             raise UserError(f"{message} (train with sparsity first, stages.sparse.sr > 0, or set "
                             f"prune.on_infeasible: clamp to prune only those)")
         warnings.warn(f"{message}; pruning only those", stacklevel=2)
+    plan = plan_at_threshold(model, scored, threshold, min_channels=min_channels, round_to=round_to, tied=tied)
+    plan.ratio = ratio
+    return plan
 
-    plan = PrunePlan(ratio=ratio, threshold=threshold)
+
+def plan_at_threshold(model: nn.Module, scored: Scored, threshold: float, *, min_channels: int = 8,
+                      round_to: int = 1, tied: bool = False) -> PrunePlan:
+    """Remove every channel whose group |γ| is below `threshold`, keeping at least min_channels
+    per group (rounded up to round_to); `tied` marks groups with channels at the threshold."""
+    names = {m: n for n, m in model.named_modules()}
+    plan = PrunePlan(ratio=None, threshold=threshold)
     for root, group, scores in scored:
         n = len(scores)
         n_below = int((scores < threshold).sum())

@@ -3,6 +3,10 @@ localrules:
     prune,
 
 
+def prune_settings(wildcards):
+    return slim_chain.prune_settings(wildcards.lineage, config["prune"], config["export"]["threads"])
+
+
 rule prune:
     input:
         unpack(parent_checkpoint),
@@ -16,7 +20,8 @@ rule prune:
     conda:
         "../envs/slimflow.yaml"
     params:
-        prune=lambda wildcards: slim_chain.prune_settings(wildcards.lineage, config["prune"]),
-    threads: 1
+        prune=prune_settings,
+    # A latency or speedup target times probes in ONNX Runtime with export.threads.
+    threads: lambda wildcards: prune_settings(wildcards).get("threads", 1)
     script:
         "../scripts/prune.py"

@@ -1,0 +1,109 @@
+"""prune.target: the threshold search meets FLOPs, latency and speedup targets, records its probes,
+fails in one line when the guards make a target unreachable, and is reused from its cache."""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from pipeline_lib.errors import UserError
+from pipeline_lib.profile import count_flops
+from pipeline_lib.slimming import plan_at_threshold, prune_model, score_groups
+from pipeline_lib.slimming.target import SearchCache, bisect, candidate_thresholds, plan_to_target
+from pipeline_lib.steps import _median_latency
+from pipeline_lib.tasks.detection.model import YOLODetector
+
+from conftest import randomize_bn
+
+GUARDS = {"min_channels": 4, "round_to": 8, "on_infeasible": "clamp"}
+
+
+def _model(levels: int | None = None):
+    """A detector with distinct |γ|, or only `levels` distinct values (fewer probes: each timed
+    probe is a torch.export of seconds)."""
+    torch.manual_seed(0)
+    model = randomize_bn(YOLODetector(3, "n"))
+    if levels:
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.weight.copy_((m.weight * levels).ceil() / levels)
+    return model, torch.rand(1, 3, 64, 64)
+
+
+def _flops_at(model, example, scored, threshold):
+    plan = plan_at_threshold(model, scored, threshold, min_channels=GUARDS["min_channels"], round_to=GUARDS["round_to"])
+    return count_flops(prune_model(copy.deepcopy(model), example, plan), example)
+
+
+def _search(model, example, tmp_path, target, **settings):
+    cfg = {**GUARDS, **settings, "target": target}
+    scored = score_groups(model, example, model.keep_width_modules())
+    cache = SearchCache(tmp_path / "prune_search.json", "parent-sha", cfg)
+    unpruned = {"flops": count_flops(model, example)}
+    timer = lambda m: _median_latency(m, example=example, threads=1, runs=target.get("runs", 50))  # noqa: E731
+    return scored, unpruned, plan_to_target(model, example, scored, cfg, unpruned, cache, timer)
+
+
+def test_flops_target_is_met_by_the_smallest_threshold_within_one_rounding_step(tmp_path):
+    model, example = _model()
+    scored, unpruned, (plan, search) = _search(model, example, tmp_path, {"flops": 0.5})
+    goal = 0.5 * unpruned["flops"]
+    assert search["goal"] == {"flops": goal}
+    flops = count_flops(prune_model(copy.deepcopy(model), example, plan), example)
+    assert flops <= goal
+    # One candidate lower (fewer channels removed: one rounding step in some layer) misses it.
+    candidates = candidate_thresholds(scored, min_channels=4, clamp=True)
+    below = candidates[candidates.index(search["threshold"]) - 1]
+    assert _flops_at(model, example, scored, below) > goal
+    # Bisection: about log2(candidates) probes, each recording its ratio and FLOPs; the chosen one among them.
+    assert len(search["probes"]) <= len(candidates).bit_length() + 1
+    chosen = [p for p in search["probes"] if p["threshold"] == search["threshold"]]
+    assert chosen and chosen[0]["meets"] and chosen[0]["flops"] == flops
+    assert all(p["meets"] == (p["flops"] <= goal) and 0 <= p["ratio"] < 1 for p in search["probes"])
+
+
+def test_an_unreachable_target_fails_naming_the_best_reachable_value(tmp_path):
+    model, example = _model()
+    with pytest.raises(UserError, match=r"prune\.target: flops 0\.001 is not reachable: .* reaches flops 0\.\d+") as info:
+        _search(model, example, tmp_path, {"flops": 0.001})
+    best = float(str(info.value).split("reaches flops ")[1].split()[0])
+    assert 0.001 < best < 1
+    assert not (tmp_path / "prune_search.json").exists()  # nothing recorded for a failed search
+
+
+@pytest.mark.e2e  # slow for a unit test: every timed probe is a real torch.export (seconds)
+def test_latency_target_records_every_probe_and_a_rerun_reuses_the_outcome(tmp_path):
+    model, example = _model(levels=4)
+    _, unpruned, (plan, search) = _search(model, example, tmp_path, {"speedup": 1.3, "runs": 10})
+    base = search["unpruned"]["latency_ms"]
+    assert base > 0 and search["goal"] == {"latency_ms": pytest.approx(base / 1.3)}
+    assert search["probes"] and all(p["latency_ms"] > 0 and p["flops"] > 0 for p in search["probes"])
+    # the chosen threshold's probe met the goal as measured then
+    assert next(p for p in search["probes"] if p["threshold"] == search["threshold"])["meets"]
+    cached = json.loads((tmp_path / "prune_search.json").read_text())
+    assert [entry["threshold"] for entry in cached.values()] == [search["threshold"]]
+
+    # A rerun of the same checkpoint and settings takes the recorded threshold: no probe is timed.
+    timer_calls = []
+    scored = score_groups(model, example, model.keep_width_modules())
+    cfg = {**GUARDS, "target": {"speedup": 1.3, "runs": 10}}
+    again, record = plan_to_target(model, example, scored, cfg, unpruned,
+                                   SearchCache(tmp_path / "prune_search.json", "parent-sha", cfg),
+                                   lambda m: timer_calls.append(m) or 1.0)
+    assert not timer_calls and record["reused"].endswith("prune_search.json")
+    assert [g.remove for g in again.groups] == [g.remove for g in plan.groups]
+    # Another checkpoint (or settings) is another entry: it searches.
+    other = SearchCache(tmp_path / "prune_search.json", "another-sha", cfg)
+    assert other.get() is None
+
+
+def test_bisect_finds_the_first_candidate_that_meets_a_monotone_goal():
+    values = list(range(100))
+    for goal in (0, 1, 37, 99):
+        index, probes = bisect(values, lambda v: {"v": v}, lambda p: p["v"] >= goal)
+        assert index == goal and len(probes) <= 8
+    index, probes = bisect(values, lambda v: {"v": v}, lambda p: False)
+    assert index is None and len(probes) == 1  # the largest candidate is tried first
