@@ -42,9 +42,10 @@ def summary_table(metrics_paths: list[str | os.PathLike], latency_paths: list[st
     Runtime for exported models); every *_vs_baseline ratio is against the baseline in the same runtime.
     """
     torch_latency = {m["stage"]: m["latency_ms"] for m in map(read_json, latency_paths)}
-    rows = []
+    rows, epochs = [], {}
     for path in metrics_paths:
         m = read_json(path)
+        epochs.setdefault(m["stage"], m.get("epochs_total"))
         runtime = m.get("format", "torch")
         latency = m.get("latency_ms") or torch_latency.get(m["stage"], {})
         rows.append({"stage": m["stage"] if runtime == "torch" else f"{m['stage']} [{runtime}]", "runtime": runtime,
@@ -52,13 +53,41 @@ def summary_table(metrics_paths: list[str | os.PathLike], latency_paths: list[st
                      "latency_ms": latency.get("median"), "latency_p90_ms": latency.get("p90"),
                      "file_bytes": m["file_bytes"], "data": m.get("data"), **_training_columns(m)})
     table = pd.DataFrame(rows).set_index("stage")
+    # an exported model was trained as its checkpoint was: "pruned_finetuned [onnx_int8]" -> "pruned_finetuned"
+    table["epochs"] = [epochs.get(stage.split(" [")[0]) for stage in table.index]
     if table["data"].nunique() < 2:  # one dataset: nothing to tell apart
         table = table.drop(columns="data")
     reference = table.reindex(table.apply(_reference, axis=1)).set_axis(table.index)  # NaN where it is absent
     for col in ("params", "flops", "file_bytes"):
         table[f"{col}_vs_baseline"] = table[col] / reference[col]
     table["speedup_vs_baseline"] = reference["latency_ms"].astype(float) / table["latency_ms"].astype(float)
-    return table.reset_index()
+    table = table.reset_index()
+    if metrics_paths and (reference := accuracy_reference(table, primary_metric(metrics_paths[0]))) is not None:
+        metric = primary_metric(metrics_paths[0])
+        table[f"{metric}_vs_reference"] = table[metric] - float(table.loc[table["stage"] == reference, metric].iloc[0])
+    return table
+
+
+UNPRUNED = ("baseline", "sparse")
+
+
+def accuracy_reference(table: pd.DataFrame, metric: str) -> str | None:
+    """The row a slim model's accuracy is held against: the best unpruned checkpoint of the chain
+    (baseline or sparse: the sparse model is the same network trained longer, so a finetuned slim
+    model that only beats the baseline may owe it to its extra epochs)."""
+    unpruned = table[table["stage"].isin(UNPRUNED)]
+    return str(unpruned.loc[unpruned[metric].idxmax(), "stage"]) if unpruned[metric].notna().any() else None
+
+
+def reference_line(table: pd.DataFrame, metric: str) -> str:
+    """summary.md's sentence on which row the Δ column compares with, and why."""
+    reference = accuracy_reference(table, metric)
+    if reference is None:
+        return ""
+    row = table[table["stage"] == reference].iloc[0]
+    epochs = "" if pd.isna(row.get("epochs")) else f" after {int(row['epochs'])} epochs"
+    return (f"Accuracy reference: **{reference}** ({metric} {row[metric]:.3g}{epochs}), the best unpruned checkpoint "
+            "of the chain; Δ is each row's accuracy minus it, and epochs counts every epoch that trained the weights.")
 
 
 def _training_columns(metrics: dict) -> dict:
@@ -94,14 +123,17 @@ _SHORT = {"stage": "artifact", "params": "params (M)", "flops": "GFLOPs", "laten
 def short_table(table: pd.DataFrame, metric: str, size: bool = False) -> pd.DataFrame:
     """The short summary: artifact, `metric`, params, GFLOPs, latency, speedup (and size), as text;
     "–" where a number does not apply (no latency for that artifact), never nan."""
-    columns = {"stage": "artifact", metric: metric, **{k: v for k, v in _SHORT.items() if k != "stage"},
+    delta = {f"{metric}_vs_reference": "Δ"} if f"{metric}_vs_reference" in table else {}
+    columns = {"stage": "artifact", metric: metric, **delta, **({"epochs": "epochs"} if "epochs" in table else {}),
+               **{k: v for k, v in _SHORT.items() if k != "stage"},
                **({"file_bytes": "size (MiB)"} if size else {})}
     short = table[list(columns)].rename(columns=columns)
     for col, scale in (("params (M)", 1e6), ("GFLOPs", 1e9), ("size (MiB)", 2**20)):
         if col in short:
             short[col] = short[col] / scale
     for col in list(columns.values())[1:]:
-        short[col] = short[col].map(lambda v: "–" if pd.isna(v) else f"{v:.3g}")
+        form = "{:+.3g}" if col == "Δ" else "{:.0f}" if col == "epochs" else "{:.3g}"
+        short[col] = short[col].map(lambda v: "–" if pd.isna(v) else form.format(v))
     if "data" in table:  # rows measured on different datasets (stages.finetune.dataset): say which
         short.insert(2, "data", table["data"].map(lambda v: "–" if pd.isna(v) else str(v)))
     return short
@@ -159,7 +191,8 @@ def write_summary(table: pd.DataFrame, out_csv: str | os.PathLike, out_md: str |
     head = "# slimflow summary\n\n"
     if metric is not None:
         head += (f"{metric} is the headline accuracy; latency: median at batch 1 on CPU (ms); speedup against the "
-                 "baseline in the same runtime.\n\n" + short_table(table, metric).to_markdown(index=False) + "\n\n# Details\n")
+                 f"baseline in the same runtime. {reference_line(table, metric)}\n\n"
+                 + short_table(table, metric).to_markdown(index=False) + "\n\n# Details\n")
     details = ({"Pruning": "\n".join(prune_lines(prune_report, "`"))} if prune_report else {})
     cost = training_cost(table)
     details |= {"Training cost": cost} if cost else {}
@@ -265,7 +298,8 @@ def landing_page(table: pd.DataFrame, metric: str, prune_report: dict | None = N
     page = ["slimflow run", "============", "", "The chain (each arrow is a file)::", "",
             *["    " + line for line in _CHAIN.splitlines()], "", "Summary", "-------", "",
             f"Headline accuracy {metric}; latency is the median at batch 1 on CPU (PyTorch eager for checkpoints, "
-            "ONNX Runtime for exported models); speedup against the baseline in the same runtime.", "", rows, ""]
+            "ONNX Runtime for exported models); speedup against the baseline in the same runtime. "
+            f"{reference_line(table, metric).replace('**', '*')}", "", rows, ""]
     if prune_report is not None:
         page += ["Pruning", "-------", "", *prune_lines(prune_report), ""]
     page += ["The plots are under the categories on the left (slimming, training, deployment, evaluation, sample "

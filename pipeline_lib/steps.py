@@ -109,12 +109,15 @@ def _train_process(spec: StageSpec) -> None:
         _check_names(spec.init_checkpoint, parent.ckpt, spec.manifest_path, manifest,
                      "a stage continues its parent's classes (stages.finetune.dataset needs the baseline's)")
         model, arch, parent_hash = parent.model, parent.ckpt["arch"], sha256_file(spec.init_checkpoint)
+        epochs_before = parent.ckpt["meta"].get("epochs_total", parent.ckpt["meta"].get("epochs", 0))
     elif spec.model_cfg.get("weights"):  # the user's own weights (docs/WEIGHTS.md): their arch, this data's classes
         imported = import_weights(task, spec.model_cfg["weights"], spec.model_cfg, manifest)
         model, arch, parent_hash = imported.model, imported.arch, sha256_file(spec.model_cfg["weights"])
     else:
         arch = task.arch(spec.model_cfg, manifest)
         model, parent_hash = task.build_model(arch), None
+    if spec.init_checkpoint is None:  # built here, or imported: epochs spent before the import are not known
+        epochs_before = 0
     imgsz, dev = spec.model_cfg["imgsz"], distributed.device_for_rank(select_device(spec.device))
     loader_args = dict(imgsz=imgsz, batch_size=train_cfg["batch_size"] // distributed.world_size(),
                        workers=train_cfg["workers"], seed=spec.seed)
@@ -142,7 +145,8 @@ def _train_process(spec: StageSpec) -> None:
     if result is None:  # not rank 0
         return
     model.load_state_dict(result.state_dict)
-    meta = {"stage": spec.label, "epoch": result.epoch, "epochs": train_cfg["epochs"], "metrics": result.metrics,
+    meta = {"stage": spec.label, "epoch": result.epoch, "epochs": train_cfg["epochs"],
+            "epochs_total": epochs_before + train_cfg["epochs"], "metrics": result.metrics,
             "fitness": result.fitness, "imgsz": imgsz, "names": manifest["names"], "seed": spec.seed,
             "config": train_cfg, "config_hash": config_hash(train_cfg), "run_hash": run_hash,
             "parent": parent_hash, "parent_path": None if spec.init_checkpoint is None else str(spec.init_checkpoint),
@@ -173,7 +177,8 @@ def _publish_adapter(spec: StageSpec, model: nn.Module, lora: dict, layers: list
     """Write the adapter alone, then merge it: the stage publishes an ordinary checkpoint."""
     out_adapter = spec.out_adapter or adapters.adapter_path(spec.out_checkpoint)
     adapters.save_adapter(out_adapter, model, lora, layers, base=spec.init_checkpoint,
-                          meta={k: meta[k] for k in ("stage", "epoch", "metrics", "fitness", "run_hash", "dataset")})
+                          meta={k: meta[k] for k in ("stage", "epoch", "epochs_total", "metrics", "fitness", "run_hash",
+                                                     "dataset")})
     meta["training"]["adapter_bytes"] = os.path.getsize(out_adapter)
     meta["lora"] = {"adapter": str(out_adapter), **adapters.resolved(lora), "layers": len(layers)}
     adapters.merge(model)
@@ -223,7 +228,7 @@ def prune_stage(*, checkpoint: str | os.PathLike, prune_cfg: dict, out_checkpoin
               "ratio_requested": plan.ratio, "ratio_achieved": plan.achieved_ratio, "before": before, "after": after,
               "layers": {name: {"before": n, "after": pruned[name]} for name, n in layers.items()},
               "clamped": plan.clamped_report(), **({"search": search} if search else {})}
-    inherited = {k: ckpt["meta"].get(k) for k in ("imgsz", "names", "seed", "dataset")}
+    inherited = {k: ckpt["meta"].get(k) for k in ("imgsz", "names", "seed", "dataset", "epochs_total")}
     meta = {**inherited, "stage": "pruned", "parent": sha256_file(checkpoint), "parent_path": str(checkpoint),
             "config": prune_cfg,
             "config_hash": config_hash(prune_cfg),
@@ -269,6 +274,7 @@ def evaluate_stage(*, label: str, checkpoint: str | os.PathLike, manifest_path: 
               "fitness": task.fitness(metrics), "params": count_params(model),
               "flops": count_flops(model, task.example_input(imgsz).to(dev)),
               "file_bytes": os.path.getsize(checkpoint), "imgsz": imgsz, "data": str(manifest_path)}
+    result["epochs_total"] = loaded.ckpt["meta"].get("epochs_total")  # every epoch that trained these weights
     if "training" in loaded.ckpt["meta"]:  # what training it cost: trainable params, memory, time, adapter size
         result["training"] = loaded.ckpt["meta"]["training"]
     write_json(out_metrics, result)

@@ -2,6 +2,7 @@
 import re
 
 import pandas as pd
+import pytest
 from docutils.core import publish_parts
 
 from pipeline_lib.report import landing_page
@@ -35,3 +36,30 @@ def test_landing_page_names_the_clamped_layers_and_why():
     # Names as literals: a trailing underscore must not turn into a reStructuredText reference.
     assert re.search(r'<(tt|code) class="docutils literal">stem\.conv</(tt|code)> \(16→8, min_channels\)', html)
     assert re.search(r'<(tt|code) class="docutils literal">head_\.conv</(tt|code)> \(32→32, tied γ\)', html)
+
+
+def test_the_accuracy_reference_is_the_best_unpruned_checkpoint_with_its_epochs(tmp_path):
+    import json
+
+    from pipeline_lib.report import summary_table, write_summary
+
+    def metrics(stage, m, epochs, fmt=None):
+        path = tmp_path / f"{stage}{fmt or ''}.json"
+        body = {"stage": stage, "task": "detection", "metrics": {"mAP50_95": m, "mAP50": m}, "fitness": m,
+                "params": 1e6, "flops": 1e9, "file_bytes": 1e6, "epochs_total": epochs,
+                **({"format": fmt, "latency_ms": {"median": 1.0, "p90": 1.1}} if fmt else {})}
+        path.write_text(json.dumps(body))
+        return path
+
+    paths = [metrics("baseline", 0.612, 40), metrics("sparse", 0.654, 60), metrics("pruned", 0.2, 60),
+             metrics("pruned_finetuned", 0.649, 80), metrics("pruned_finetuned", 0.64, None, "onnx_int8")]
+    table = summary_table(paths)
+    row = table.set_index("stage")
+    # sparse (same network, 20 more epochs) is the reference, not the baseline the slim model "beats"
+    assert row.loc["pruned_finetuned", "mAP50_95_vs_reference"] == pytest.approx(-0.005)
+    assert row.loc["baseline", "mAP50_95_vs_reference"] == pytest.approx(-0.042)
+    assert list(row["epochs"]) == [40, 60, 60, 80, 80]  # the INT8 model was trained as its checkpoint
+    write_summary(table, tmp_path / "summary.csv", tmp_path / "summary.md", metric="mAP50_95")
+    text = (tmp_path / "summary.md").read_text()
+    assert "Accuracy reference: **sparse** (mAP50_95 0.654 after 60 epochs)" in text
+    assert re.search(r"\| pruned_finetuned +\| +0\.649 \| +-0\.005 \| +80 \|", text)
