@@ -4,7 +4,8 @@ One chain (sparse → prune → finetune) lives under a *lineage* prefix of `res
 
     ""              the main chain: results/sparse.pt, results/pruned.pt, results/pruned_finetuned.pt
     "iter/2/"       iteration 2 of `prune.iterations: k` (1..k-1; the last iteration is the main chain)
-    "sweep/r0.3/"   one ratio of `prune.sweep` (pruned from the main chain's sparse.pt)
+    "sweep/r0.3/"   one ratio of `prune.sweep` (pruned from the main chain's sparse.pt), or one
+                    target: "sweep/flops0.3/", "sweep/speedup2.5/", "sweep/latency_ms1.5/"
 
 The rules are written once with `results/{lineage}...` paths; these functions answer the
 questions their input functions ask, so the answers are unit-tested without Snakemake.
@@ -16,13 +17,21 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["LINEAGE_PATTERN", "DATA_PATTERN", "iteration_lineages", "sweep_lineages", "sweep_lineage", "sweep_ratio",
+__all__ = ["LINEAGE_PATTERN", "DATA_PATTERN", "TARGET_KEYS", "is_timed", "iteration_lineages", "sweep_lineages", "sweep_lineage",
+           "sweep_point", "sweep_label",
            "parent", "prune_settings", "iteration_ratios", "data_folder", "manifest", "dataset_settings"]
 
 # Snakemake wildcard constraint for {lineage}; the empty alternative is the main chain.
-LINEAGE_PATTERN = r"(|iter/[1-9][0-9]*/|sweep/r0\.[0-9]+/)"
+LINEAGE_PATTERN = r"(|iter/[1-9][0-9]*/|sweep/(r0\.[0-9]+|flops0\.[0-9]+|speedup[0-9.]+|latency_ms[0-9.]+)/)"
+# prune.target's goals: a fraction of the unpruned FLOPs, a latency, a speedup (slimming.target)
+TARGET_KEYS = ("flops", "latency_ms", "speedup")
 # ... and for {data} in results/data/{data}dataset.json: the experiment's data, or the finetune's own.
 DATA_PATTERN = r"(|finetune/)"
+
+
+def is_timed(target: dict) -> bool:
+    """Whether a prune target is judged by a measured latency (so by timing on this machine)."""
+    return "flops" not in target
 
 
 def iteration_ratios(prune_cfg: dict) -> list[float]:
@@ -36,13 +45,24 @@ def iteration_lineages(prune_cfg: dict) -> list[str]:
     return [f"iter/{i}/" for i in range(1, prune_cfg["iterations"])] + [""]
 
 
-def sweep_lineage(ratio: float) -> str:
-    return f"sweep/r{ratio:g}/"
+def sweep_lineage(point: float | dict) -> str:
+    """The folder of one sweep point: a ratio (0.3 -> sweep/r0.3/) or a target ({flops: 0.3} -> sweep/flops0.3/)."""
+    if isinstance(point, dict):
+        kind = next(k for k in TARGET_KEYS if k in point)
+        return f"sweep/{kind}{point[kind]:g}/"
+    return f"sweep/r{point:g}/"
 
 
-def sweep_ratio(path: str) -> float:
-    """The ratio of a sweep lineage, or of any path or label that starts with one."""
-    return float(re.match(r"sweep/r([0-9.]+)/", path).group(1))
+def sweep_point(path: str) -> tuple[str, float]:
+    """("ratio" or the target's key, value) of a sweep lineage, or of any path or label that starts with one."""
+    kind, value = re.match(r"sweep/(r|flops|speedup|latency_ms)([0-9.]+)/", path).groups()
+    return ("ratio" if kind == "r" else kind), float(value)
+
+
+def sweep_label(path: str) -> str:
+    """How plots and tables name a sweep point: "r=0.3", "flops=0.3", "speedup=2.5"."""
+    kind, value = sweep_point(path)
+    return f"{'r' if kind == 'ratio' else kind}={value:g}"
 
 
 def sweep_lineages(prune_cfg: dict) -> list[str]:
@@ -62,12 +82,15 @@ def prune_settings(lineage: str, prune_cfg: dict, threads: int = 1) -> dict:
     only with a timed target: a FLOPs target or a ratio does not depend on it."""
     guards = {k: prune_cfg[k] for k in ("min_channels", "round_to", "on_infeasible")}
     if lineage.startswith("sweep/"):
-        return {"ratio": sweep_ratio(lineage), **guards}
-    target = prune_cfg.get("target")
+        point = next(p for p in prune_cfg["sweep"] if sweep_lineage(p) == lineage)
+        target = point if isinstance(point, dict) else None
+        ratio = None if target else point
+    else:
+        target = prune_cfg.get("target")
+        ratio = None if target else iteration_ratios(prune_cfg)[_iteration(lineage, prune_cfg) - 1]
     if target:
-        timed = any(k in target for k in ("latency_ms", "speedup"))
-        return {"ratio": None, "target": target, **guards, **({"threads": threads} if timed else {})}
-    return {"ratio": iteration_ratios(prune_cfg)[_iteration(lineage, prune_cfg) - 1], **guards}
+        return {"ratio": None, "target": target, **guards, **({"threads": threads} if is_timed(target) else {})}
+    return {"ratio": ratio, **guards}
 
 
 def parent(lineage: str, artifact: str, config: dict) -> str | None:

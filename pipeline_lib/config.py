@@ -207,19 +207,18 @@ def _sorted_keys(node: Any) -> Any:
 
 def _check_across_keys(config: dict) -> None:
     """Rules a JSON schema cannot say: they relate two keys, or values after formatting."""
-    from .chain import sweep_lineage
+    from .chain import TARGET_KEYS, sweep_lineage
 
     prune = config["prune"]
     if isinstance(prune["ratio"], list) and len(prune["ratio"]) != prune["iterations"]:
         raise ConfigError(("prune", "ratio"), f"{len(prune['ratio'])} ratios given for prune.iterations="
                           f"{prune['iterations']} (give one ratio per iteration, or one number)")
-    target = prune["target"]
-    if target is not None:
-        from .slimming.target import TARGET_KEYS
-        given = [k for k in TARGET_KEYS if k in target]
-        if len(given) != 1:
-            raise ConfigError(("prune", "target"), f"give exactly one of {', '.join(TARGET_KEYS)} "
-                              f"(got {', '.join(given) or 'none'})")
+    points = [(("prune", "sweep", i), p) for i, p in enumerate(prune["sweep"])]
+    for where, target in [(("prune", "target"), prune["target"]), *points]:
+        given = [k for k in TARGET_KEYS if k in target] if isinstance(target, dict) else ["ratio"]
+        if target is not None and len(given) != 1:
+            raise ConfigError(where, f"give exactly one of {', '.join(TARGET_KEYS)} (got {', '.join(given) or 'none'})")
+    if prune["target"] is not None:
         if prune["iterations"] > 1:
             raise ConfigError(("prune", "target"), "a target sets the final model's size, not each iteration's: "
                               "with prune.iterations > 1 give prune.ratio per iteration")
@@ -235,11 +234,11 @@ def _check_across_keys(config: dict) -> None:
         raise ConfigError(("stages", "sparse", "lora"), "the sparsity penalty acts on BatchNorm scales, which LoRA "
                           "freezes: set lora.train_bn: true (or sr: 0)")
     folders: dict[str, int] = {}
-    for i, ratio in enumerate(prune["sweep"]):  # each ratio gets a folder results/sweep/r<ratio>/
-        first = folders.setdefault(sweep_lineage(ratio), i)
+    for i, point in enumerate(prune["sweep"]):  # each point gets a folder results/sweep/r<ratio>/ or /<target>/
+        first = folders.setdefault(sweep_lineage(point), i)
         if first != i:
-            raise ConfigError(("prune", "sweep", i), f"{ratio} and {prune['sweep'][first]} both write "
-                              f"results/{sweep_lineage(ratio)} (ratios are named with 6 significant digits; "
+            raise ConfigError(("prune", "sweep", i), f"{point} and {prune['sweep'][first]} both write "
+                              f"results/{sweep_lineage(point)} (values are named with 6 significant digits; "
                               "drop one or make them differ there)")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .chain import sweep_ratio
+from .chain import sweep_label, sweep_point
 from .checkpoint import load_checkpoint
 from .io import atomic_path, read_json, write_text
 from .report_plots import plt, prune_request, save_figure as _save
@@ -253,15 +253,17 @@ def plot_training_curves(csvs: dict[str, str | os.PathLike], metric: str, out_pn
 
 def sweep_table(base: dict, metric: str, pruned: list[str | os.PathLike],
                 finetuned: list[str | os.PathLike]) -> pd.DataFrame:
-    """One row per swept ratio: cost and accuracy before and after finetuning, against the baseline's metrics."""
+    """One row per sweep point (ratio or target): cost and accuracy before and after finetuning, against the baseline's metrics."""
     rows = []
     for before_path, after_path in zip(pruned, finetuned):
         before, after = read_json(before_path), read_json(after_path)
-        rows.append({"ratio": sweep_ratio(after["stage"]), "params": after["params"], "flops": after["flops"],
+        kind, value = sweep_point(after["stage"])
+        rows.append({"point": sweep_label(after["stage"]), "ratio": value if kind == "ratio" else None,
+                     "params": after["params"], "flops": after["flops"],
                      "flops_vs_baseline": after["flops"] / base["flops"],
                      f"pruned_{metric}": before["metrics"][metric], metric: after["metrics"][metric],
                      f"{metric}_minus_baseline": after["metrics"][metric] - base["metrics"][metric]})
-    return pd.DataFrame(rows).sort_values("ratio").reset_index(drop=True)
+    return pd.DataFrame(rows).sort_values("flops", ascending=False).reset_index(drop=True)  # deeper cuts below
 
 
 def write_sweep(baseline: str | os.PathLike, pruned: list[str | os.PathLike], finetuned: list[str | os.PathLike],
@@ -275,10 +277,10 @@ def write_sweep(baseline: str | os.PathLike, pruned: list[str | os.PathLike], fi
     gflops = table["flops"] / 1e9
     ax.plot(gflops, table[metric], marker="o", label="pruned + finetuned")
     ax.plot(gflops, table[f"pruned_{metric}"], marker="x", ls="--", label="pruned, before finetuning")
-    for x, y, r in zip(gflops, table[metric], table["ratio"]):
-        ax.annotate(f"r={r:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    for x, y, label in zip(gflops, table[metric], table["point"]):
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.scatter([base["flops"] / 1e9], [base["metrics"][metric]], marker="*", s=120, color="k", label="baseline")
-    ax.set(xlabel="GFLOPs per image", ylabel=metric, title="prune-ratio sweep")
+    ax.set(xlabel="GFLOPs per image", ylabel=metric, title="prune sweep")
     ax.legend()
     _save(fig, out_png)
     return table

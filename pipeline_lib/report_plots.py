@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from .chain import sweep_ratio  # noqa: E402
+from .chain import sweep_label  # noqa: E402
 from .io import atomic_path, read_json  # noqa: E402
 from .tasks import get_task  # noqa: E402
 
@@ -169,7 +169,7 @@ def sweep_points(metrics_paths: list[str | os.PathLike], metric: str) -> list[di
     points = []
     for path in metrics_paths:
         m = read_json(path)
-        points.append({"label": f"r={sweep_ratio(m['stage']):g}", "flops": m["flops"], metric: m["metrics"][metric]})
+        points.append({"label": sweep_label(m["stage"]), "flops": m["flops"], metric: m["metrics"][metric]})
     return points
 
 

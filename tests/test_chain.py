@@ -1,4 +1,6 @@
 """Lineages of the slimming chain: which artifact each one starts from, and with which ratio."""
+import re
+
 import pytest
 
 from pipeline_lib import chain
@@ -42,7 +44,7 @@ def test_sweep_prunes_the_main_sparse_model_at_its_own_ratio():
     assert chain.parent("sweep/r0.25/", "pruned", cfg) == "results/sparse.pt"
     assert chain.parent("sweep/r0.25/", "pruned_finetuned", cfg) == "results/sweep/r0.25/pruned.pt"
     assert chain.prune_settings("sweep/r0.25/", cfg["prune"])["ratio"] == 0.25
-    assert chain.sweep_ratio("sweep/r0.5/pruned_finetuned") == 0.5
+    assert chain.sweep_point("sweep/r0.5/pruned_finetuned") == ("ratio", 0.5)
     # The main prune's settings do not mention the sweep, so adding a ratio never reruns it.
     assert chain.prune_settings("", cfg["prune"]) == chain.prune_settings("", _config(ratio=0.7)["prune"])
 
@@ -61,3 +63,14 @@ def test_a_target_replaces_the_ratio_and_only_a_timed_one_depends_on_threads():
                                                           "round_to": 8, "on_infeasible": "error"}
     assert chain.prune_settings("", _config(target={"speedup": 2})["prune"], threads=4)["threads"] == 4
     assert chain.prune_settings("sweep/r0.25/", _config(target={"flops": 0.4}, sweep=[0.25])["prune"])["ratio"] == 0.25
+
+
+def test_a_sweep_point_may_be_a_target_with_its_own_folder():
+    cfg = _config(sweep=[0.3, {"flops": 0.4}, {"speedup": 2.5, "runs": 20}])
+    assert chain.sweep_lineages(cfg["prune"]) == ["sweep/r0.3/", "sweep/flops0.4/", "sweep/speedup2.5/"]
+    assert chain.prune_settings("sweep/flops0.4/", cfg["prune"])["target"] == {"flops": 0.4}
+    assert chain.prune_settings("sweep/speedup2.5/", cfg["prune"], threads=2)["threads"] == 2
+    assert chain.sweep_label("sweep/speedup2.5/pruned_finetuned") == "speedup=2.5"
+    assert chain.sweep_point("sweep/latency_ms1.5/pruned") == ("latency_ms", 1.5)
+    for lineage in chain.sweep_lineages(cfg["prune"]):
+        assert re.fullmatch(chain.LINEAGE_PATTERN, lineage)

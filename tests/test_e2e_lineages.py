@@ -20,15 +20,18 @@ def _continue_tiny_run(tiny_run, tmp_path, **prune):
 
 
 def test_two_ratio_sweep_reuses_the_chain_and_compares_ratios(tiny_run, tmp_path):
-    workdir, config = _continue_tiny_run(tiny_run, tmp_path, sweep=[0.3, 0.6])
+    workdir, config = _continue_tiny_run(tiny_run, tmp_path, sweep=[0.3, 0.6, {"flops": 0.2}])
     before = {p: p.stat().st_mtime_ns for p in (workdir / "results").glob("*.pt")}
     run_snakemake(workdir, config)
     assert {p: p.stat().st_mtime_ns for p in (workdir / "results").glob("*.pt")} == before
 
     table = pd.read_csv(workdir / "results/sweep/summary.csv")
-    assert list(table["ratio"]) == [0.3, 0.6]
-    assert "2 sweep points -> results/plots/pareto.png" in (workdir / "results/logs/report.log").read_text()
+    assert list(table["point"]) == ["r=0.3", "r=0.6", "flops=0.2"]  # by FLOPs, most first
+    assert list(table["ratio"])[:2] == [0.3, 0.6] and pd.isna(table["ratio"].iloc[2])
+    assert "3 sweep points -> results/plots/pareto.png" in (workdir / "results/logs/report.log").read_text()
     assert table["flops"].iloc[1] < table["flops"].iloc[0]  # a larger ratio costs less
+    target = json.loads((workdir / "results/sweep/flops0.2/prune.json").read_text())
+    assert target["after"]["flops"] <= 0.2 * target["before"]["flops"] and target["search"]["probes"]
     for ratio in ("0.3", "0.6"):
         lineage = workdir / f"results/sweep/r{ratio}"
         report = json.loads((lineage / "prune.json").read_text())

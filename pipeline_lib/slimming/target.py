@@ -22,25 +22,20 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..chain import TARGET_KEYS, is_timed
 from ..errors import UserError
 from ..io import read_json, write_json
 from ..profile import count_flops
 from .plan import PrunePlan, Scored, feasible_threshold, plan_at_threshold, prune_model
 
-__all__ = ["TARGET_KEYS", "target_goal", "is_timed", "candidate_thresholds", "bisect", "infeasible_message",
-           "SearchCache", "plan_to_target"]
+__all__ = ["target_goal", "candidate_thresholds", "bisect", "infeasible_message",
+           "SearchCache", "search", "plan_to_target"]
 
-TARGET_KEYS = ("flops", "latency_ms", "speedup")
 
 
 def _kind(target: dict) -> tuple[str, float]:
     (kind,) = [k for k in TARGET_KEYS if k in target]
     return kind, float(target[kind])
-
-
-def is_timed(target: dict) -> bool:
-    """Whether meeting the target is judged by a measured latency (so depends on timing noise)."""
-    return _kind(target)[0] != "flops"
 
 
 def target_goal(target: dict, unpruned: dict) -> tuple[str, float]:
