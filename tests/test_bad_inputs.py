@@ -132,8 +132,8 @@ def _pickle_exploit(root: Path):
     torch.save({"format": "slimflow/ckpt-v1", "payload": _Exploit()}, root / "results/baseline.pt")
 
 
-def _infeasible_prune(root: Path):
-    (root / CASE).write_text("prune:\n  ratio: 0.99\n  on_infeasible: error\n")
+def _infeasible_prune(root: Path, case: str = "prune:\n  ratio: 0.99\n  on_infeasible: error\n"):
+    (root / CASE).write_text(case)
     ckpt = torch.load(root / "results/baseline.pt", weights_only=True)
     generator = torch.Generator().manual_seed(0)
     for key in [k for k in ckpt["state_dict"] if k.endswith("running_var")]:  # distinct |γ|, as after training
@@ -248,6 +248,8 @@ CASES = [
      ["work/baseline/last.pt", "corrupted", "delete it to start this stage over"]),
     ("missing checkpoint", lambda r: (r / "results/baseline.pt").unlink(), [EVAL], ["baseline.pt", "not found"]),
     ("infeasible prune ratio", _infeasible_prune, [lambda r: _cli(r, "prune")], ["largest feasible ratio"]),
+    ("unreachable prune target", lambda r: _infeasible_prune(r, "prune:\n  target: {flops: 0.001}\n"),
+     [lambda r: _cli(r, "prune")], ["prune.target: flops 0.001 is not reachable", "reaches flops 0."]),
     # --- command line and environment
     ("train --stage foo", lambda r: None, [lambda r: _cli(r, "train", "--stage", "foo")], ["--stage", "invalid choice: 'foo'"]),
     ("evaluate --stage outside results/", lambda r: None, [lambda r: _cli(r, "evaluate", "--stage", "../../escape")],
