@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 
+from .widths import resolve_round_to
+
 __all__ = ["LINEAGE_PATTERN", "DATA_PATTERN", "TARGET_KEYS", "is_timed", "iteration_lineages", "sweep_lineages", "sweep_lineage",
            "sweep_point", "sweep_label",
            "parent", "prune_settings", "iteration_ratios", "data_folder", "manifest", "dataset_settings"]
@@ -80,7 +82,7 @@ def prune_settings(lineage: str, prune_cfg: dict, threads: int = 1) -> dict:
     """What `prune` needs in one lineage: its ratio or target and the guards (not `iterations`/`sweep`,
     so adding a sweep ratio does not rerun the main chain's prune). `threads` (export.threads)
     only with a timed target: a FLOPs target or a ratio does not depend on it."""
-    guards = {k: prune_cfg[k] for k in ("min_channels", "round_to", "on_infeasible")}
+    guards = {k: prune_cfg[k] for k in ("min_channels", "on_infeasible")} | {"round_to": resolve_round_to(prune_cfg["round_to"])}
     if lineage.startswith("sweep/"):
         point = next(p for p in prune_cfg["sweep"] if sweep_lineage(p) == lineage)
         target = point if isinstance(point, dict) else None

@@ -5,6 +5,7 @@ import pytest
 
 from pipeline_lib import chain
 from pipeline_lib.config import defaults
+from pipeline_lib.widths import runtime_block
 
 
 def _config(**prune):
@@ -20,7 +21,7 @@ def test_single_iteration_is_the_classic_chain():
     assert chain.parent("", "sparse", cfg) == "results/baseline.pt"
     assert chain.parent("", "pruned", cfg) == "results/sparse.pt"
     assert chain.parent("", "pruned_finetuned", cfg) == "results/pruned.pt"
-    assert chain.prune_settings("", cfg["prune"]) == {"ratio": 0.6, "min_channels": 8, "round_to": 8,
+    assert chain.prune_settings("", cfg["prune"]) == {"ratio": 0.6, "min_channels": 8, "round_to": runtime_block(),
                                                       "on_infeasible": "error"}
     cfg["stages"]["sparse"]["init"] = "scratch"
     assert chain.parent("", "sparse", cfg) is None
@@ -60,7 +61,7 @@ def test_lineage_pattern_accepts_every_lineage_it_names(lineage):
 def test_a_target_replaces_the_ratio_and_only_a_timed_one_depends_on_threads():
     flops = _config(target={"flops": 0.4})["prune"]
     assert chain.prune_settings("", flops, threads=4) == {"ratio": None, "target": {"flops": 0.4}, "min_channels": 8,
-                                                          "round_to": 8, "on_infeasible": "error"}
+                                                          "round_to": runtime_block(), "on_infeasible": "error"}
     assert chain.prune_settings("", _config(target={"speedup": 2})["prune"], threads=4)["threads"] == 4
     assert chain.prune_settings("sweep/r0.25/", _config(target={"flops": 0.4}, sweep=[0.25])["prune"])["ratio"] == 0.25
 
