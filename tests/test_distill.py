@@ -165,3 +165,17 @@ def test_each_lineage_distills_from_its_own_unpruned_model():
     cfg["stages"]["finetune"]["distill"]["teacher"] = "baseline"
     assert chain.teacher("iter/2/", "pruned_finetuned", cfg) == "results/baseline.pt"
     assert chain.teacher("", "pruned_finetuned", defaults()) is None
+
+
+def test_a_lora_student_starts_at_its_plain_teacher_and_trains_only_its_adapters():
+    from pipeline_lib import adapters
+
+    task, model, batch = _setup("detection")
+    teacher = teacher_mode(copy.deepcopy(model).requires_grad_(False))
+    adapters.inject(model, r=2, alpha=2, targets=None, fixed=task.keep_width_modules(model))
+    model.train()
+    adapters.FrozenNorms().on_train_mode(model)  # as the loop's LoRA hook does
+    loss, items = Distillation(task.criterion(model, _cfg("detection")), teacher, task, CFG)(model, batch)
+    assert items["distill"] == 0.0  # B starts at zero: the student's outputs are the teacher's
+    loss.backward()
+    assert all((p.grad is not None) == (".lora_" in n) for n, p in model.named_parameters())
