@@ -77,7 +77,11 @@ def main() -> None:
                         "--directory", str(dest), "--cores", "all", "--configfile", *configs], check=True)
         label = f"LoRA r={r}{' + BN' if args.train_bn else ''}" if r else "full (again, timed here)"
         rows.append(_row(dest / "results", label, metric, pruned, full))
-    columns = list(rows[1])
+    _print_table(rows, list(rows[1]))
+
+
+def _print_table(rows: list[dict], columns: list[str]) -> None:
+    """A Markdown table of `columns` (– where a row has no value)."""
     print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
     for row in rows:
         print("| " + " | ".join("–" if row.get(c) is None else str(row[c]) for c in columns) + " |")

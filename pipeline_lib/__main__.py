@@ -18,7 +18,7 @@ from typing import Callable
 import yaml
 
 from . import steps
-from .chain import LINEAGE_PATTERN, iteration_lineages, prune_settings, sweep_lineages
+from .chain import LINEAGE_PATTERN, iteration_lineages, prune_settings, sweep_lineages, teacher
 from .compare import compare
 from .config import TRAINED_STAGES, defaults, load_config, stage_config
 from .errors import UserError
@@ -74,8 +74,14 @@ def _train(cfg: dict, args: argparse.Namespace) -> dict:
                            family=cfg["task"], seed=cfg["seed"], device=cfg["device"],
                            manifest_path=r / "data" / "dataset.json", out_checkpoint=r / f"{args.stage}.pt",
                            out_csv=r / "train" / f"{args.stage}.csv", workdir=r / "work" / args.stage,
-                           init_checkpoint=args.init)
+                           init_checkpoint=args.init, teacher_checkpoint=_teacher(r, args.stage, cfg))
     return dict(spec=spec)
+
+
+def _teacher(results: Path, stage: str, cfg: dict) -> Path | None:
+    """The main chain's teacher of a stage (stages.finetune.distill), under --results."""
+    path = teacher("", stage, cfg)
+    return None if path is None else _in(results, path)
 
 
 def _prune(cfg: dict, args: argparse.Namespace) -> dict:
@@ -254,6 +260,7 @@ OPTIONAL_CONFIG = {"predict", "import-weights"}  # a model knows its family; a c
 
 # Inputs a step reads, with the command that writes them: a missing one is a one-line error, not a traceback.
 _INPUTS = {"manifest_path": "prepare-dataset", "checkpoint": "train or prune", "init_checkpoint": "train",
+           "teacher_checkpoint": "train",
            "base": "train or prune", "adapter": "train with stages.<stage>.lora",
            "onnx_path": "export", "report_path": "export"}
 

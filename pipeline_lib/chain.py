@@ -11,6 +11,7 @@ The rules are written once with `results/{lineage}...` paths; these functions an
 questions their input functions ask, so the answers are unit-tested without Snakemake.
 
     parent("iter/2/", "sparse", cfg)   # -> "results/iter/1/pruned_finetuned.pt"
+    teacher("sweep/r0.3/", "pruned_finetuned", cfg)   # stages.finetune.distill on: "results/sparse.pt"
     prune_settings("sweep/r0.3/", cfg["prune"])["ratio"]  # -> 0.3
 """
 from __future__ import annotations
@@ -19,9 +20,9 @@ import re
 
 from .widths import resolve_round_to
 
-__all__ = ["LINEAGE_PATTERN", "DATA_PATTERN", "TARGET_KEYS", "is_timed", "iteration_lineages", "sweep_lineages", "sweep_lineage",
-           "sweep_point", "sweep_label",
-           "parent", "prune_settings", "iteration_ratios", "data_folder", "manifest", "dataset_settings"]
+__all__ = ["LINEAGE_PATTERN", "DATA_PATTERN", "TARGET_KEYS", "is_timed", "iteration_lineages", "sweep_lineages",
+           "sweep_lineage", "sweep_point", "sweep_label", "parent", "teacher", "prune_settings", "iteration_ratios",
+           "data_folder", "manifest", "dataset_settings"]
 
 # Snakemake wildcard constraint for {lineage}; the empty alternative is the main chain.
 LINEAGE_PATTERN = r"(|iter/[1-9][0-9]*/|sweep/(r0\.[0-9]+|flops0\.[0-9]+|speedup[0-9.]+|latency_ms[0-9.]+)/)"
@@ -109,6 +110,16 @@ def parent(lineage: str, artifact: str, config: dict) -> str | None:
             return f"results/{iteration_lineages(config['prune'])[i - 2]}pruned_finetuned.pt"
         return "results/baseline.pt" if config["stages"]["sparse"]["init"] == "baseline" else None
     raise ValueError(f"unknown artifact {artifact!r}")
+
+
+def teacher(lineage: str, artifact: str, config: dict) -> str | None:
+    """The checkpoint that teaches `results/{lineage}{artifact}.pt` (`stages.finetune.distill`;
+    None: no distillation): the lineage's sparsity-trained model — the one its pruned model was
+    cut from — or the experiment's only baseline."""
+    distill = config["stages"]["finetune"].get("distill")
+    if artifact != "pruned_finetuned" or not distill:
+        return None
+    return "results/baseline.pt" if distill["teacher"] == "baseline" else parent(lineage, "pruned", config)
 
 
 def data_folder(artifact: str, config: dict) -> str:

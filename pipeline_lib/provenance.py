@@ -50,6 +50,11 @@ def provenance(checkpoints: list[str | os.PathLike]) -> dict:
                            "parent_sha256": meta.get("parent"),
                            "parent": by_hash.get(meta.get("parent")) or meta.get("parent_path"),
                            "dataset": meta.get("dataset"), "versions": meta.get("versions", {})}
+        teacher = meta.get("distill")
+        if teacher:  # distilled: the teacher's weights made this artifact as much as its parent's
+            digest_t = teacher["teacher_sha256"]
+            artifacts[path]["teacher"] = {"sha256": digest_t, "config_hash": teacher["teacher_config_hash"],
+                                          "path": by_hash.get(digest_t) or teacher["teacher_path"]}
         adapter = (meta.get("lora") or {}).get("adapter")
         if adapter and os.path.isfile(adapter):  # a LoRA stage: the adapter alone, merged into this checkpoint
             artifacts[path]["adapter"] = {"path": adapter, "sha256": sha256_file(adapter)}

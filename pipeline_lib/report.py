@@ -239,6 +239,8 @@ def plot_training_curves(csvs: dict[str, str | os.PathLike], metric: str, out_pn
         epochs = history["epoch"] + offset
         loss = history.filter(like="train/").sum(axis=1)
         ax_loss.plot(epochs, loss, label=name)
+        if "train/distill" in history:  # a distilled finetune: its teacher's term on its own
+            ax_loss.plot(epochs, history["train/distill"], ls="--", label=f"{name}: distill term")
         val = history[["epoch", f"metrics/{metric}"]].dropna()
         ax_metric.plot(val["epoch"] + offset, val[f"metrics/{metric}"], marker="o", label=name)
         offset += int(history["epoch"].max())

@@ -18,9 +18,10 @@ from functools import partial
 from pathlib import Path
 
 import pandas as pd
+import torch
 from torch import nn
 
-from . import adapters
+from . import adapters, distill
 from .checkpoint import save_checkpoint
 from .config import TRAINED_STAGES, config_hash, defaults
 from .engine import distributed, seed_everything, select_device, train
@@ -36,7 +37,7 @@ from .report_plots import write_plots
 from .runner import setup_logging
 from .slimming import L1Sparsity, plan_prune, prunable_bns, prune_model, score_groups
 from .slimming.target import SearchCache, plan_to_target
-from .tasks import get_task, load_model
+from .tasks import Criterion, Task, get_task, load_model
 from .weights import import_weights
 
 __all__ = ["prepare_dataset", "StageSpec", "train_stage", "merge_lora", "prune_stage", "evaluate_stage", "report", "sweep_report"]
@@ -76,6 +77,7 @@ class StageSpec:
     workdir: str | os.PathLike  # resume state (last.pt, best.pt) while the stage runs
     init_checkpoint: str | os.PathLike | None = None  # the parent artifact; None builds from model_cfg
     out_adapter: str | os.PathLike | None = None  # LoRA stages: the adapter alone (default: beside out_checkpoint)
+    teacher_checkpoint: str | os.PathLike | None = None  # stages.finetune.distill: the unpruned model that teaches
 
 
 def _section(label: str) -> str:
@@ -134,11 +136,15 @@ def _train_process(spec: StageSpec) -> None:
     if lora:
         log.info("%s: LoRA r=%d on %d layers; training %d of %d parameters (%.1f%%)", spec.label, lora["r"],
                  len(layers), trainable, params, 100 * trainable / params)
+    criterion, teacher = task.criterion(model, train_cfg), None
+    if train_cfg.get("distill"):
+        criterion, teacher = _distillation(spec, task, criterion, manifest, dev)
     data_hash = config_hash(manifest["checksums"])
     run_hash = config_hash({"stage": spec.label, "train": train_cfg, "arch": arch, "imgsz": imgsz,
-                            "parent": parent_hash, "data": data_hash, "seed": spec.seed})
+                            "parent": parent_hash, "data": data_hash, "seed": spec.seed,
+                            **({"teacher": teacher["teacher_sha256"]} if teacher else {})})
     workdir = Path(spec.workdir)
-    result = train(model, criterion=task.criterion(model, train_cfg), train_loader=train_loader,
+    result = train(model, criterion=criterion, train_loader=train_loader,
                    evaluate=lambda m: task.evaluate(m, val_loader, dev, val_cfg, manifest),
                    fitness=task.fitness, cfg=train_cfg, workdir=workdir, device=dev,
                    run_id=run_hash, hooks=hooks, desc=spec.label)
@@ -153,6 +159,8 @@ def _train_process(spec: StageSpec) -> None:
             "dataset": data_hash,
             "training": {"params": params, "trainable_params": trainable, "peak_mem_mb": round(peak_memory_mb(dev), 1),
                          "seconds_per_epoch": round(sum(r["time_s"] for r in result.history) / len(result.history), 2)}}
+    if teacher:
+        meta["distill"] = teacher
     if lora:
         _publish_adapter(spec, model.cpu(), lora, layers, meta)
     _write_csv(spec.out_csv, result.history)
@@ -171,6 +179,25 @@ def _inject_lora(spec: StageSpec, model: nn.Module, lora: dict, fixed: list[nn.M
     layers = adapters.inject_from_config(model, lora, fixed, key=f"stages.{_section(spec.label)}.lora")
     hooks += [] if lora["train_bn"] else [adapters.FrozenNorms()]
     return layers
+
+
+def _distillation(spec: StageSpec, task: Task, criterion: Criterion, manifest: dict,
+                  device: torch.device) -> tuple[distill.Distillation, dict]:
+    """The stage's criterion with the teacher's term (`stages.finetune.distill`), and what the
+    checkpoint's meta records of the teacher: another teacher makes another artifact."""
+    cfg = spec.train_cfg["distill"]
+    if spec.teacher_checkpoint is None:
+        raise UserError(f"{spec.label}: stages.finetune.distill is set, but no teacher checkpoint was given "
+                        f"(results/{cfg['teacher']}.pt)")
+    loaded = distill.load_teacher(spec.teacher_checkpoint, spec.family, device)
+    _check_names(spec.teacher_checkpoint, loaded.ckpt, spec.manifest_path, manifest,
+                 "the teacher must know the student's classes")
+    record = {**cfg, "teacher_path": str(spec.teacher_checkpoint),
+              "teacher_sha256": sha256_file(spec.teacher_checkpoint), "teacher_stage": loaded.ckpt["meta"].get("stage"),
+              "teacher_config_hash": loaded.ckpt["meta"].get("config_hash")}
+    log.info("%s: distilling from %s (weight %g, temperature %g)", spec.label, spec.teacher_checkpoint,
+             cfg["weight"], cfg["temperature"])
+    return distill.Distillation(criterion, loaded.model, task, cfg), record
 
 
 def _publish_adapter(spec: StageSpec, model: nn.Module, lora: dict, layers: list[str], meta: dict) -> None:

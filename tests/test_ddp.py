@@ -1,4 +1,5 @@
 """Two-process DDP training on CPU (gloo), launched from the step itself, as under Snakemake or SLURM."""
+import dataclasses
 import os
 import signal
 import subprocess
@@ -11,9 +12,11 @@ import torch
 import yaml
 
 from pipeline_lib import steps
-from pipeline_lib.checkpoint import load_checkpoint
+from pipeline_lib.checkpoint import load_checkpoint, save_checkpoint
 from pipeline_lib.config import load_config, stage_config
 from pipeline_lib.errors import UserError
+from pipeline_lib.io import read_json, sha256_file
+from pipeline_lib.tasks import get_task
 
 from conftest import REPO
 
@@ -54,6 +57,23 @@ def test_two_process_training_learns_and_publishes_a_loadable_checkpoint(tiny):
                                   device="cpu", seed=0, out_metrics=root / "results/metrics/baseline.json")
     assert 0.0 <= result["metrics"]["mAP50_95"] <= 1.0
     assert not (root / "results/work/baseline/last.pt").exists()
+
+
+def test_ddp_finetune_distills_from_an_unwrapped_teacher_in_each_process(tiny):
+    root, cfg = tiny
+    task, manifest = get_task("detection"), read_json(root / "results/data/dataset.json")
+    arch = task.arch(cfg["model"], manifest)
+    torch.manual_seed(1)  # another network than the student's
+    save_checkpoint(root / "teacher.pt", task.build_model(arch), arch,
+                    {"stage": "sparse", "imgsz": cfg["model"]["imgsz"], "names": manifest["names"], "config_hash": "t"})
+    r = root / "results"
+    spec = dataclasses.replace(_spec(root, cfg, epochs=2, distill={"teacher": "sparse", "weight": 1.0, "temperature": 2.0}),
+                               label="pruned_finetuned", teacher_checkpoint=root / "teacher.pt",
+                               out_checkpoint=r / "distilled.pt", out_csv=r / "train/distilled.csv",
+                               workdir=r / "work/distilled")
+    steps.train_stage(spec)
+    assert load_checkpoint(r / "distilled.pt")["meta"]["distill"]["teacher_sha256"] == sha256_file(root / "teacher.pt")
+    assert (pd.read_csv(r / "train/distilled.csv")["train/distill"] > 0).all()
 
 
 def test_batch_size_must_split_evenly_over_processes(tiny):

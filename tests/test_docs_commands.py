@@ -45,6 +45,8 @@ NOT_RUN = [
      "tests/test_lora_e2e.py runs this exact line on one"),
     (r"^python benchmarks/lora\.py runs/", "finetunes the default chain's pruned model once per rank (minutes each)",
      "tests/test_lora_e2e.py runs the script on a copy of the tiny run"),
+    (r"^python benchmarks/distill\.py runs/", "finetunes the default chain's pruned model once per teacher (minutes each)",
+     "tests/test_distill_e2e.py runs the script on a tiny finished chain"),
     (r"import-weights \S+\.pth? |configfile config/yolov5_slim\.yaml", "needs the user's own weights and data.yaml",
      "tests/test_weights_e2e.py (a generated YOLOv5 checkpoint through import-weights and the chain)"),
 ]

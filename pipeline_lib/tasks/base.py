@@ -97,6 +97,9 @@ class Task(ABC):
     family: str  # the `task:` value that selects it; equals its folder's name
     metric_keys: tuple[str, ...]  # keys of evaluate()'s result; the first is the headline accuracy
     output_names: tuple[str, ...] = ("output",)  # names of the exported ONNX graph's outputs (input: "images")
+    # The criterion's loss is summed over the batch's images (YOLOv5's loss x batch size) while its
+    # logged items are per image: a distillation term is then scaled alike before it is added.
+    loss_sums_over_batch: bool = False
 
     @property
     def schema_path(self) -> Path:
@@ -131,6 +134,16 @@ class Task(ABC):
     @abstractmethod
     def fitness(self, metrics: dict[str, float]) -> float:
         """One number to pick the best epoch by (higher is better)."""
+
+    def distill_loss(self, student_out: Any, teacher_out: Any, cfg: dict) -> torch.Tensor:
+        """Distillation term (a scalar, per image like the criterion's items) between what the
+        student's train-mode forward returned and the teacher's output on the same images, in the
+        same form (`pipeline_lib.distill.teacher_mode`). `cfg` is `stages.finetune.distill`
+        (`temperature`, `weight`: the caller applies the weight). Exactly 0 when the two are equal.
+        Default: the family has none."""
+        from ..errors import UserError
+
+        raise UserError(f"stages.finetune.distill: the {self.family} family has no distillation loss")
 
     def example_input(self, imgsz: ImageSize, batch: int = 1) -> torch.Tensor:
         return torch.rand(batch, 3, *input_size(imgsz))

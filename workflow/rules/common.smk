@@ -98,6 +98,13 @@ def parent_checkpoint(wildcards):
     return {"init": path} if path else {}
 
 
+def distill_teacher(wildcards):
+    """The finetune's teacher checkpoint with `stages.finetune.distill` (none otherwise): an input,
+    so a retrained teacher reruns the finetune."""
+    path = slim_chain.teacher(wildcards.lineage, wildcards.stage, config)
+    return {"teacher": path} if path else {}
+
+
 def one_of(names):
     """A wildcard constraint matching exactly these names (nothing at all when there are none)."""
     return "|".join(names) if names else "(?!)"

@@ -1,6 +1,7 @@
 rule train:
     input:
         unpack(parent_checkpoint),
+        unpack(distill_teacher),
         manifest=stage_manifest,
     output:
         checkpoint="results/{lineage}{stage}.pt",

@@ -7,5 +7,6 @@ if __name__ == "__main__":
                      family=snakemake.params.task, seed=snakemake.params.seed, device=snakemake.params.device,
                      manifest_path=snakemake.input.manifest, out_checkpoint=snakemake.output.checkpoint,
                      out_csv=snakemake.output.csv, workdir=snakemake.params.workdir,
-                     init_checkpoint=snakemake.input.get("init"), out_adapter=snakemake.output.get("adapter"))
+                     init_checkpoint=snakemake.input.get("init"), out_adapter=snakemake.output.get("adapter"),
+                     teacher_checkpoint=snakemake.input.get("teacher"))
     run_logged(snakemake.log[0], train_stage, spec=spec)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import box_convert, complete_box_iou_loss
 
-__all__ = ["DEFAULT_HYP", "DetectionLoss"]
+__all__ = ["DEFAULT_HYP", "DetectionLoss", "distill_loss"]
 
 DEFAULT_HYP: dict = {
     "box": 0.05,
@@ -113,3 +113,31 @@ class DetectionLoss:
             tbox = torch.cat((gxy - torch.stack((gi, gj), 1), gwh), 1)  # centre relative to its cell, in cells
             out.append((b, a, gj, gi, tbox, c))
         return out
+
+
+def _bernoulli_kl(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
+    """Elementwise KL(teacher || student) of sigmoid outputs softened by `temperature`, times T²
+    (Hinton et al. 2015: keeps the gradient's size independent of T); exactly 0 where they are equal."""
+    s, t = student / temperature, teacher / temperature
+    p = t.sigmoid()
+    kl = p * (F.logsigmoid(t) - F.logsigmoid(s)) + (1 - p) * (F.logsigmoid(-t) - F.logsigmoid(-s))
+    return kl * temperature ** 2
+
+
+def distill_loss(student: list[Tensor], teacher: list[Tensor], temperature: float) -> Tensor:
+    """Per image, averaged over levels: objectness as soft targets everywhere, and — weighted by the
+    teacher's objectness, since a background cell's box and classes mean nothing — the class
+    scores as soft targets and the squared difference of the sigmoid box outputs (the decode's
+    inputs: bounded, unlike pixels). Inputs are the raw per-level maps (B, na, H, W, 5 + nc)."""
+    total = torch.zeros((), device=student[0].device)
+    for s, t in zip(student, teacher):
+        s, t = s.float(), t.float()
+        weight = t[..., 4].sigmoid()
+        norm = weight.sum().clamp_min(1e-9)
+        total = total + _bernoulli_kl(s[..., 4], t[..., 4], temperature).mean()
+        box = (s[..., :4].sigmoid() - t[..., :4].sigmoid()).square().mean(-1)
+        total = total + (weight * box).sum() / norm
+        if s.shape[-1] > 6:  # a single class is fully described by objectness (as in the loss)
+            cls = _bernoulli_kl(s[..., 5:], t[..., 5:], temperature).mean(-1)
+            total = total + (weight * cls).sum() / norm
+    return total / len(student)

@@ -18,7 +18,7 @@ from ..base import Task
 from .data import (YoloDataset, _image_size, check_yolo_dataset, coco_ground_truth, collate, index_yolo_dataset,
                    scale_boxes_to_original)
 from .evaluate import coco_detection_metrics
-from .loss import DetectionLoss
+from .loss import DetectionLoss, distill_loss
 from .anchors import fit_anchors
 from .model import ANCHORS, YOLODetector, postprocess
 from .synthetic import generate_synthetic
@@ -43,6 +43,7 @@ class DetectionTask(Task):
     family = "detection"
     metric_keys = ("mAP50_95", "mAP50", "precision", "recall")
     output_names = ("detections",)  # (B, N, 5 + nc): decoded xyxy boxes, objectness, class scores; NMS left to the user
+    loss_sums_over_batch = True  # YOLOv5's loss x batch size
 
     def prepare_dataset(self, dataset_cfg: dict, out_dir: Path, seed: int) -> dict:
         data_yaml = dataset_cfg["path"]
@@ -103,6 +104,9 @@ class DetectionTask(Task):
 
     def criterion(self, model, train_cfg):
         return _Criterion(model, train_cfg["loss"])
+
+    def distill_loss(self, student_out, teacher_out, cfg):
+        return distill_loss(student_out, teacher_out, cfg["temperature"])
 
     @torch.no_grad()
     def predict(self, model, batch, device, eval_cfg):

@@ -14,7 +14,7 @@ from torch import nn
 
 from .heatmaps import gaussian_targets
 
-__all__ = ["JointsMSELoss"]
+__all__ = ["JointsMSELoss", "distill_loss"]
 
 
 class JointsMSELoss(nn.Module):
@@ -29,3 +29,10 @@ class JointsMSELoss(nn.Module):
             diff = diff * weight[..., None, None]
         loss = 0.5 * diff.square().mean()
         return loss, {"heatmap": float(loss.detach())}
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """0.5 x the mean squared difference of the heatmaps: the task loss's form, with the teacher's
+    heatmaps (every keypoint, labelled or not) as the targets. Heatmaps are no distribution, so
+    no temperature."""
+    return 0.5 * (student.float() - teacher.float()).square().mean()

@@ -23,7 +23,7 @@ from ..base import Task, input_size
 from .coco import index_coco_keypoints
 from .data import PoseDataset, lower_body
 from .evaluate import COCO_SIGMAS, METRIC_KEYS, coco_keypoint_metrics, coco_results, predict
-from .loss import JointsMSELoss
+from .loss import JointsMSELoss, distill_loss
 from .model import ARCHS, HRNet
 from .synthetic import generate_coco_keypoints
 
@@ -84,6 +84,9 @@ class PoseTask(Task):
 
     def criterion(self, model, train_cfg):
         return _Criterion(train_cfg.get("loss", {}))
+
+    def distill_loss(self, student_out, teacher_out, cfg):
+        return distill_loss(student_out, teacher_out)
 
     def _sigmas(self, eval_cfg: dict, manifest: dict) -> list[float]:
         sigmas = eval_cfg.get("sigmas") or COCO_SIGMAS

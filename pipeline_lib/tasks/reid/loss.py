@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["pairwise_distance", "hard_example_mining", "triplet_loss", "CenterLoss", "ReIDLoss"]
+__all__ = ["pairwise_distance", "hard_example_mining", "triplet_loss", "CenterLoss", "ReIDLoss", "distill_loss"]
 
 
 def pairwise_distance(x: torch.Tensor) -> torch.Tensor:
@@ -84,3 +84,15 @@ class ReIDLoss(nn.Module):
             loss = loss + h["center"] * cen
             items["center"] = cen.item()
         return loss, items
+
+
+def distill_loss(student: tuple[torch.Tensor, torch.Tensor], teacher: tuple[torch.Tensor, torch.Tensor],
+                 temperature: float) -> torch.Tensor:
+    """Hinton's KL between the identity distributions softened by `temperature` (times T²), plus
+    the squared distance of the L2-normalised pooled features (2 - 2 cos: the feature's direction,
+    which retrieval ranks by, without its scale). Inputs: (logits, feature before the BNNeck)."""
+    (s_logits, s_feat), (t_logits, t_feat) = student, teacher
+    kl = F.kl_div(F.log_softmax(s_logits.float() / temperature, 1), F.log_softmax(t_logits.float() / temperature, 1),
+                  reduction="batchmean", log_target=True) * temperature ** 2
+    embedding = (F.normalize(s_feat.float(), dim=1) - F.normalize(t_feat.float(), dim=1)).square().sum(1).mean()
+    return kl + embedding

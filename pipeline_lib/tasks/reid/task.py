@@ -22,7 +22,7 @@ from ...io import read_json, write_json
 from ..base import Task, input_size
 from .data import SPLIT_DIRS, ReIDDataset, index_market
 from .evaluate import distance_matrix, market1501_metrics
-from .loss import ReIDLoss
+from .loss import ReIDLoss, distill_loss
 from .model import ARCHS, ReIDNet
 from .sampler import PKSampler
 from .synthetic import generate_market
@@ -107,6 +107,9 @@ class ReIDTask(Task):
 
     def criterion(self, model, train_cfg):
         return _Criterion(model, train_cfg["loss"])
+
+    def distill_loss(self, student_out, teacher_out, cfg):
+        return distill_loss(student_out, teacher_out, cfg["temperature"])
 
     def image_loader(self, paths, *, imgsz, batch_size):
         # The val split's preprocessing (resize, normalize) on crops without identity or camera.
