@@ -13,14 +13,9 @@ The table compares accuracy, how much of the plain finetune's recovery (from `pr
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-import yaml
-
-from lora import REPO, _copy_chain, _print_table, _row  # the same copy of a chain and the same table row as the LoRA benchmark
+from finetunes import compare_finetunes, print_table
 
 
 def main() -> None:
@@ -32,28 +27,12 @@ def main() -> None:
     parser.add_argument("--weight", type=float, default=1.0, help="stages.finetune.distill.weight")
     parser.add_argument("--temperature", type=float, default=2.0, help="stages.finetune.distill.temperature")
     args = parser.parse_args()
-
-    run = args.run.resolve()
-    pruned_m = json.loads((run / "results/metrics/pruned.json").read_text())
-    metric = next(iter(pruned_m["metrics"]))  # the family's headline metric comes first
-    plain_m = json.loads((run / "results/metrics/pruned_finetuned.json").read_text())
-    pruned, plain = pruned_m["metrics"][metric], plain_m["metrics"][metric]
-    rows = [{"finetune": "none (pruned)", metric: round(pruned, 4)},
-            _row(run / "results", "plain", metric, pruned, plain)]
-    for teacher in args.teachers:
-        dest = run.parent / f"{run.name}-distill-{teacher}"
-        _copy_chain(run, dest)
-        overlay = dest / "distill.yaml"
-        distill = {"teacher": teacher, "weight": args.weight, "temperature": args.temperature}
-        overlay.write_text(yaml.safe_dump({"stages": {"finetune": {} if teacher == "none" else {"distill": distill}}}))
-        configs = [str(Path(c).resolve()) for c in args.configfile] + [str(overlay)]
-        subprocess.run([sys.executable, "-m", "snakemake", "results/metrics/pruned_finetuned.json",
-                        "--snakefile", str(REPO / "Snakefile"), "--directory", str(dest), "--cores", "all",
-                        "--configfile", *configs], check=True)
-        label = "plain (again, timed here)" if teacher == "none" else \
-            f"distill from {teacher} (w={args.weight:g}, T={args.temperature:g})"
-        rows.append(_row(dest / "results", label, metric, pruned, plain))
-    _print_table(rows, [c for c in rows[1] if c not in ("trainable params", "trainable share", "adapter KiB")])
+    distill = {"weight": args.weight, "temperature": args.temperature}
+    variants = [("distill-none", "plain (again, timed here)", {}) if teacher == "none" else
+                (f"distill-{teacher}", f"distill from {teacher} (w={args.weight:g}, T={args.temperature:g})",
+                 {"distill": {"teacher": teacher, **distill}}) for teacher in args.teachers]
+    rows = compare_finetunes(args.run, args.configfile, "plain", variants)
+    print_table(rows, [c for c in rows[1] if c not in ("trainable params", "trainable share", "adapter KiB")])
 
 
 if __name__ == "__main__":
