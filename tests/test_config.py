@@ -135,3 +135,9 @@ def test_a_key_given_twice_is_an_error_with_its_line(tmp_path):
     path = _files(tmp_path, dup="train:\n  epochs: 2\n  lr0: 0.1\n  epochs: 3\n")[0]
     with pytest.raises(UserError, match=rf"^{path}:4: key 'epochs' given twice \(first on line 2\)"):
         load_config(path)
+
+
+def test_a_config_laid_over_another_switches_the_prune_target_by_nulling_the_old_key():
+    cfg = load_config([REPO / "config/config.yaml", REPO / "config/speedup.yaml"])
+    assert cfg["prune"]["target"] == {"speedup": 2.5}
+    assert load_config([REPO / "config/config.yaml", REPO / "config/ratio05.yaml"])["prune"]["target"] is None
