@@ -9,7 +9,7 @@ from pipeline_lib.errors import UserError
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "test.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "test.yaml", "int8_auto.yaml"])
 def test_shipped_configs_are_valid(name):
     cfg = load_config(REPO / "config" / name)
     assert cfg["train"]["optimizer"] in {"sgd", "adam", "adamw"}
@@ -37,6 +37,8 @@ def test_defaults_fill_nested_sections(tmp_path):
     ("prune:\n  iterations: 2\n  ratio: [0.3, 0.3, 0.3]\n", 3, "prune.ratio: 3 ratios given for prune.iterations=2"),
     ("prune:\n  ratio: 1.0\n", 2, "prune.ratio:"),
     ("prune:\n  sweep: [0.5, 1.5]\n", 2, "prune.sweep.1: 1.5 is greater than or equal to the maximum of 1"),
+    ("export:\n  int8_float_layers: all\n", 2, "export.int8_float_layers: 'all' is not 'auto' or a list"),
+    ("export:\n  int8_calibration: kl\n", 2, "export.int8_calibration: 'kl' is not one of ['minmax', 'entropy'"),
 ])
 def test_mistakes_name_file_line_and_key(tmp_path, text, line, key):
     path = tmp_path / "bad.yaml"
