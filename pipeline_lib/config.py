@@ -91,7 +91,21 @@ def _describe(error: jsonschema.ValidationError) -> tuple[tuple, str]:
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
         return path + (extra[0],), f"unknown key (allowed here: {', '.join(allowed)})"
+    if error.validator == "anyOf":  # jsonschema says only "not valid under any of the given schemas"
+        return path, f"{error.instance!r} is not {' or '.join(map(_expected, error.validator_value))}"
     return path, error.message
+
+
+_KINDS = {"array": "a list", "number": "a number", "integer": "an integer", "string": "a string", "object": "a mapping"}
+
+
+def _expected(option: dict) -> str:
+    """What one anyOf branch accepts, in words: 'auto', 'auto' or 'coco', a list."""
+    if "const" in option:
+        return repr(option["const"])
+    if "enum" in option:
+        return " or ".join(map(repr, option["enum"]))
+    return _KINDS.get(option.get("type"), "valid")
 
 
 def _origins(layers: Sequence[tuple[str, Any]]) -> tuple[dict[tuple, str], dict[tuple, str]]:

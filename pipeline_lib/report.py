@@ -21,7 +21,7 @@ from .report_plots import plt, prune_request, save_figure as _save
 from .tasks import get_task
 
 
-__all__ = ["summary_table", "short_table", "prune_lines", "write_summary", "plot_latency", "bn_gammas", "plot_gamma",
+__all__ = ["summary_table", "short_table", "int8_vs_fp32", "prune_lines", "write_summary", "plot_latency", "bn_gammas", "plot_gamma",
            "plot_training_curves", "sweep_table", "write_sweep", "primary_metric", "landing_page"]
 
 
@@ -51,7 +51,8 @@ def summary_table(metrics_paths: list[str | os.PathLike], latency_paths: list[st
         rows.append({"stage": m["stage"] if runtime == "torch" else f"{m['stage']} [{runtime}]", "runtime": runtime,
                      **m["metrics"], "fitness": m["fitness"], "params": m["params"], "flops": m["flops"],
                      "latency_ms": latency.get("median"), "latency_p90_ms": latency.get("p90"),
-                     "file_bytes": m["file_bytes"], "data": m.get("data"), **_training_columns(m)})
+                     "file_bytes": m["file_bytes"], "data": m.get("data"), **_training_columns(m),
+                     **_int8_columns(m)})
     table = pd.DataFrame(rows).set_index("stage")
     # an exported model was trained as its checkpoint was: "pruned_finetuned [onnx_int8]" -> "pruned_finetuned"
     table["epochs"] = [epochs.get(stage.split(" [")[0]) for stage in table.index]
@@ -97,6 +98,38 @@ def _training_columns(metrics: dict) -> dict:
         return {}
     return {"trainable_params": t["trainable_params"], "adapter_bytes": t.get("adapter_bytes"),
             "train_s_per_epoch": t["seconds_per_epoch"], "train_peak_mem_mb": t["peak_mem_mb"]}
+
+
+def _int8_columns(metrics: dict) -> dict:
+    """How an INT8 model was quantized (absent for every other row)."""
+    if "int8_calibration" not in metrics:
+        return {}
+    return {"int8_calibration": metrics["int8_calibration"], "int8_float_layers": len(metrics["int8_float_layers"])}
+
+
+def int8_vs_fp32(table: pd.DataFrame, metric: str) -> str | None:
+    """Markdown table: each stage exported in both precisions, INT8 beside its own FP32 (`metric`, its
+    change, latency, INT8's speedup over FP32, file size ratio); None when no stage has both."""
+    rows = table.set_index("stage")
+    pairs = []
+    for label in rows.index[rows["runtime"] == "onnx_int8"]:
+        stage = label.removesuffix(" [onnx_int8]")
+        if f"{stage} [onnx_fp32]" not in rows.index:
+            continue
+        int8, fp32 = rows.loc[label], rows.loc[f"{stage} [onnx_fp32]"]
+        pairs.append({"stage": stage, "calibration": int8.get("int8_calibration", "–"),
+                      "float layers": int8.get("int8_float_layers", "–"), f"FP32 {metric}": fp32[metric],
+                      f"INT8 {metric}": int8[metric], "change": int8[metric] - fp32[metric],
+                      "FP32 ms": fp32["latency_ms"], "INT8 ms": int8["latency_ms"],
+                      "INT8 speedup": fp32["latency_ms"] / int8["latency_ms"],
+                      "size ratio": int8["file_bytes"] / fp32["file_bytes"]})
+    if not pairs:
+        return None
+    shown = pd.DataFrame(pairs)
+    for col in shown.columns[3:]:
+        shown[col] = shown[col].map(lambda v: "–" if pd.isna(v) else f"{v:+.3g}" if col == "change" else f"{v:.3g}")
+    return ("The same stage's models in ONNX Runtime; float layers: those kept float beyond the fixed rules "
+            "(export.int8_float_layers).\n\n" + shown.to_markdown(index=False))
 
 
 def plot_latency(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
@@ -193,7 +226,9 @@ def write_summary(table: pd.DataFrame, out_csv: str | os.PathLike, out_md: str |
         head += (f"{metric} is the headline accuracy; latency: median at batch 1 on CPU (ms); speedup against the "
                  f"baseline in the same runtime. {reference_line(table, metric)}\n\n"
                  + short_table(table, metric).to_markdown(index=False) + "\n\n# Details\n")
-    details = ({"Pruning": "\n".join(prune_lines(prune_report, "`"))} if prune_report else {})
+    int8 = int8_vs_fp32(table, metric) if metric is not None else None
+    details = {"INT8 against FP32": int8} if int8 else {}
+    details |= ({"Pruning": "\n".join(prune_lines(prune_report, "`"))} if prune_report else {})
     cost = training_cost(table)
     details |= {"Training cost": cost} if cost else {}
     shown = shown.drop(columns=[c for c in _COST if c != "stage" and c in shown])

@@ -9,7 +9,7 @@ from pipeline_lib.errors import UserError
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "test.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "test.yaml", "int8_auto.yaml"])
 def test_shipped_configs_are_valid(name):
     cfg = load_config(REPO / "config" / name)
     assert cfg["train"]["optimizer"] in {"sgd", "adam", "adamw"}
@@ -42,6 +42,8 @@ def test_defaults_fill_nested_sections(tmp_path):
     ("prune:\n  target: {runs: 20}\n", 2, "prune.target: give exactly one of flops, latency_ms, speedup (got none)"),
     ("prune:\n  iterations: 2\n  target:\n    flops: 0.4\n", 3, "prune.target: a target sets the final model's"),
     ("prune:\n  target: {speedup: 0.5}\n", 2, "prune.target.speedup: 0.5 is less than or equal to the minimum of 1"),
+    ("export:\n  int8_float_layers: all\n", 2, "export.int8_float_layers: 'all' is not 'auto' or a list"),
+    ("export:\n  int8_calibration: kl\n", 2, "export.int8_calibration: 'kl' is not one of ['minmax', 'entropy'"),
 ])
 def test_mistakes_name_file_line_and_key(tmp_path, text, line, key):
     path = tmp_path / "bad.yaml"

@@ -180,3 +180,27 @@ def test_latency_records_have_the_design_keys(exported):
         assert tuple(lat) == LATENCY_KEYS
         assert lat["runs"] == 5 and lat["threads"] == 1 and lat["batch"] == 1
         assert 0 < lat["median"] <= lat["p90"] and np.isfinite(lat["p90"])
+
+
+def test_int8_settings_from_the_config_reach_the_model_report_and_metrics(exported):
+    root = exported["root"]
+    cfg = {**CFG, "int8_calibration": "percentile", "int8_percentile": 99.9, "int8_float_layers": ["stage2.0.conv"]}
+    q = quantize_stage(onnx_path=root / "tiny.onnx", report_path=root / "tiny.json", manifest_path=root / "dataset.json",
+                       export_cfg=cfg, out_onnx=root / "pct.int8.onnx", out_report=root / "pct.int8.json")
+    assert q["int8_calibration"] == "percentile" and q["int8_percentile"] == 99.9
+    assert q["quantization"]["extra_options"] == {"CalibPercentile": 99.9} and q["float_layer_selection"] is None
+    assert q["int8_float_layers"] == q["quantization"]["float_layers"] == ["stage2.0.conv"]
+    assert 0 < q["quantization"]["output_error"] < 0.5
+    assert {k: read_metadata(root / "pct.int8.onnx")[k] for k in ("int8_calibration", "int8_float_layers")} == \
+        {"int8_calibration": "percentile", "int8_float_layers": ["stage2.0.conv"]}
+    convs = [n for n in onnx.load(str(root / "pct.int8.onnx")).graph.node if n.op_type == "Conv"]
+    assert [n.input[1] for n in convs if n.input[1] == "stage2.0.conv.weight"]  # reads its float weight: not quantized
+    metrics = evaluate_onnx_stage(onnx_path=root / "pct.int8.onnx", report_path=root / "pct.int8.json",
+                                  manifest_path=root / "dataset.json", eval_cfg=EVAL, export_cfg=CFG, seed=0, threads=1,
+                                  out_metrics=root / "pct.metrics.json")
+    assert metrics["int8_calibration"] == "percentile" and metrics["int8_float_layers"] == ["stage2.0.conv"]
+    with pytest.raises(UserError, match=r"^export\.int8_float_layers: 'stage2\.9\.conv' is not a layer of .*tiny\.onnx "
+                                        r"\(its quantizable layers: stem\.conv, stage2\.0\.conv, .*, \.\.\. 57 in all\)$"):
+        quantize_stage(onnx_path=root / "tiny.onnx", report_path=root / "tiny.json", manifest_path=root / "dataset.json",
+                       export_cfg={**cfg, "int8_float_layers": ["stage2.9.conv"]}, out_onnx=root / "bad.int8.onnx",
+                       out_report=root / "bad.int8.json")

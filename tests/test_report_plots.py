@@ -189,3 +189,21 @@ def test_pose_samples_draw_the_skeleton(tmp_path):
     assert drawn[20, 32].sum() > 0  # the shoulder-to-shoulder limb crosses the middle
     assert drawn[35, 20].sum() == 0  # no limb to the left hip: its confidence is below 0.2
     assert not task.draw(path, {"heatmaps": [[0.0]]}, names, tmp_path / "none.png")
+
+
+def test_summary_md_shows_int8_beside_fp32_of_the_same_stage(tmp_path):
+    fp32 = {"stage": "pruned_finetuned [onnx_fp32]", "runtime": "onnx_fp32", "mAP50_95": 0.5, "mAP50": 0.7,
+            "fitness": 0.52, "params": 0.6e6, "flops": 0.9e9, "latency_ms": 0.6, "latency_p90_ms": 0.7,
+            "file_bytes": 2.4e6, "speedup_vs_baseline": 1.67}
+    table = pd.concat([TABLE, pd.DataFrame([fp32])], ignore_index=True)
+    table["int8_calibration"] = table["runtime"].map({"onnx_int8": "percentile"})
+    table["int8_float_layers"] = table["runtime"].map({"onnx_int8": 2})
+    write_summary(table, tmp_path / "s.csv", tmp_path / "s.md", metric="mAP50_95", prune_report=PRUNE)
+    md = (tmp_path / "s.md").read_text()
+    section = md[md.index("## INT8 against FP32"):md.index("## Pruning")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("| ")]
+    assert rows == [["stage", "calibration", "float layers", "FP32 mAP50_95", "INT8 mAP50_95", "change", "FP32 ms",
+                     "INT8 ms", "INT8 speedup", "size ratio"],
+                    ["pruned_finetuned", "percentile", "2", "0.5", "0.48", "-0.02", "0.6", "0.4", "1.5", "0.417"]]
+    write_summary(TABLE, tmp_path / "s.csv", tmp_path / "s.md", metric="mAP50_95")  # no FP32 of that stage
+    assert "INT8 against FP32" not in (tmp_path / "s.md").read_text()

@@ -22,7 +22,8 @@ DEPLOYED = "pruned_finetuned"
 # reruns a job whose params changed: tuning INT8 must not re-export and re-time the FP32 models.
 RULE_KEYS = {
     "export_onnx": ("opset", "parity_tol", "parity_rtol"),
-    "quantize_int8": ("calibration_images", "int8_silu", "int8_stem"),
+    "quantize_int8": ("calibration_images", "int8_silu", "int8_stem", "int8_calibration", "int8_percentile",
+                      "int8_float_layers", "int8_max_error"),
     "latency": ("threads", "latency_runs", "latency_warmup"),  # evaluate_onnx and latency_torch
 }
 

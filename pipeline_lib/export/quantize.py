@@ -38,13 +38,17 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
                                       quantize_static)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from ..errors import UserError
 from ..io import write_bytes
 
-__all__ = ["BatchReader", "downstream_nodes", "fuse_silu", "space_to_depth_stem", "quantize_int8"]
+__all__ = ["BatchReader", "CALIBRATIONS", "downstream_nodes", "weighted_layers", "fuse_silu", "space_to_depth_stem",
+           "quantize_int8"]
 
 _TYPES = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
 _METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
             "percentile": CalibrationMethod.Percentile}
+CALIBRATIONS = tuple(_METHODS)
+_WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 class BatchReader(CalibrationDataReader):
@@ -84,6 +88,26 @@ def downstream_nodes(model: onnx.ModelProto, initializers: Iterable[str], *, inc
                 found[node.name] = None
                 frontier.extend(node.output)
     return list(found)
+
+
+def weighted_layers(model: onnx.ModelProto) -> dict[str, str]:
+    """{layer: node name} of the nodes with a weight initializer (Conv, Gemm, ...), in graph order.
+
+    A layer is named by its weight without ".weight" (the PyTorch module, e.g. "stage2.0.conv"):
+    the exporter keeps parameter names, while node names are generated and change between exports.
+    """
+    inits = {init.name for init in model.graph.initializer}
+    return {node.input[1].removesuffix(".weight"): node.name for node in model.graph.node
+            if node.op_type in _WEIGHTED and len(node.input) > 1 and node.input[1] in inits}
+
+
+def _float_layer_nodes(layers: dict[str, str], names: Iterable[str], quantizable: Sequence[str], source) -> list[str]:
+    """Node names of the `names` layers; an unknown name is a UserError listing a few quantizable layers."""
+    unknown = [name for name in names if name not in layers]
+    if unknown:
+        raise UserError(f"export.int8_float_layers: {unknown[0]!r} is not a layer of {source} (its quantizable "
+                        f"layers: {', '.join(quantizable[:4])}, ... {len(quantizable)} in all)")
+    return [layers[name] for name in names]
 
 
 def fuse_silu(model: onnx.ModelProto) -> int:
@@ -166,8 +190,9 @@ def space_to_depth_stem(model: onnx.ModelProto) -> bool:
 def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, batches: Sequence[np.ndarray], *,
                   per_channel: bool = True, activation_type: str = "uint8", calibrate_method: str = "minmax",
                   keep_float_after: Iterable[str] = (), float_heads: bool = False, stem: str = "int8",
-                  silu: str = "float", op_types: Sequence[str] | None = None, extra_options: dict | None = None,
-                  metadata: dict | None = None) -> dict:
+                  silu: str = "float", float_layers: Sequence[str] = (), percentile: float | None = None,
+                  op_types: Sequence[str] | None = None, extra_options: dict | None = None,
+                  metadata: dict | None = None, calibration_cache: str | os.PathLike | None = None) -> dict:
     """Quantize `fp32_path` into `out_path` (written atomically, metadata kept); return what was done.
 
     Kept float: every node downstream of the convolutions reading `keep_float_after` (the heads'
@@ -175,10 +200,14 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, bat
     fuse_silu). `stem`, for the convolutions reading the model input: "int8" quantizes them as they
     are, "float" keeps them float, "space_to_depth" rewrites an even-kernel stride-2 stem so that
     it quantizes well (see space_to_depth_stem) and keeps any other stem float.
-    `activation_type` "uint8" | "int8"; `calibrate_method` "minmax" | "entropy" | "percentile";
+    `float_layers` (names of `weighted_layers`) stay float as well; an unknown name is a UserError.
+    `activation_type` "uint8" | "int8"; `calibrate_method` "minmax" | "entropy" | "percentile", the
+    last with `percentile` (ORT's CalibPercentile, default 99.999);
     `op_types` limits quantization to those op types (None: all the quantizer supports);
     `extra_options` go to quantize_static unchanged (e.g. {"ActivationSymmetric": True});
-    `metadata` entries overwrite `slimflow.<key>` model properties (JSON-encoded).
+    `metadata` entries overwrite `slimflow.<key>` model properties (JSON-encoded);
+    `calibration_cache`: ORT's file of activation ranges, written by the first call and read (instead
+    of calibrating again) by later ones with the same model and method.
     """
     source = onnx.load(str(fp32_path))
     input_name = source.graph.input[0].name
@@ -193,11 +222,15 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, bat
         excluded = downstream_nodes(pre_model, keep_float_after, include_readers=float_heads)
         if stem != "int8" and not stem_rewritten:
             excluded += [n.name for n in pre_model.graph.node if n.op_type == "Conv" and n.input[0] == input_name]
+        layers = weighted_layers(pre_model)
+        quantizable = [name for name, node in layers.items() if node not in excluded]  # what the rules leave
+        excluded += [n for n in _float_layer_nodes(layers, float_layers, quantizable, fp32_path) if n not in excluded]
+        options = dict(extra_options or {}) | ({"CalibPercentile": percentile} if percentile is not None else {})
         quantize_static(str(pre), str(quantized), BatchReader(input_name, batches), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=list(op_types) if op_types else None, per_channel=per_channel,
                         activation_type=_TYPES[activation_type], weight_type=QuantType.QInt8,
                         nodes_to_exclude=excluded, calibrate_method=_METHODS[calibrate_method],
-                        extra_options=dict(extra_options or {}))
+                        extra_options=options, calibration_cache_path=calibration_cache)
         model = onnx.load(str(quantized))
     props = {p.key: p.value for p in source.metadata_props}
     props.update({f"slimflow.{k}": json.dumps(v) for k, v in (metadata or {}).items()})
@@ -206,6 +239,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, bat
     write_bytes(out_path, model.SerializeToString())
     return {"format": "QDQ", "activation_type": activation_type, "weight_type": "int8", "per_channel": per_channel,
             "calibrate_method": calibrate_method, "calibration_images": int(sum(len(b) for b in batches)),
-            "op_types": list(op_types) if op_types else "all supported", "extra_options": dict(extra_options or {}),
+            "op_types": list(op_types) if op_types else "all supported", "extra_options": options,
             "silu": silu, "float_silu_nodes": silu_nodes, "stem": stem, "stem_space_to_depth": stem_rewritten,
-            "float_nodes": len(excluded)}
+            "float_nodes": len(excluded), "float_layers": list(float_layers),
+            "quantizable_layers": quantizable}

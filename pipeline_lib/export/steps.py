@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 
+import numpy as np
 import onnxruntime as ort
 import torch
 
@@ -31,6 +32,7 @@ from .latency import ort_latency, torch_latency
 from .onnx_export import check_parity, export_onnx
 from .quantize import quantize_int8
 from .runtime import OrtModel, read_metadata
+from .sensitivity import output_error, run_outputs, select_float_layers
 
 __all__ = ["export_stage", "quantize_stage", "evaluate_onnx_stage", "torch_latency_stage"]
 
@@ -89,31 +91,51 @@ def _calibration_batches(family: Task, manifest: dict, imgsz, n: int, seed: int)
     return [batch["images"].numpy() for batch in loader]
 
 
+def _quantize_settings(meta: dict, export_cfg: dict) -> dict:
+    """quantize_int8's settings from the `export` section and the FP32 model's metadata."""
+    method = export_cfg["int8_calibration"]
+    return {"per_channel": True, "keep_float_after": meta["heads"], "float_heads": True,
+            "stem": export_cfg["int8_stem"], "silu": export_cfg["int8_silu"], "calibrate_method": method,
+            "percentile": export_cfg["int8_percentile"] if method == "percentile" else None}
+
+
 def quantize_stage(*, onnx_path: str | os.PathLike, report_path: str | os.PathLike, manifest_path: str | os.PathLike,
                    export_cfg: dict, out_onnx: str | os.PathLike, out_report: str | os.PathLike, seed: int = 0) -> dict:
     """INT8 static quantization (QDQ, per-channel weights) calibrated on training images; write model and report.
 
     Kept float: the convolution reading the image (3 input channels fit no int8 kernel) unless it
     can be rewritten with SpaceToDepth (`export_cfg["int8_stem"]`), the prediction heads and
-    everything after them (the decode), and SiLU unless `export_cfg["int8_silu"]` is "int8".
-    See `export.quantize` for why.
+    everything after them (the decode), SiLU unless `export_cfg["int8_silu"]` is "int8", and the
+    layers of `int8_float_layers` ("auto": the most sensitive ones, within `int8_max_error`; see
+    `export.sensitivity`). See `export.quantize` for why. The report records the calibration
+    method, the output error against FP32 on the calibration images and, for "auto", the per-layer table.
     """
     meta = read_metadata(onnx_path)
     family, imgsz = get_task(meta["family"]), meta["imgsz"]
     batches = _calibration_batches(family, read_json(manifest_path), imgsz, export_cfg["calibration_images"], seed)
-    settings = quantize_int8(onnx_path, out_onnx, batches, per_channel=True, keep_float_after=meta["heads"],
-                             float_heads=True, stem=export_cfg["int8_stem"], silu=export_cfg["int8_silu"],
-                             metadata={"precision": "int8"})
+    settings = _quantize_settings(meta, export_cfg)
+    float_layers, selection = export_cfg["int8_float_layers"], None
+    if float_layers == "auto":
+        selection = select_float_layers(onnx_path, batches, max_error=export_cfg["int8_max_error"], **settings)
+        float_layers = selection["float_layers"]
+    calibration = {"int8_calibration": settings["calibrate_method"], "int8_percentile": settings["percentile"],
+                   "int8_float_layers": float_layers}
+    quantization = quantize_int8(onnx_path, out_onnx, batches, float_layers=float_layers, **settings,
+                                 metadata={"precision": "int8", **calibration})
+    images = np.concatenate(batches)
+    quantization["output_error"] = output_error(run_outputs(onnx_path, images), run_outputs(out_onnx, images))
     fp32 = read_json(report_path)
     kernels = kernel_counts(out_onnx)
     report = {"onnx": str(out_onnx), "source": str(onnx_path), **{k: fp32[k] for k in ("checkpoint", "params", "flops")},
-              **meta, "precision": "int8", "file_bytes": os.path.getsize(out_onnx), "quantization": settings,
-              "ort_kernels": kernels, "onnxruntime": ort.__version__}
+              **meta, "precision": "int8", **calibration, "file_bytes": os.path.getsize(out_onnx),
+              "quantization": quantization, "float_layer_selection": selection, "ort_kernels": kernels,
+              "onnxruntime": ort.__version__}
     write_json(out_report, report)
     integer = {k: v for k, v in kernels.items() if k.startswith("QLinear")}
-    log.info("quantized %s -> %s on %d images; ORT runs %s as integer kernels; float kernels: %s", onnx_path,
-             out_onnx, settings["calibration_images"], integer,
-             {k: v for k, v in kernels.items() if k not in integer})
+    log.info("quantized %s -> %s on %d images (%s calibration, float layers %s; output error %.4g against FP32); "
+             "ORT runs %s as integer kernels; float kernels: %s", onnx_path, out_onnx,
+             quantization["calibration_images"], settings["calibrate_method"], float_layers,
+             quantization["output_error"], integer, {k: v for k, v in kernels.items() if k not in integer})
     return report
 
 
@@ -123,7 +145,7 @@ def evaluate_onnx_stage(*, onnx_path: str | os.PathLike, report_path: str | os.P
     """Evaluate an exported model through ONNX Runtime with the family's own evaluate; add latency.
 
     Writes DESIGN.md's metrics JSON plus "format" (onnx_fp32 / onnx_int8), "latency_ms" and, for
-    FP32, "parity_max_abs_diff". `threads` is for evaluation only; latency uses
+    FP32, "parity_max_abs_diff", for INT8 "int8_calibration" and "int8_float_layers". `threads` is for evaluation only; latency uses
     `export_cfg["threads"]`.
     """
     meta, report = read_metadata(onnx_path), read_json(report_path)
@@ -141,6 +163,8 @@ def evaluate_onnx_stage(*, onnx_path: str | os.PathLike, report_path: str | os.P
               "latency_ms": latency, "data": str(manifest_path)}
     if meta["precision"] == "fp32":
         result["parity_max_abs_diff"] = report["parity"]["max_abs_diff"]
+    else:  # how it was quantized, for the report's INT8 rows
+        result |= {k: meta[k] for k in ("int8_calibration", "int8_float_layers") if k in meta}
     write_json(out_metrics, result)
     log.info("%s: %s", onnx_path, result)
     return result
