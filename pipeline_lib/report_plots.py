@@ -74,7 +74,7 @@ def prune_request(prune_report: dict) -> str:
     chosen = next(p for p in search["probes"] if p["threshold"] == search["threshold"]) if search["probes"] else {}
     reached = {"flops": f"{after / unpruned['flops']:.3g} of the FLOPs",
                "latency_ms": f"{chosen.get('latency_ms', float('nan')):.3g} ms",
-               "speedup": f"{unpruned.get('latency_ms', 0) / chosen.get('latency_ms', 1):.3g}x"}[kind]
+               "speedup": f"{chosen.get('speedup', float('nan')):.3g}x"}[kind]
     how = f"reused from {search['reused']}" if "reused" in search else f"{len(search['probes'])} probes"
     return f"- target: {kind} {value:g}: reached {reached} (threshold by bisection, {how})"
 

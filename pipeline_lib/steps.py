@@ -26,7 +26,7 @@ from .checkpoint import save_checkpoint
 from .config import TRAINED_STAGES, config_hash, defaults
 from .engine import distributed, seed_everything, select_device, train
 from .engine.utils import peak_memory_mb
-from .export.latency import exported_latency
+from .export.latency import PairedLatency
 from .errors import UserError
 from .io import atomic_path, read_json, sha256_file, write_json, write_text
 from .profile import count_flops, count_params
@@ -242,9 +242,10 @@ def prune_stage(*, checkpoint: str | os.PathLike, prune_cfg: dict, out_checkpoin
     search = None
     if prune_cfg.get("target"):
         cache = SearchCache(Path(out_report).with_name("prune_search.json"), sha256_file(checkpoint), prune_cfg)
+        timer = partial(PairedLatency, example=example, threads=prune_cfg.get("threads", 1),
+                        runs=prune_cfg["target"].get("runs", 50))
         plan, search = plan_to_target(model, example, score_groups(model, example, keep), prune_cfg, before, cache,
-                                      partial(_median_latency, example=example, threads=prune_cfg.get("threads", 1),
-                                              runs=prune_cfg["target"].get("runs", 50)))
+                                      timer)
     else:
         plan = plan_prune(model, example, prune_cfg["ratio"], keep=keep, on_infeasible=prune_cfg["on_infeasible"],
                           **guards)
@@ -265,11 +266,6 @@ def prune_stage(*, checkpoint: str | os.PathLike, prune_cfg: dict, out_checkpoin
     log.info("pruned %.1f%% of prunable channels: FLOPs %d -> %d, params %d -> %d", 100 * plan.achieved_ratio,
              before["flops"], after["flops"], before["params"], after["params"])
     return report
-
-
-def _median_latency(model: nn.Module, *, example, threads: int, runs: int) -> float:
-    """Median ONNX Runtime latency (ms, batch 1) of `model` exported as the export step exports it."""
-    return exported_latency(model, example, threads=threads, runs=runs, warmup=max(runs // 5, 3))["median"]
 
 
 def _preview(names: list) -> str:

@@ -12,7 +12,7 @@ from pipeline_lib.errors import UserError
 from pipeline_lib.profile import count_flops
 from pipeline_lib.slimming import plan_at_threshold, prune_model, score_groups
 from pipeline_lib.slimming.target import SearchCache, bisect, candidate_thresholds, plan_to_target
-from pipeline_lib.steps import _median_latency
+from pipeline_lib.export.latency import PairedLatency
 from pipeline_lib.tasks.detection.model import YOLODetector
 
 from conftest import randomize_bn
@@ -43,7 +43,7 @@ def _search(model, example, tmp_path, target, **settings):
     scored = score_groups(model, example, model.keep_width_modules())
     cache = SearchCache(tmp_path / "prune_search.json", "parent-sha", cfg)
     unpruned = {"flops": count_flops(model, example)}
-    timer = lambda m: _median_latency(m, example=example, threads=1, runs=target.get("runs", 50))  # noqa: E731
+    timer = lambda reference: PairedLatency(reference, example, threads=1, runs=target.get("runs", 50))  # noqa: E731
     return scored, unpruned, plan_to_target(model, example, scored, cfg, unpruned, cache, timer)
 
 
@@ -78,9 +78,16 @@ def test_an_unreachable_target_fails_naming_the_best_reachable_value(tmp_path):
 def test_latency_target_records_every_probe_and_a_rerun_reuses_the_outcome(tmp_path):
     model, example = _model(levels=4)
     _, unpruned, (plan, search) = _search(model, example, tmp_path, {"speedup": 1.3, "runs": 10})
-    base = search["unpruned"]["latency_ms"]
-    assert base > 0 and search["goal"] == {"latency_ms": pytest.approx(base / 1.3)}
-    assert search["probes"] and all(p["latency_ms"] > 0 and p["flops"] > 0 for p in search["probes"])
+    assert search["unpruned"]["latency_ms"] > 0 and search["goal"] == {"speedup": 1.3}
+    probes = search["probes"]
+    assert probes and all(p["latency_ms"] > 0 and p["speedup"] > 0 and p["flops"] > 0 for p in probes)
+    assert all(p["meets"] == (p["speedup"] >= 1.3) for p in probes)
+    # thresholds that leave the same widths are one model, timed once: equal FLOPs, equal timings
+    for a in probes:
+        for b in probes:
+            if a["flops"] == b["flops"] and a["ratio"] == b["ratio"]:
+                assert a["latency_ms"] == b["latency_ms"]
+    assert search["models_measured"] <= len(probes)
     # the chosen threshold's probe met the goal as measured then
     assert next(p for p in search["probes"] if p["threshold"] == search["threshold"])["meets"]
     cached = json.loads((tmp_path / "prune_search.json").read_text())
@@ -92,7 +99,7 @@ def test_latency_target_records_every_probe_and_a_rerun_reuses_the_outcome(tmp_p
     cfg = {**GUARDS, "target": {"speedup": 1.3, "runs": 10}}
     again, record = plan_to_target(model, example, scored, cfg, unpruned,
                                    SearchCache(tmp_path / "prune_search.json", "parent-sha", cfg),
-                                   lambda m: timer_calls.append(m) or 1.0)
+                                   lambda reference: timer_calls.append(reference))
     assert not timer_calls and record["reused"].endswith("prune_search.json")
     assert [g.remove for g in again.groups] == [g.remove for g in plan.groups]
     # Another checkpoint (or settings) is another entry: it searches.

@@ -22,7 +22,7 @@ from torch import nn
 from .onnx_export import export_onnx
 from .runtime import make_session
 
-__all__ = ["LATENCY_KEYS", "time_calls", "latency_stats", "ort_latency", "exported_latency", "torch_latency"]
+__all__ = ["LATENCY_KEYS", "time_calls", "latency_stats", "ort_latency", "PairedLatency", "torch_latency"]
 
 LATENCY_KEYS = ("median", "p90", "runs", "threads", "batch")
 
@@ -54,13 +54,36 @@ def ort_latency(path: str | os.PathLike, example: torch.Tensor, *, threads: int,
     return latency_stats(times, threads=threads, batch=int(example.shape[0]))
 
 
-def exported_latency(model: nn.Module, example: torch.Tensor, *, threads: int, runs: int, warmup: int,
-                     opset: int = 18) -> dict:
-    """ONNX Runtime latency of `model` exported (to a temporary file) as the export step exports it."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.onnx"
-        export_onnx(model, example, path, opset=opset)
-        return ort_latency(path, example[:1], threads=threads, runs=runs, warmup=warmup)
+class PairedLatency:
+    """ORT latency of exported candidates, each timed in rounds interleaved with a reference model.
+
+        timer = PairedLatency(unpruned, example, threads=1, runs=50)
+        timer(slim)  # {"latency_ms": 0.71, "speedup": 2.4}
+
+    A burst of load on the host hits both models of a round alike, so the speedup (median of the
+    per-round ratios) is far steadier than two latencies taken minutes apart. Models are exported
+    as the export step exports them (torch.export, to a temporary file).
+    """
+
+    def __init__(self, reference: nn.Module, example: torch.Tensor, *, threads: int, runs: int, rounds: int = 5):
+        self.example, self.threads, self.rounds = example, threads, rounds
+        self.per_round = max(runs // rounds, 1)
+        self.reference = self._runner(reference)
+
+    def _runner(self, model: nn.Module) -> Callable[[], object]:
+        with tempfile.TemporaryDirectory() as tmp:  # the session holds the model: the file can go
+            path = Path(tmp) / "model.onnx"
+            export_onnx(model, self.example, path)
+            session = make_session(path, self.threads)
+        feed = {session.get_inputs()[0].name: np.ascontiguousarray(self.example[:1].numpy(), dtype=np.float32)}
+        return lambda: session.run(None, feed)
+
+    def __call__(self, model: nn.Module) -> dict:
+        candidate = self._runner(model)
+        pairs = [(np.median(time_calls(self.reference, self.per_round, 2)), np.median(time_calls(candidate, self.per_round, 2)))
+                 for _ in range(self.rounds)]
+        return {"latency_ms": round(float(np.median([c for _, c in pairs])) * 1e3, 4),
+                "speedup": round(float(np.median([r / c for r, c in pairs])), 3)}
 
 
 @torch.inference_mode()

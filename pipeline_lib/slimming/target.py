@@ -1,8 +1,7 @@
 """Prune to a target the user states (FLOPs, latency or speedup): a search over the global |γ| threshold.
 
-    kind, goal = target_goal({"speedup": 2.5}, unpruned={"flops": 9.1e8, "latency_ms": 2.4})  # latency_ms, 0.96
-    found, probes = bisect(candidate_thresholds(scored, min_channels=8, clamp=True), probe,
-                           lambda p: p[kind] <= goal)
+    goal, meets = target_goal({"flops": 0.4}, unpruned={"flops": 9.1e8})  # {"flops": 3.64e8}, p["flops"] <= 3.64e8
+    found, probes = bisect(candidate_thresholds(scored, min_channels=8, clamp=True), probe, meets)
 
 Channels are not FLOPs and FLOPs are not latency, so the prune step does not guess a ratio: it
 probes thresholds (prune a copy, count its FLOPs, or export it and time it in ONNX Runtime) and
@@ -38,15 +37,16 @@ def _kind(target: dict) -> tuple[str, float]:
     return kind, float(target[kind])
 
 
-def target_goal(target: dict, unpruned: dict) -> tuple[str, float]:
-    """(probe key, largest allowed value): flops is a fraction of the unpruned model's FLOPs and
-    speedup a ratio to its measured latency; latency_ms is absolute."""
+def target_goal(target: dict, unpruned: dict) -> tuple[dict, Callable[[dict], bool]]:
+    """The goal as prune.json records it, and whether a probe meets it: flops is a fraction of the
+    unpruned model's FLOPs, latency_ms an ONNX Runtime median, speedup the ratio to the unpruned
+    model timed in the same rounds (export.latency.PairedLatency)."""
     kind, value = _kind(target)
     if kind == "flops":
-        return "flops", value * unpruned["flops"]
+        return {"flops": value * unpruned["flops"]}, lambda p: p["flops"] <= value * unpruned["flops"]
     if kind == "speedup":
-        return "latency_ms", unpruned["latency_ms"] / value
-    return "latency_ms", value
+        return {"speedup": value}, lambda p: p["speedup"] >= value
+    return {"latency_ms": value}, lambda p: p["latency_ms"] <= value
 
 
 def candidate_thresholds(scored: Scored, *, min_channels: int, clamp: bool) -> list[float]:
@@ -87,7 +87,7 @@ def infeasible_message(target: dict, best: dict, unpruned: dict, prune_cfg: dict
     """One line: the target, the best value the guards allow, and what to change."""
     kind, value = _kind(target)
     reached = {"flops": best["flops"] / unpruned["flops"], "latency_ms": best.get("latency_ms"),
-               "speedup": unpruned.get("latency_ms", 0) / best.get("latency_ms", 1)}[kind]
+               "speedup": best.get("speedup")}[kind]
     return (f"prune.target: {kind} {value:g} is not reachable: removing every channel the guards allow "
             f"(prune.min_channels={prune_cfg['min_channels']}, round_to={prune_cfg['round_to']}, "
             f"on_infeasible={prune_cfg['on_infeasible']}; ratio {best['ratio']:.3f}) reaches {kind} {reached:.3g} "
@@ -114,40 +114,48 @@ class SearchCache:
         write_json(self.path, {**entries, self.key: outcome})
 
 
+Timer = Callable[[nn.Module], Callable[[nn.Module], dict]]  # unpruned model -> (model -> {"latency_ms", "speedup"})
+
+
 def search(model: nn.Module, example: torch.Tensor, scored: Scored, prune_cfg: dict, unpruned: dict,
-           time_model: Callable[[nn.Module], float]) -> dict:
+           make_timer: Timer) -> dict:
     """Probe thresholds until the smallest that meets `prune_cfg["target"]` is found; the outcome
-    (threshold, goal, every probe's ratio, FLOPs and latency) as prune.json records it."""
+    (threshold, goal, every probe's ratio, FLOPs and latency) as prune.json records it.
+
+    Thresholds that leave the same widths (past the point where every group is clamped, say) are
+    the same model: it is measured once, so noise cannot judge one network twice."""
     target, guards = prune_cfg["target"], {k: prune_cfg[k] for k in ("min_channels", "round_to")}
-    timed = is_timed(target)
-    if timed:
-        unpruned = {**unpruned, "latency_ms": time_model(model)}
-    kind, goal = target_goal(target, unpruned)
+    time_model = make_timer(model) if is_timed(target) else None
+    if time_model is not None:
+        unpruned = {**unpruned, "latency_ms": time_model(model)["latency_ms"]}
+    goal, meets = target_goal(target, unpruned)
+    measured: dict[tuple, dict] = {}
 
     def probe(threshold: float) -> dict:
         plan = plan_at_threshold(model, scored, threshold, **guards)
-        slim = prune_model(copy.deepcopy(model), example, plan)
-        result = {"ratio": round(plan.achieved_ratio, 4), "flops": count_flops(slim, example)}
-        if timed:
-            result["latency_ms"] = time_model(slim)
-        return result
+        widths = tuple(len(g.remove) for g in plan.groups)
+        if widths not in measured:
+            slim = prune_model(copy.deepcopy(model), example, plan)
+            measured[widths] = {"ratio": round(plan.achieved_ratio, 4), "flops": count_flops(slim, example),
+                                **(time_model(slim) if time_model else {})}
+        return measured[widths]
 
     candidates = candidate_thresholds(scored, min_channels=guards["min_channels"],
                                       clamp=prune_cfg["on_infeasible"] == "clamp")
-    found, probes = bisect(candidates, probe, lambda p: p[kind] <= goal)
+    found, probes = bisect(candidates, probe, meets)
     if found is None:
         raise UserError(infeasible_message(target, probes[0], unpruned, prune_cfg))
-    return {"target": target, "goal": {kind: goal}, "unpruned": unpruned, "threshold": candidates[found],
-            "probes": probes}
+    return {"target": target, "goal": goal, "unpruned": unpruned, "threshold": candidates[found],
+            "probes": probes, "models_measured": len(measured)}
 
 
 def plan_to_target(model: nn.Module, example: torch.Tensor, scored: Scored, prune_cfg: dict, unpruned: dict,
-                   cache: SearchCache, time_model: Callable[[nn.Module], float]) -> tuple[PrunePlan, dict]:
+                   cache: SearchCache, make_timer: Timer) -> tuple[PrunePlan, dict]:
     """The plan at the threshold a search finds, or that `cache` holds from an earlier search of
     the same checkpoint and settings; and the search's record (with "reused": cache path)."""
     outcome = cache.get()
     if outcome is None:
-        outcome = search(model, example, scored, prune_cfg, unpruned, time_model)
+        outcome = search(model, example, scored, prune_cfg, unpruned, make_timer)
         cache.put(outcome)
     else:
         outcome = {**outcome, "reused": str(cache.path)}
