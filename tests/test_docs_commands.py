@@ -56,7 +56,7 @@ REWRITES = [
     (r"^cd /tmp/reid_run && ", "", "the measurement ran in a scratch copy of the repository: this copy"),
     (r" stem_float\.int8\.onnx ", " results/export/pruned_finetuned.int8.onnx ",
      "stem_float.int8.onnx was quantized by hand with export.int8_stem: float (docs/EXPORT.md says how)"),
-    (r"--runs 1000 --rounds 50", "--runs 3 --rounds 2", "the measurement itself takes minutes; the command is what is checked"),
+    (r"--runs \d+ --rounds \d+", "--runs 3 --rounds 2", "the measurement itself takes minutes; the command is what is checked"),
     (r"(widths\.py .*)--rounds 30", r"\1--rounds 1", "the measurement takes half a minute; the command is what is checked"),
     ]
 # Conda lines run only where conda is (even a dry run with --sdm conda asks `conda info`); elsewhere
@@ -97,11 +97,14 @@ def prepare_line(line: str) -> tuple[str | None, str]:
 
 
 def compared_runs(text: str) -> list[str]:
-    """The run folders a `python -m pipeline_lib compare RUN ...` line names."""
+    """The finished run folders a block reads: those a `python -m pipeline_lib compare RUN ...` line
+    names, and RUN of every `RUN/results/...` path a benchmark line reads (`runs/det/results/...`)."""
     runs = []
     for m in re.finditer(r"pipeline_lib compare (.*)$", text, re.M):
         runs += [arg for arg in m.group(1).split("--")[0].split()]
-    return runs
+    for m in re.finditer(r"^python benchmarks/.*$", text, re.M):
+        runs += re.findall(r"(?:^|\s)(runs/[\w.-]+)/results/", m.group(0))
+    return list(dict.fromkeys(runs))
 
 
 def fresh_copy(dest: Path) -> Path:
