@@ -21,23 +21,6 @@ REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 
-# Test modules whose cases share only a cheap fixture: spread case by case over the workers.
-SPREAD = {"test_bad_inputs.py"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups (--dist loadgroup, pyproject.toml)
-def pytest_collection_modifyitems(config, items):
-    """One xdist worker per expensive fixture: every test of the tiny run (and the documented
-    blocks, which copy its results) in one group, each other module in its own group as
-    --dist loadfile would, and the many slow cases of SPREAD one by one."""
-    for item in items:
-        module = item.path.name
-        if "tiny_run" in item.fixturenames or module == "test_docs_commands.py":
-            item.add_marker(pytest.mark.xdist_group("tiny_run"))
-        elif module not in SPREAD:
-            item.add_marker(pytest.mark.xdist_group(module))
-
-
 def snakemake_cmd(workdir: Path, configfile: Path, *args: str) -> list[str]:
     return [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
             "--configfile", str(configfile), "--cores", "2", *args]

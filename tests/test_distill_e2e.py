@@ -62,7 +62,7 @@ def _dry_run(workdir, config):
 
 def test_the_teacher_is_an_input_only_with_distill_on(distilled):
     run, dest, _ = distilled  # (which lineage gets which teacher: test_distill.py, without snakemake)
-    assert "input: results/pruned.pt, results/sparse.pt," in _dry_run(dest, dest / "distill.yaml")
+    assert "input: results/pruned.pt, results/sparse.pt," in _dry_run(dest, dest / "finetune.yaml")
     plain = _dry_run(run, REPO / "config/test.yaml").split("\n")
     assert next(line for line in plain if "input:" in line).strip() == "input: results/pruned.pt, results/data/dataset.json"
 

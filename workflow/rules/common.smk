@@ -98,6 +98,11 @@ def parent_checkpoint(wildcards):
     return {"init": path} if path else {}
 
 
+def prune_settings(wildcards):
+    """The prune step's ratio or target and guards in this lineage (export.threads for a timed target)."""
+    return slim_chain.prune_settings(wildcards.lineage, config["prune"], config["export"]["threads"])
+
+
 def distill_teacher(wildcards):
     """The finetune's teacher checkpoint with `stages.finetune.distill` (none otherwise): an input,
     so a retrained teacher reruns the finetune."""

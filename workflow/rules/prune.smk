@@ -3,10 +3,6 @@ localrules:
     prune,
 
 
-def prune_settings(wildcards):
-    return slim_chain.prune_settings(wildcards.lineage, config["prune"], config["export"]["threads"])
-
-
 rule prune:
     input:
         unpack(parent_checkpoint),
