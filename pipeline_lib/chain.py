@@ -20,7 +20,7 @@ import re
 
 from .widths import resolve_round_to
 
-__all__ = ["LINEAGE_PATTERN", "DATA_PATTERN", "TARGET_KEYS", "is_timed", "iteration_lineages", "sweep_lineages",
+__all__ = ["LINEAGE_PATTERN", "DATA_PATTERN", "TARGET_KEYS", "target_kind", "is_timed", "iteration_lineages", "sweep_lineages",
            "sweep_lineage", "sweep_point", "sweep_label", "parent", "teacher", "prune_settings", "iteration_ratios",
            "data_folder", "manifest", "dataset_settings"]
 
@@ -30,6 +30,12 @@ LINEAGE_PATTERN = r"(|iter/[1-9][0-9]*/|sweep/(r0\.[0-9]+|flops0\.[0-9]+|speedup
 TARGET_KEYS = ("flops", "latency_ms", "speedup")
 # ... and for {data} in results/data/{data}dataset.json: the experiment's data, or the finetune's own.
 DATA_PATTERN = r"(|finetune/)"
+
+
+def target_kind(target: dict) -> tuple[str, float]:
+    """(key, value) of a validated prune target's one goal: ("flops", 0.43), ("speedup", 2.5)."""
+    (kind,) = [k for k in TARGET_KEYS if k in target]
+    return kind, float(target[kind])
 
 
 def is_timed(target: dict) -> bool:
@@ -51,8 +57,8 @@ def iteration_lineages(prune_cfg: dict) -> list[str]:
 def sweep_lineage(point: float | dict) -> str:
     """The folder of one sweep point: a ratio (0.3 -> sweep/r0.3/) or a target ({flops: 0.3} -> sweep/flops0.3/)."""
     if isinstance(point, dict):
-        kind = next(k for k in TARGET_KEYS if k in point)
-        return f"sweep/{kind}{point[kind]:g}/"
+        kind, value = target_kind(point)
+        return f"sweep/{kind}{value:g}/"
     return f"sweep/r{point:g}/"
 
 

@@ -63,8 +63,8 @@ def summary_table(metrics_paths: list[str | os.PathLike], latency_paths: list[st
         table[f"{col}_vs_baseline"] = table[col] / reference[col]
     table["speedup_vs_baseline"] = reference["latency_ms"].astype(float) / table["latency_ms"].astype(float)
     table = table.reset_index()
-    if metrics_paths and (reference := accuracy_reference(table, primary_metric(metrics_paths[0]))) is not None:
-        metric = primary_metric(metrics_paths[0])
+    metric = primary_metric(metrics_paths[0]) if metrics_paths else None
+    if metric is not None and (reference := accuracy_reference(table, metric)) is not None:
         table[f"{metric}_vs_reference"] = table[metric] - float(table.loc[table["stage"] == reference, metric].iloc[0])
     return table
 

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from .chain import sweep_label  # noqa: E402
+from .chain import sweep_label, target_kind  # noqa: E402
 from .io import atomic_path, read_json  # noqa: E402
 from .tasks import get_task  # noqa: E402
 
@@ -69,7 +69,7 @@ def prune_request(prune_report: dict) -> str:
     search = prune_report.get("search")
     if search is None:
         return f"- requested ratio: **{prune_report['ratio_requested']:.3g}** of the prunable channels"
-    (kind, value), = ((k, v) for k, v in search["target"].items() if k != "runs")
+    kind, value = target_kind(search["target"])
     after, unpruned = prune_report["after"]["flops"], search["unpruned"]
     chosen = next(p for p in search["probes"] if p["threshold"] == search["threshold"]) if search["probes"] else {}
     reached = {"flops": f"{after / unpruned['flops']:.3g} of the FLOPs",

@@ -80,8 +80,8 @@ class PairedLatency:
 
     def __call__(self, model: nn.Module) -> dict:
         candidate = self._runner(model)
-        pairs = [(np.median(time_calls(self.reference, self.per_round, 2)), np.median(time_calls(candidate, self.per_round, 2)))
-                 for _ in range(self.rounds)]
+        timed = lambda run: np.median(time_calls(run, self.per_round, 2))  # noqa: E731
+        pairs = [(timed(self.reference), timed(candidate)) for _ in range(self.rounds)]
         return {"latency_ms": round(float(np.median([c for _, c in pairs])) * 1e3, 4),
                 "speedup": round(float(np.median([r / c for r, c in pairs])), 3)}
 

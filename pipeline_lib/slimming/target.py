@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..chain import TARGET_KEYS, is_timed
+from ..chain import is_timed, target_kind
 from ..errors import UserError
 from ..io import read_json, write_json
 from ..profile import count_flops
@@ -32,16 +32,11 @@ __all__ = ["target_goal", "candidate_thresholds", "bisect", "infeasible_message"
 
 
 
-def _kind(target: dict) -> tuple[str, float]:
-    (kind,) = [k for k in TARGET_KEYS if k in target]
-    return kind, float(target[kind])
-
-
 def target_goal(target: dict, unpruned: dict) -> tuple[dict, Callable[[dict], bool]]:
     """The goal as prune.json records it, and whether a probe meets it: flops is a fraction of the
     unpruned model's FLOPs, latency_ms an ONNX Runtime median, speedup the ratio to the unpruned
     model timed in the same rounds (export.latency.PairedLatency)."""
-    kind, value = _kind(target)
+    kind, value = target_kind(target)
     if kind == "flops":
         return {"flops": value * unpruned["flops"]}, lambda p: p["flops"] <= value * unpruned["flops"]
     if kind == "speedup":
@@ -85,7 +80,7 @@ def bisect(candidates: list[float], probe: Callable[[float], dict],
 
 def infeasible_message(target: dict, best: dict, unpruned: dict, prune_cfg: dict) -> str:
     """One line: the target, the best value the guards allow, and what to change."""
-    kind, value = _kind(target)
+    kind, value = target_kind(target)
     reached = {"flops": best["flops"] / unpruned["flops"], "latency_ms": best.get("latency_ms"),
                "speedup": best.get("speedup")}[kind]
     return (f"prune.target: {kind} {value:g} is not reachable: removing every channel the guards allow "
