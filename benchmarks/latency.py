@@ -23,27 +23,31 @@ import numpy as np
 import torch
 
 from pipeline_lib.errors import UserError
-from pipeline_lib.export import latency_stats, make_session, op_profile, time_calls
-from pipeline_lib.tasks import load_model
+from pipeline_lib.export import latency_stats, make_session, op_profile, read_metadata, time_calls
+from pipeline_lib.inputs import as_tuple, ort_feed
+from pipeline_lib.tasks import get_task, load_model
 
 
 def _runner(path: Path, threads: int, batch: int, imgsz: int | None):
     """(runtime name, example input, zero-argument callable running one forward pass)."""
     if path.suffix == ".onnx":
-        session = make_session(path, threads)
-        inp = session.get_inputs()[0]
-        dims = [d if isinstance(d, int) else imgsz for d in inp.shape[1:]]  # symbolic H, W need --imgsz
-        if None in dims:
-            raise UserError(f"{path}: input {inp.name} has symbolic dims {inp.shape}; give --imgsz")
-        x = torch.rand(batch, *dims)
-        feed = {inp.name: x.numpy()}
+        session, meta = make_session(path, threads), read_metadata(path)
+        if "family" in meta:  # slimflow's export: the family makes inputs of the right shapes and ranges
+            x = get_task(meta["family"]).example_input(imgsz or meta["imgsz"], batch)
+        else:
+            inp = session.get_inputs()[0]
+            dims = [d if isinstance(d, int) else imgsz for d in inp.shape[1:]]  # symbolic H, W need --imgsz
+            if None in dims:
+                raise UserError(f"{path}: input {inp.name} has symbolic dims {inp.shape}; give --imgsz")
+            x = torch.rand(batch, *dims)
+        feed = ort_feed(session, x)
         return "onnxruntime", x, lambda: session.run(None, feed)
     loaded = load_model(path)
     x = loaded.task.example_input(imgsz or loaded.imgsz, batch)
 
     def forward():
         with torch.inference_mode():
-            loaded.model(x)
+            loaded.model(*as_tuple(x))
     return "torch eager", x, forward
 
 
@@ -82,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     print("| model | runtime | input | median ms | p90 ms | speedup (median) | speedup per round (median, p10–p90) |")
     print("|---|---|---|---|---|---|---|")
     for path, (runtime, x, _), s, r in zip(args.models, runners, stats, paired):
-        print(f"| {path} | {runtime} | {tuple(x.shape)} | {s['median']:.3f} | {s['p90']:.3f} | "
+        print(f"| {path} | {runtime} | {tuple(as_tuple(x)[0].shape)} | {s['median']:.3f} | {s['p90']:.3f} | "
               f"{stats[0]['median'] / s['median']:.2f}x | {np.median(r):.2f}x ({np.percentile(r, 10):.2f}–"
               f"{np.percentile(r, 90):.2f}) |")
     if args.profile:

@@ -22,7 +22,7 @@ from .widths import resolve_round_to
 
 __all__ = ["LINEAGE_PATTERN", "DATA_PATTERN", "TARGET_KEYS", "target_kind", "is_timed", "iteration_lineages", "sweep_lineages",
            "sweep_lineage", "sweep_point", "sweep_label", "parent", "teacher", "prune_settings", "iteration_ratios",
-           "data_folder", "manifest", "dataset_settings"]
+           "data_folder", "manifest", "evaluator", "dataset_settings"]
 
 # Snakemake wildcard constraint for {lineage}; the empty alternative is the main chain.
 LINEAGE_PATTERN = r"(|iter/[1-9][0-9]*/|sweep/(r0\.[0-9]+|flops0\.[0-9]+|speedup[0-9.]+|latency_ms[0-9.]+)/)"
@@ -136,6 +136,14 @@ def data_folder(artifact: str, config: dict) -> str:
 
 def manifest(artifact: str, config: dict) -> str:
     return f"results/data/{data_folder(artifact, config)}dataset.json"
+
+
+def evaluator(artifact: str, config: dict) -> str | None:
+    """The family's evaluator trained on the artifact's dataset (`Task.has_evaluator`: diffusion's
+    digit judge), beside its manifest; None for a family that scores without one."""
+    from .tasks import get_task  # the family's module, imported only when asked
+
+    return f"results/data/{data_folder(artifact, config)}evaluator.pt" if get_task(config["task"]).has_evaluator else None
 
 
 def dataset_settings(folder: str, config: dict) -> tuple[dict, int]:

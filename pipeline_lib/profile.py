@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .inputs import Inputs, as_tuple
+
 __all__ = ["count_params", "count_flops"]
 
 
@@ -16,12 +18,12 @@ def count_params(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def count_flops(model: nn.Module, example: torch.Tensor) -> int:
+def count_flops(model: nn.Module, example: Inputs) -> int:
     """FLOPs of one eval-mode forward pass on `example` (use batch 1 for per-image FLOPs)."""
     was_training = model.training
     model.eval()
     counter = FlopCounterMode(display=False)
     with counter:
-        model(example)
+        model(*as_tuple(example))
     model.train(was_training)
     return int(counter.get_total_flops())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -22,7 +21,7 @@ from .tasks import get_task
 
 
 __all__ = ["summary_table", "short_table", "int8_vs_fp32", "prune_lines", "write_summary", "plot_latency", "bn_gammas", "plot_gamma",
-           "plot_training_curves", "sweep_table", "write_sweep", "primary_metric", "landing_page"]
+           "plot_training_curves", "validation_metric", "sweep_table", "write_sweep", "primary_metric", "landing_page"]
 
 
 def primary_metric(metrics_path: str | os.PathLike) -> str:
@@ -258,6 +257,14 @@ def plot_gamma(checkpoints: dict[str, str | os.PathLike], out_png: str | os.Path
     ax.set(xlabel="log10 |γ| of BatchNorm scales", ylabel="channels", title="BN scale factors")
     ax.legend()
     _save(fig, out_png)
+
+
+def validation_metric(csvs: dict[str, str | os.PathLike], metric: str) -> str:
+    """The metric the training curves show: the headline when training validated it, else the first
+    one training logged (diffusion picks epochs by its val denoising loss; its judge scores stages)."""
+    header = pd.read_csv(next(iter(csvs.values())), nrows=0).columns
+    logged = [c.removeprefix("metrics/") for c in header if c.startswith("metrics/")]
+    return metric if metric in logged or not logged else logged[0]
 
 
 def plot_training_curves(csvs: dict[str, str | os.PathLike], metric: str, out_png: str | os.PathLike,

@@ -25,19 +25,19 @@ from . import adapters, distill
 from .checkpoint import save_checkpoint
 from .config import TRAINED_STAGES, config_hash, defaults
 from .engine import distributed, seed_everything, select_device, train
-from .engine.utils import peak_memory_mb
+from .engine.utils import peak_memory_mb, to_device
 from .export.latency import PairedLatency
 from .errors import UserError
 from .io import atomic_path, read_json, sha256_file, write_json, write_text
 from .profile import count_flops, count_params
 from .provenance import provenance_markdown, write_provenance
 from .report import (landing_page, plot_gamma, plot_latency, plot_training_curves, primary_metric, summary_table,
-                     write_summary, write_sweep)
+                     validation_metric, write_summary, write_sweep)
 from .report_plots import write_plots
 from .runner import setup_logging
 from .slimming import L1Sparsity, plan_prune, prunable_bns, prune_model, score_groups
 from .slimming.target import SearchCache, plan_to_target
-from .tasks import Criterion, Task, get_task, load_model
+from .tasks import Criterion, Task, get_task, load_model, with_evaluator
 from .weights import import_weights
 
 __all__ = ["prepare_dataset", "StageSpec", "train_stage", "merge_lora", "prune_stage", "evaluate_stage", "report", "sweep_report"]
@@ -281,10 +281,24 @@ def _check_names(checkpoint: str | os.PathLike, ckpt: dict, manifest_path: str |
                         f"{len(manifest['names'])} {_preview(manifest['names'])}; {remedy}")
 
 
+def train_evaluator(*, manifest_path: str | os.PathLike, eval_cfg: dict, device: str, seed: int,
+                    out_evaluator: str | os.PathLike, out_report: str | os.PathLike) -> dict:
+    """Train the family's own evaluator on a dataset (`Task.has_evaluator`); write it and its report."""
+    manifest = read_json(manifest_path, missing=_NO_MANIFEST)
+    seed_everything(seed)
+    info = get_task(manifest["task"]).train_evaluator(manifest, eval_cfg, select_device(device), seed,
+                                                      Path(out_evaluator))
+    report = {"evaluator": str(out_evaluator), "data": str(manifest_path), **info}
+    write_json(out_report, report)
+    log.info("evaluator for %s: %s", manifest_path, info)
+    return report
+
+
 def evaluate_stage(*, label: str, checkpoint: str | os.PathLike, manifest_path: str | os.PathLike,
                    eval_cfg: dict, device: str, seed: int, out_metrics: str | os.PathLike,
-                   out_predictions: str | os.PathLike | None = None) -> dict:
+                   out_predictions: str | os.PathLike | None = None, evaluator: str | os.PathLike | None = None) -> dict:
     """Evaluate a checkpoint on the val split; write metrics, params, FLOPs and file size."""
+    eval_cfg = with_evaluator(eval_cfg, evaluator)
     manifest = read_json(manifest_path, missing=_NO_MANIFEST)
     loaded = load_model(checkpoint, family=manifest["task"])
     _check_names(checkpoint, loaded.ckpt, manifest_path, manifest, "retrain it on this dataset")
@@ -295,7 +309,7 @@ def evaluate_stage(*, label: str, checkpoint: str | os.PathLike, manifest_path: 
     metrics = task.evaluate(model, loader, dev, eval_cfg, manifest, Path(out_predictions) if out_predictions else None)
     result = {"stage": label, "task": task.family, "checkpoint": str(checkpoint), "metrics": metrics,
               "fitness": task.fitness(metrics), "params": count_params(model),
-              "flops": count_flops(model, task.example_input(imgsz).to(dev)),
+              "flops": count_flops(model, to_device(task.example_input(imgsz), dev)),
               "file_bytes": os.path.getsize(checkpoint), "imgsz": imgsz, "data": str(manifest_path)}
     result["epochs_total"] = loaded.ckpt["meta"].get("epochs_total")  # every epoch that trained these weights
     if "training" in loaded.ckpt["meta"]:  # what training it cost: trainable params, memory, time, adapter size
@@ -323,8 +337,9 @@ def report(*, metrics_paths: list[str | os.PathLike], latency_paths: list[str | 
     if out_page is not None:
         write_text(out_page, landing_page(table, metric, prune))
     plot_gamma(gamma_checkpoints, out_gamma_png, threshold=prune["threshold"] if prune else None)
-    pruned = table.loc[table["stage"] == "pruned", metric]
-    plot_training_curves(curves, metric, out_curves_png, pruned=float(pruned.iloc[0]) if len(pruned) else None)
+    curve_metric = validation_metric(curves, metric)
+    pruned = table.loc[table["stage"] == "pruned", curve_metric] if curve_metric in table else []
+    plot_training_curves(curves, curve_metric, out_curves_png, pruned=float(pruned.iloc[0]) if len(pruned) else None)
     plot_latency(table, out_latency_png)
     write_plots(table, metric, prune, **extra)
     log.info("summary:\n%s", table.to_string(index=False))

@@ -17,10 +17,10 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 
+from ..inputs import ort_feed
 from .runtime import make_session
 
 __all__ = ["kernel_counts", "op_profile"]
@@ -43,7 +43,7 @@ def op_profile(path: str | os.PathLike, example: torch.Tensor, *, threads: int =
     """
     with tempfile.TemporaryDirectory() as tmp:
         session = make_session(path, threads, profile_prefix=str(Path(tmp) / "ort"))
-        feed = {session.get_inputs()[0].name: np.ascontiguousarray(example.numpy(), dtype=np.float32)}
+        feed = ort_feed(session, example)
         for _ in range(runs):
             session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..inputs import Inputs, as_tuple, batch_size, first_rows, ort_feed
 from .onnx_export import export_onnx
 from .runtime import make_session
 
@@ -46,12 +47,12 @@ def latency_stats(times_s: np.ndarray, *, threads: int, batch: int) -> dict:
             "runs": int(ms.size), "threads": threads, "batch": batch}
 
 
-def ort_latency(path: str | os.PathLike, example: torch.Tensor, *, threads: int, runs: int, warmup: int) -> dict:
+def ort_latency(path: str | os.PathLike, example: Inputs, *, threads: int, runs: int, warmup: int) -> dict:
     """ONNX Runtime CPU latency of one `example` batch (see runtime.session_options for the settings)."""
     session = make_session(path, threads)
-    feed = {session.get_inputs()[0].name: np.ascontiguousarray(example.numpy(), dtype=np.float32)}
+    feed = ort_feed(session, example)
     times = time_calls(lambda: session.run(None, feed), runs, warmup)
-    return latency_stats(times, threads=threads, batch=int(example.shape[0]))
+    return latency_stats(times, threads=threads, batch=batch_size(example))
 
 
 class PairedLatency:
@@ -65,7 +66,7 @@ class PairedLatency:
     as the export step exports them (torch.export, to a temporary file).
     """
 
-    def __init__(self, reference: nn.Module, example: torch.Tensor, *, threads: int, runs: int, rounds: int = 5):
+    def __init__(self, reference: nn.Module, example: Inputs, *, threads: int, runs: int, rounds: int = 5):
         self.example, self.threads, self.rounds = example, threads, rounds
         self.per_round = max(runs // rounds, 1)
         self.reference = self._runner(reference)
@@ -75,7 +76,7 @@ class PairedLatency:
             path = Path(tmp) / "model.onnx"
             export_onnx(model, self.example, path)
             session = make_session(path, self.threads)
-        feed = {session.get_inputs()[0].name: np.ascontiguousarray(self.example[:1].numpy(), dtype=np.float32)}
+        feed = ort_feed(session, first_rows(self.example, 1))
         return lambda: session.run(None, feed)
 
     def __call__(self, model: nn.Module) -> dict:
@@ -87,13 +88,13 @@ class PairedLatency:
 
 
 @torch.inference_mode()
-def torch_latency(model: nn.Module, example: torch.Tensor, *, threads: int, runs: int, warmup: int) -> dict:
+def torch_latency(model: nn.Module, example: Inputs, *, threads: int, runs: int, warmup: int) -> dict:
     """PyTorch eager CPU latency of one `example` batch, with torch's intra-op threads set to `threads`."""
     model = model.eval()
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        times = time_calls(lambda: model(example), runs, warmup)
+        times = time_calls(lambda: model(*as_tuple(example)), runs, warmup)
     finally:
         torch.set_num_threads(previous)
-    return latency_stats(times, threads=threads, batch=int(example.shape[0]))
+    return latency_stats(times, threads=threads, batch=batch_size(example))

@@ -21,27 +21,29 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..inputs import Inputs, as_tuple
 from ..io import write_bytes
 from .runtime import OrtModel
 
 __all__ = ["export_onnx", "check_parity", "max_abs_diff"]
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, path: str | os.PathLike, *, opset: int = 18,
+def export_onnx(model: nn.Module, example: Inputs, path: str | os.PathLike, *, opset: int = 18,
                 input_names: Sequence[str] = ("images",), output_names: Sequence[str] = ("output",),
                 metadata: Mapping[str, object] | None = None) -> onnx.ModelProto:
-    """Export `model` (eval mode) for inputs shaped like `example`, batch dynamic; check and write it atomically.
+    """Export `model` (eval mode) for inputs shaped like `example` (one tensor or a tuple, named by
+    `input_names`), batch dynamic; check and write it atomically.
 
     `metadata` values are stored JSON-encoded as `slimflow.<key>` model properties (read them back
     with `runtime.read_metadata`).
     """
     model = model.eval()
     # torch.export specialises a dimension whose example size is 1, so trace with batch 2.
-    example = example[:1].expand(2, *example.shape[1:]).contiguous()
-    batch = {0: torch.export.Dim("batch")}
-    program = torch.onnx.export(model, (example,), dynamo=True, opset_version=opset, verbose=False,
+    example = tuple(x[:1].expand(2, *x.shape[1:]).contiguous() for x in as_tuple(example))
+    batch = torch.export.Dim("batch")
+    program = torch.onnx.export(model, example, dynamo=True, opset_version=opset, verbose=False,
                                 input_names=list(input_names), output_names=list(output_names),
-                                dynamic_shapes=(batch,))
+                                dynamic_shapes=tuple({0: batch} for _ in example))
     proto = program.model_proto
     for node in proto.graph.node:  # exporter debug info (stack traces with local paths): ~30% of a small model
         del node.metadata_props[:]
@@ -69,7 +71,7 @@ def max_abs_diff(reference, candidate, rtol: float = 0.0) -> float:
 
 
 @torch.no_grad()
-def check_parity(model: nn.Module, onnx_path: str | os.PathLike, inputs: Mapping[str, torch.Tensor],
+def check_parity(model: nn.Module, onnx_path: str | os.PathLike, inputs: Mapping[str, Inputs],
                  tol: float, rtol: float = 0.0, threads: int = 1) -> dict:
     """Run PyTorch and ONNX Runtime on each named input; UserError unless every output element
     satisfies |ort - torch| <= tol + rtol·|torch| (numpy's allclose).
@@ -84,8 +86,8 @@ def check_parity(model: nn.Module, onnx_path: str | os.PathLike, inputs: Mapping
     session = OrtModel(onnx_path, threads)
     per_input = {}
     for name, x in inputs.items():
-        ref, got = model(x), session(x)
-        per_input[name] = {"shape": list(x.shape), "max_abs_diff": max_abs_diff(ref, got),
+        ref, got = model(*as_tuple(x)), session(*as_tuple(x))
+        per_input[name] = {"shape": list(as_tuple(x)[0].shape), "max_abs_diff": max_abs_diff(ref, got),
                            "excess": max_abs_diff(ref, got, rtol)}
     worst_name = max(per_input, key=lambda k: per_input[k]["excess"])
     worst = per_input[worst_name]

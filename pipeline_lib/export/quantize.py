@@ -39,6 +39,7 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from ..errors import UserError
+from ..inputs import ort_feed
 from ..io import write_bytes
 
 __all__ = ["BatchReader", "CALIBRATIONS", "downstream_nodes", "weighted_layers", "fuse_silu", "space_to_depth_stem",
@@ -52,16 +53,17 @@ _WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 class BatchReader(CalibrationDataReader):
-    """Feeds calibration batches (float32 NCHW arrays) to the quantizer, once each; rewind() restarts."""
+    """Feeds calibration batches to the quantizer, once each; rewind() restarts. A batch is one
+    float32 NCHW array, or a tuple with one array per model input (`input_names`, graph order)."""
 
-    def __init__(self, input_name: str, batches: Sequence[np.ndarray]):
-        self.input_name, self.batches, self._next = input_name, list(batches), 0
+    def __init__(self, input_names: Sequence[str], batches: Sequence):
+        self.input_names, self.batches, self._next = list(input_names), list(batches), 0
 
     def get_next(self) -> dict | None:
         if self._next >= len(self.batches):
             return None
         self._next += 1
-        return {self.input_name: np.ascontiguousarray(self.batches[self._next - 1], dtype=np.float32)}
+        return ort_feed(self.input_names, self.batches[self._next - 1])
 
     def rewind(self) -> None:
         self._next = 0
@@ -226,7 +228,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, bat
         quantizable = [name for name, node in layers.items() if node not in excluded]  # what the rules leave
         excluded += [n for n in _float_layer_nodes(layers, float_layers, quantizable, fp32_path) if n not in excluded]
         options = dict(extra_options or {}) | ({"CalibPercentile": percentile} if percentile is not None else {})
-        quantize_static(str(pre), str(quantized), BatchReader(input_name, batches), quant_format=QuantFormat.QDQ,
+        quantize_static(str(pre), str(quantized), BatchReader([i.name for i in source.graph.input], batches), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=list(op_types) if op_types else None, per_channel=per_channel,
                         activation_type=_TYPES[activation_type], weight_type=QuantType.QInt8,
                         nodes_to_exclude=excluded, calibrate_method=_METHODS[calibrate_method],

@@ -13,13 +13,13 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
 
 from ..errors import UserError
+from ..inputs import ort_feed
 
 __all__ = ["session_options", "make_session", "read_metadata", "OrtModel"]
 
@@ -65,20 +65,20 @@ def read_metadata(path: str | os.PathLike) -> dict:
 class OrtModel(nn.Module):
     """An ONNX Runtime session behind the torch model interface that `Task.evaluate` uses.
 
-    forward(x) runs the session on x (moved to CPU float32) and returns torch tensors: one tensor
-    for a single-output model, a tuple otherwise. eval()/train()/to() change nothing: the graph is
-    frozen in eval mode and runs on ORT's CPU provider.
+    forward(*inputs) runs the session on the inputs (moved to CPU; float32, integers as int64) and
+    returns torch tensors: one tensor for a single-output model, a tuple otherwise.
+    eval()/train()/to() change nothing: the graph is frozen in eval mode and runs on ORT's CPU
+    provider. `metadata` is slimflow's from the file (`read_metadata`).
     """
 
     def __init__(self, path: str | os.PathLike, threads: int = 1):
         super().__init__()
         self.path = Path(path)
         self.session = make_session(path, threads)
-        self.input_name = self.session.get_inputs()[0].name
+        self.metadata = read_metadata(path)
 
-    def forward(self, x: torch.Tensor):
-        feed = {self.input_name: np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)}
-        outs = [torch.from_numpy(o) for o in self.session.run(None, feed)]
+    def forward(self, *inputs: torch.Tensor):
+        outs = [torch.from_numpy(o) for o in self.session.run(None, ort_feed(self.session, inputs))]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def train(self, mode: bool = True) -> "OrtModel":

@@ -26,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..inputs import concat_batches, ort_feed
 from .quantize import quantize_int8
 from .runtime import make_session
 
@@ -47,10 +48,10 @@ def output_error(reference: Sequence[np.ndarray], outputs: Sequence[np.ndarray])
     return float(np.concatenate(errors).mean())
 
 
-def run_outputs(path: str | os.PathLike, images: np.ndarray) -> list[np.ndarray]:
+def run_outputs(path: str | os.PathLike, inputs) -> list[np.ndarray]:
     """Every output of an ONNX model for one batch (ORT as deployed, 1 thread)."""
     session = make_session(path, 1)
-    return session.run(None, {session.get_inputs()[0].name: images})
+    return session.run(None, ort_feed(session, inputs))
 
 
 def select_float_layers(fp32_path: str | os.PathLike, batches: Sequence[np.ndarray], *, max_error: float,
@@ -61,7 +62,7 @@ def select_float_layers(fp32_path: str | os.PathLike, batches: Sequence[np.ndarr
     `float_layers`, the errors of the all-INT8 model and of the chosen one, the probes of the
     search and one row per quantizable layer: layer, sensitivity, error when float, kept float.
     """
-    images = np.concatenate(batches).astype(np.float32)
+    images = concat_batches(batches)
     reference = run_outputs(fp32_path, images)
     with tempfile.TemporaryDirectory() as tmp:
         # calibrated once: every probe quantizes with the same ranges, so only the float layer differs

@@ -19,14 +19,14 @@ from __future__ import annotations
 import logging
 import os
 
-import numpy as np
 import onnxruntime as ort
 import torch
 
 from .. import __version__
+from ..inputs import as_tuple, concat_batches, numpy_inputs
 from ..io import atomic_path, read_json, sha256_file, write_json
 from ..profile import count_flops, count_params
-from ..tasks import Task, get_task, load_model
+from ..tasks import Task, get_task, load_model, with_evaluator
 from .analysis import kernel_counts
 from .latency import ort_latency, torch_latency
 from .onnx_export import check_parity, export_onnx
@@ -38,16 +38,15 @@ __all__ = ["export_stage", "quantize_stage", "evaluate_onnx_stage", "torch_laten
 
 log = logging.getLogger("slimflow")
 
-def _random_input(family: Task, imgsz, batch: int, seed: int) -> torch.Tensor:
-    shape = family.example_input(imgsz, batch).shape
-    return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+def _random_input(family: Task, imgsz, batch: int, seed: int):
+    return family.example_input(imgsz, batch, generator=torch.Generator().manual_seed(seed))
 
 
 def export_stage(*, checkpoint: str | os.PathLike, manifest_path: str | os.PathLike, export_cfg: dict,
                  out_onnx: str | os.PathLike, out_report: str | os.PathLike, seed: int = 0) -> dict:
     """Export a checkpoint to ONNX, verify it in ONNX Runtime against PyTorch, write the model and its report.
 
-    Parity inputs: random images at batch 1 and 3 (the batch is dynamic) and the first val batch.
+    Parity inputs: random inputs at batch 1 and 3 (the batch is dynamic) and the first val batch.
     A difference beyond `parity_tol` + `parity_rtol`·|output| is a UserError and writes nothing.
     """
     loaded = load_model(checkpoint)
@@ -57,19 +56,21 @@ def export_stage(*, checkpoint: str | os.PathLike, manifest_path: str | os.PathL
     module_names = {m: name for name, m in model.named_modules()}
     heads = [f"{module_names[m]}.weight" for m in family.int8_float_modules(model)]
     outputs = list(family.output_names)
-    metadata = {"family": family.family, "arch": ckpt["arch"]["name"], "stage": ckpt["meta"].get("stage"),
+    metadata = {"family": family.family, "arch": ckpt["arch"]["name"], "kwargs": ckpt["arch"]["kwargs"],
+                "stage": ckpt["meta"].get("stage"),
                 "imgsz": imgsz, "names": ckpt["meta"].get("names"), "precision": "fp32", "heads": heads,
                 "checkpoint_sha256": sha256_file(checkpoint), "slimflow": __version__}
     val = family.loader(manifest, "val", train=False, imgsz=imgsz, batch_size=8, workers=0, seed=seed)
     inputs = {"random batch 1": _random_input(family, imgsz, 1, seed),
               "random batch 3": _random_input(family, imgsz, 3, seed + 1),
-              "val images": next(iter(val))["images"]}
+              "val images": family.model_inputs(next(iter(val)), torch.Generator().manual_seed(seed))}
     with atomic_path(out_onnx) as tmp:  # a model that fails parity is never published
-        export_onnx(model, example, tmp, opset=export_cfg["opset"], input_names=["images"], output_names=outputs,
+        export_onnx(model, example, tmp, opset=export_cfg["opset"], input_names=family.input_names, output_names=outputs,
                     metadata=metadata)
         parity = check_parity(model, tmp, inputs, export_cfg["parity_tol"], export_cfg["parity_rtol"])
     report = {"checkpoint": str(checkpoint), "onnx": str(out_onnx), "opset": export_cfg["opset"],
-              "inputs": {"images": ["batch", *example.shape[1:]]}, "outputs": outputs, **metadata,
+              "inputs": {name: ["batch", *x.shape[1:]] for name, x in zip(family.input_names, as_tuple(example))},
+              "outputs": outputs, **metadata,
               "params": count_params(model), "flops": count_flops(model, example),
               "file_bytes": os.path.getsize(out_onnx), "parity": parity, "onnxruntime": ort.__version__,
               "torch": torch.__version__}
@@ -88,7 +89,8 @@ def _calibration_batches(family: Task, manifest: dict, imgsz, n: int, seed: int)
     step = max(len(items) // n, 1)
     subset = {**manifest, "splits": {**manifest["splits"], "train": items[::step][:n]}}
     loader = family.loader(subset, "train", train=False, imgsz=imgsz, batch_size=1, workers=0, seed=seed)
-    return [batch["images"].numpy() for batch in loader]
+    generator = torch.Generator().manual_seed(seed)
+    return [numpy_inputs(family.model_inputs(batch, generator)) for batch in loader]
 
 
 def _quantize_settings(meta: dict, export_cfg: dict) -> dict:
@@ -122,7 +124,7 @@ def quantize_stage(*, onnx_path: str | os.PathLike, report_path: str | os.PathLi
                    "int8_float_layers": float_layers}
     quantization = quantize_int8(onnx_path, out_onnx, batches, float_layers=float_layers, **settings,
                                  metadata={"precision": "int8", **calibration})
-    images = np.concatenate(batches)
+    images = concat_batches(batches)
     quantization["output_error"] = output_error(run_outputs(onnx_path, images), run_outputs(out_onnx, images))
     fp32 = read_json(report_path)
     kernels = kernel_counts(out_onnx)
@@ -141,13 +143,15 @@ def quantize_stage(*, onnx_path: str | os.PathLike, report_path: str | os.PathLi
 
 def evaluate_onnx_stage(*, onnx_path: str | os.PathLike, report_path: str | os.PathLike,
                         manifest_path: str | os.PathLike, eval_cfg: dict, export_cfg: dict, seed: int,
-                        threads: int, out_metrics: str | os.PathLike) -> dict:
+                        threads: int, out_metrics: str | os.PathLike,
+                        evaluator: str | os.PathLike | None = None) -> dict:
     """Evaluate an exported model through ONNX Runtime with the family's own evaluate; add latency.
 
     Writes DESIGN.md's metrics JSON plus "format" (onnx_fp32 / onnx_int8), "latency_ms" and, for
     FP32, "parity_max_abs_diff", for INT8 "int8_calibration" and "int8_float_layers". `threads` is for evaluation only; latency uses
     `export_cfg["threads"]`.
     """
+    eval_cfg = with_evaluator(eval_cfg, evaluator)
     meta, report = read_metadata(onnx_path), read_json(report_path)
     manifest = read_json(manifest_path)
     family, imgsz = get_task(meta["family"]), meta["imgsz"]

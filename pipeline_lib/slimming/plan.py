@@ -19,6 +19,7 @@ import torch_pruning as tp
 from torch import nn
 
 from ..errors import UserError
+from ..inputs import Inputs
 
 __all__ = ["PrunePlan", "GroupPlan", "dependency_graph", "prunable_bns", "score_groups", "feasible_threshold",
            "plan_prune", "plan_at_threshold", "apply_mask", "prune_model"]
@@ -57,7 +58,7 @@ class PrunePlan:
         return sum(len(g.remove) for g in self.groups) / max(total, 1)
 
 
-def dependency_graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
+def dependency_graph(model: nn.Module, example: Inputs) -> tp.DependencyGraph:
     was_training = model.training
     graph = tp.DependencyGraph().build_dependency(model.eval(), example_inputs=example)
     model.train(was_training)
@@ -71,7 +72,7 @@ def _groups(model: nn.Module, graph: tp.DependencyGraph, keep: list[nn.Module]):
             yield group[0].dep.target.module, group
 
 
-def prunable_bns(model: nn.Module, example: torch.Tensor, keep: list[nn.Module] = ()) -> list[nn.Module]:
+def prunable_bns(model: nn.Module, example: Inputs, keep: list[nn.Module] = ()) -> list[nn.Module]:
     """The BN layers whose channels the planner may remove: the ones the sparsity penalty targets."""
     graph = dependency_graph(model, example)
     found = {dep.target.module: None for _, group in _groups(model, graph, keep)
@@ -90,7 +91,7 @@ def _kept(n: int, n_below: int, min_channels: int, round_to: int) -> int:
 Scored = list  # [(root module, torch-pruning group, importance per channel)] from `score_groups`
 
 
-def score_groups(model: nn.Module, example: torch.Tensor, keep: list[nn.Module] = ()) -> Scored:
+def score_groups(model: nn.Module, example: Inputs, keep: list[nn.Module] = ()) -> Scored:
     """Every prunable group with its channels' importance (the largest coupled |γ|)."""
     importance = tp.importance.BNScaleImportance(group_reduction="max", normalizer=None)
     graph = dependency_graph(model, example)
@@ -105,7 +106,7 @@ def feasible_threshold(scored: Scored, min_channels: int) -> float:
     return min(float(s.sort(descending=True).values[min(min_channels, len(s)) - 1]) for _, _, s in scored)
 
 
-def plan_prune(model: nn.Module, example: torch.Tensor, ratio: float, *, min_channels: int = 8,
+def plan_prune(model: nn.Module, example: Inputs, ratio: float, *, min_channels: int = 8,
                round_to: int = 1, keep: list[nn.Module] = (), on_infeasible: str = "error") -> PrunePlan:
     """Plan removal of the `ratio` fraction of prunable channels with the smallest group |γ|.
 
@@ -179,7 +180,7 @@ def apply_mask(model: nn.Module, plan: PrunePlan) -> nn.Module:
     return model
 
 
-def prune_model(model: nn.Module, example: torch.Tensor, plan: PrunePlan) -> nn.Module:
+def prune_model(model: nn.Module, example: Inputs, plan: PrunePlan) -> nn.Module:
     """Remove the planned channels in place (torch-pruning handles every coupled layer)."""
     graph = dependency_graph(model, example)
     modules = dict(model.named_modules())

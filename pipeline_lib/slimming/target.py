@@ -23,6 +23,7 @@ from torch import nn
 
 from ..chain import is_timed, target_kind
 from ..errors import UserError
+from ..inputs import Inputs
 from ..io import read_json, write_json
 from ..profile import count_flops
 from .plan import PrunePlan, Scored, feasible_threshold, plan_at_threshold, prune_model
@@ -112,7 +113,7 @@ class SearchCache:
 Timer = Callable[[nn.Module], Callable[[nn.Module], dict]]  # unpruned model -> (model -> {"latency_ms", "speedup"})
 
 
-def search(model: nn.Module, example: torch.Tensor, scored: Scored, prune_cfg: dict, unpruned: dict,
+def search(model: nn.Module, example: Inputs, scored: Scored, prune_cfg: dict, unpruned: dict,
            make_timer: Timer) -> dict:
     """Probe thresholds until the smallest that meets `prune_cfg["target"]` is found; the outcome
     (threshold, goal, every probe's ratio, FLOPs and latency) as prune.json records it.
@@ -144,7 +145,7 @@ def search(model: nn.Module, example: torch.Tensor, scored: Scored, prune_cfg: d
             "probes": probes, "models_measured": len(measured)}
 
 
-def plan_to_target(model: nn.Module, example: torch.Tensor, scored: Scored, prune_cfg: dict, unpruned: dict,
+def plan_to_target(model: nn.Module, example: Inputs, scored: Scored, prune_cfg: dict, unpruned: dict,
                    cache: SearchCache, make_timer: Timer) -> tuple[PrunePlan, dict]:
     """The plan at the threshold a search finds, or that `cache` holds from an earlier search of
     the same checkpoint and settings; and the search's record (with "reused": cache path)."""

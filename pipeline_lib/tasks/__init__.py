@@ -23,7 +23,7 @@ from ..errors import UserError
 from .base import Batch, Criterion, ImageSize, Manifest, StatefulCriterion, Task, input_size
 
 __all__ = ["Task", "Manifest", "Batch", "Criterion", "StatefulCriterion", "ImageSize", "input_size",
-           "families", "get_task", "build_from_checkpoint", "LoadedModel", "load_model"]
+           "families", "get_task", "build_from_checkpoint", "LoadedModel", "load_model", "with_evaluator"]
 
 
 @cache
@@ -72,3 +72,8 @@ def load_model(path: str | os.PathLike, family: str | None = None) -> LoadedMode
     ckpt = load_checkpoint(path, family=family)
     imgsz = checkpoint_imgsz(path, ckpt)
     return LoadedModel(ckpt, get_task(ckpt["arch"]["family"]), build_from_checkpoint(ckpt, path).eval(), imgsz)
+
+
+def with_evaluator(eval_cfg: dict, evaluator: str | os.PathLike | None) -> dict:
+    """`evaluate`'s settings with the path of the family's evaluator, when it has one (Task.has_evaluator)."""
+    return {**eval_cfg, "evaluator": str(evaluator)} if evaluator else eval_cfg

@@ -96,10 +96,16 @@ class Task(ABC):
 
     family: str  # the `task:` value that selects it; equals its folder's name
     metric_keys: tuple[str, ...]  # keys of evaluate()'s result; the first is the headline accuracy
-    output_names: tuple[str, ...] = ("output",)  # names of the exported ONNX graph's outputs (input: "images")
+    output_names: tuple[str, ...] = ("output",)  # names of the exported ONNX graph's outputs
+    # The network's inputs, in forward()'s order: the images, or more (the denoiser's x_t, t, label).
+    input_names: tuple[str, ...] = ("images",)
     # The criterion's loss is summed over the batch's images (YOLOv5's loss x batch size) while its
     # logged items are per image: a distillation term is then scaled alike before it is added.
     loss_sums_over_batch: bool = False
+    # The family scores a stage with a model of its own, trained once per dataset by its own step
+    # (`train_evaluator`; diffusion: a digit classifier that judges the samples). `evaluate` then
+    # finds its path in eval_cfg["evaluator"] (absent while training picks the best epoch).
+    has_evaluator: bool = False
 
     @property
     def schema_path(self) -> Path:
@@ -135,6 +141,12 @@ class Task(ABC):
     def fitness(self, metrics: dict[str, float]) -> float:
         """One number to pick the best epoch by (higher is better)."""
 
+    def train_evaluator(self, manifest: Manifest, eval_cfg: dict, device: torch.device, seed: int,
+                        out_path: Path) -> dict:
+        """Train the family's evaluator on the manifest's train split and save it to `out_path`
+        (atomically); return what to record of it (e.g. its val accuracy). Only with `has_evaluator`."""
+        raise NotImplementedError(f"the {self.family} family has no evaluator")
+
     def distill_loss(self, student_out: Any, teacher_out: Any, cfg: dict) -> torch.Tensor:
         """Distillation term (a scalar, per image like the criterion's items) between what the
         student's train-mode forward returned and the teacher's output on the same images, in the
@@ -145,8 +157,15 @@ class Task(ABC):
 
         raise UserError(f"stages.finetune.distill: the {self.family} family has no distillation loss")
 
-    def example_input(self, imgsz: ImageSize, batch: int = 1) -> torch.Tensor:
-        return torch.rand(batch, 3, *input_size(imgsz))
+    def example_input(self, imgsz: ImageSize, batch: int = 1, generator: torch.Generator | None = None):
+        """Random network inputs of the right shapes and ranges (tracing, FLOPs, latency, export
+        parity): one tensor, or a tuple in `input_names` order for a network of several inputs."""
+        return torch.rand(batch, 3, *input_size(imgsz), generator=generator)
+
+    def model_inputs(self, batch: Batch, generator: torch.Generator | None = None):
+        """The network's inputs for a loader batch in eval form (export parity on val data, INT8
+        calibration), as `example_input` gives them. Default: the images."""
+        return batch["images"]
 
     def keep_width_modules(self, model: nn.Module) -> list[nn.Module]:
         """Modules whose output channels the pruner must not change (prediction heads, embeddings)."""

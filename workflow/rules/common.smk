@@ -90,6 +90,11 @@ def stage_manifest(wildcards):
     return slim_chain.manifest(wildcards.stage, config)
 
 
+def stage_evaluator(wildcards):
+    """The family's evaluator an artifact is scored with (none for most families: an empty input)."""
+    return slim_chain.evaluator(wildcards.stage, config) or []
+
+
 def parent_checkpoint(wildcards):
     """The checkpoint an artifact starts from, as an `init` input (none when built from the config)."""
     path = slim_chain.parent(wildcards.lineage, wildcards.get("stage", "pruned"), config)

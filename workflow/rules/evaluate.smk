@@ -2,6 +2,7 @@ rule evaluate:
     input:
         checkpoint="results/{lineage}{stage}.pt",
         manifest=stage_manifest,
+        evaluator=stage_evaluator,
     output:
         metrics="results/{lineage}metrics/{stage}.json",
         predictions="results/{lineage}metrics/{stage}.predictions.json",

@@ -61,6 +61,8 @@ rule evaluate_onnx:
     input:
         unpack(lambda wildcards: export_paths.onnx_inputs(wildcards.prefix, wildcards.precision)),
         manifest=lambda wildcards: slim_chain.manifest(wildcards.prefix.rstrip(".") or export_paths.DEPLOYED, config),
+        evaluator=lambda wildcards: slim_chain.evaluator(wildcards.prefix.rstrip(".") or export_paths.DEPLOYED, config)
+        or [],
     output:
         metrics="results/metrics/{prefix}onnx_{precision}.json",
     log:

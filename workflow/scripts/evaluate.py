@@ -7,4 +7,5 @@ if __name__ == "__main__":
                checkpoint=snakemake.input.checkpoint, manifest_path=snakemake.input.manifest,
                eval_cfg=snakemake.params.evaluate, device=snakemake.params.device,
                seed=snakemake.params.seed, out_metrics=snakemake.output.metrics,
-               out_predictions=snakemake.output.predictions)
+               out_predictions=snakemake.output.predictions,
+               evaluator=snakemake.input.get("evaluator"))
