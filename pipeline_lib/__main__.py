@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 import sys
 from pathlib import Path
@@ -17,15 +18,10 @@ from typing import Callable
 
 import yaml
 
-from . import steps
 from .chain import LINEAGE_PATTERN, iteration_lineages, prune_settings, sweep_lineages, teacher
-from .compare import compare
 from .config import TRAINED_STAGES, defaults, load_config, stage_config
 from .errors import UserError
 from .export import paths as export_paths
-from .export import steps as export_steps
-from .predict import predict
-from .weights import import_weights_file
 from .runner import run_logged
 
 __all__ = ["main", "apply_settings"]
@@ -70,7 +66,7 @@ def _prepare(cfg: dict, args: argparse.Namespace) -> dict:
 
 def _train(cfg: dict, args: argparse.Namespace) -> dict:
     r = args.results
-    spec = steps.StageSpec(label=args.stage, train_cfg=stage_config(cfg, args.stage), model_cfg=cfg["model"],
+    spec = _step(".steps:StageSpec")(label=args.stage, train_cfg=stage_config(cfg, args.stage), model_cfg=cfg["model"],
                            family=cfg["task"], seed=cfg["seed"], device=cfg["device"],
                            manifest_path=r / "data" / "dataset.json", out_checkpoint=r / f"{args.stage}.pt",
                            out_csv=r / "train" / f"{args.stage}.csv", workdir=r / "work" / args.stage,
@@ -229,29 +225,37 @@ def _compare_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv", type=Path, default=None, help="write the combined table to this CSV")
 
 
+def _step(where: str) -> Callable:
+    """A step by "module:name", imported when its command runs: torch loads only then, so a bad
+    command line or config is answered at once."""
+    module, name = where.split(":")
+    return getattr(importlib.import_module(module, __package__), name)
+
+
+# command: (step, its keyword arguments from the config and args, help, options)
 COMMANDS = {
     "check-config": (_check_config, lambda cfg, args: {}, "validate the config files (merged in order) and exit", None),
-    "prepare-dataset": (steps.prepare_dataset, _prepare, "validate or generate the dataset; write its manifest", None),
-    "train": (steps.train_stage, _train, "train one stage with the shared engine", _train_options),
-    "prune": (steps.prune_stage, _prune, "cut the smallest-|γ| channels of results/sparse.pt", None),
-    "evaluate": (steps.evaluate_stage, _evaluate, "evaluate a stage's checkpoint on the val split", _lineage_stage),
-    "export": (export_steps.export_stage, _export, "export a checkpoint to ONNX, checked in ONNX Runtime",
+    "prepare-dataset": (".steps:prepare_dataset", _prepare, "validate or generate the dataset; write its manifest", None),
+    "train": (".steps:train_stage", _train, "train one stage with the shared engine", _train_options),
+    "prune": (".steps:prune_stage", _prune, "cut the smallest-|γ| channels of results/sparse.pt", None),
+    "evaluate": (".steps:evaluate_stage", _evaluate, "evaluate a stage's checkpoint on the val split", _lineage_stage),
+    "export": (".export.steps:export_stage", _export, "export a checkpoint to ONNX, checked in ONNX Runtime",
                _deployed_stage),
-    "quantize": (export_steps.quantize_stage, _quantize, "INT8 static quantization of an exported model",
+    "quantize": (".export.steps:quantize_stage", _quantize, "INT8 static quantization of an exported model",
                  _deployed_stage),
-    "evaluate-onnx": (export_steps.evaluate_onnx_stage, _evaluate_onnx,
+    "evaluate-onnx": (".export.steps:evaluate_onnx_stage", _evaluate_onnx,
                       "evaluate an exported model in ONNX Runtime, with its latency", _evaluate_onnx_options),
-    "latency": (export_steps.torch_latency_stage, _latency, "PyTorch eager CPU latency of a checkpoint",
+    "latency": (".export.steps:torch_latency_stage", _latency, "PyTorch eager CPU latency of a checkpoint",
                 _deployed_stage),
-    "report": (steps.report, _report, "summary.csv/.md, provenance.json and the plots of a finished chain", None),
-    "predict": (predict, _predict, "draw and save a model's predictions on your images (as evaluation computes them)",
+    "report": (".steps:report", _report, "summary.csv/.md, provenance.json and the plots of a finished chain", None),
+    "predict": (".predict:predict", _predict, "draw and save a model's predictions on your images (as evaluation computes them)",
                 _predict_options),
-    "merge-lora": (steps.merge_lora, _merge_lora, "apply a LoRA adapter to its base checkpoint and merge it",
+    "merge-lora": (".steps:merge_lora", _merge_lora, "apply a LoRA adapter to its base checkpoint and merge it",
                    _merge_lora_options),
-    "import-weights": (import_weights_file, _import_weights,
+    "import-weights": (".weights:import_weights_file", _import_weights,
                        "convert weights you have into a slimflow checkpoint once, without running their pickle",
                        _import_weights_options),
-    "compare": (compare, _compare, "the summaries of several runs side by side (table, optional plot)",
+    "compare": (".compare:compare", _compare, "the summaries of several runs side by side (table, optional plot)",
                 _compare_options),
 }
 NEEDS_NO_CONFIG = {"compare", "merge-lora"}
@@ -302,7 +306,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace):
-    fn, make_kwargs, _, _ = COMMANDS[args.command]
+    step, make_kwargs, _, _ = COMMANDS[args.command]
     cfg = None
     configs = getattr(args, "config", None) or ([] if args.command in OPTIONAL_CONFIG else [Path("config/config.yaml")])
     if args.command not in NEEDS_NO_CONFIG and configs:
@@ -311,7 +315,7 @@ def _run(args: argparse.Namespace):
         raise UserError("--set needs --config (the file whose keys it overrides)")
     kwargs = make_kwargs(cfg, args)
     _check_inputs(args.command, kwargs)
-    result = fn(**kwargs)
+    result = (step if callable(step) else _step(step))(**kwargs)
     if args.command == "compare":
         print(result)
     return result

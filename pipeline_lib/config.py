@@ -22,7 +22,7 @@ import yaml
 
 from .errors import ConfigError, UserError
 from .io import read_yaml_mapping
-from .tasks import families, get_task
+from .tasks import families, get_task, schema_path
 
 __all__ = ["SCHEMA_PATH", "TRAINED_STAGES", "schema", "load_config", "read_config_files", "validate_config",
            "stage_config", "config_hash", "defaults"]
@@ -46,7 +46,7 @@ def _merge(base: dict, fragment: dict) -> dict:
 
 def schema(task: str) -> dict:
     """The whole schema of a `task:` family: the shared keys plus the family's schema.yaml."""
-    return _merge(_read_schema(SCHEMA_PATH), _read_schema(get_task(task).schema_path))
+    return _merge(_read_schema(SCHEMA_PATH), _read_schema(schema_path(task)))
 
 
 def _fill_defaults(validator_class: type[jsonschema.Validator]) -> type[jsonschema.Validator]:

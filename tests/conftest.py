@@ -14,6 +14,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from filelock import FileLock  # noqa: E402  (torch's own dependency)
 import yaml  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -42,11 +43,32 @@ def write_config(path: Path, base: str = "test.yaml", **sections) -> Path:
     return path
 
 
+# Files whose parametrized cases are independent processes on cheap (or session-wide) fixtures.
+SPREAD = ("test_bad_inputs.py", "test_docs_commands.py")
+
+
+def pytest_collection_modifyitems(items):
+    """Workers take whole test files (`--dist loadgroup`, pyproject.toml), so a file's module
+    fixtures, a chain run through snakemake, are built once. The cases of SPREAD files (bad
+    inputs, documented commands: each seconds to minutes of their own processes) go one by one
+    to whichever worker is free."""
+    for item in items:
+        path = Path(item.fspath)
+        if not (path.name in SPREAD and hasattr(item, "callspec")):
+            item.add_marker(pytest.mark.xdist_group(path.stem))
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    """The tiny detection config run once through the default target (every stage evaluated)."""
-    workdir = tmp_path_factory.mktemp("tiny")
-    run_snakemake(workdir, REPO / "config" / "test.yaml")
+    """The tiny detection config run once through the default target (every stage evaluated),
+    once per test session: the first worker that needs it builds it, the other waits and reuses it.
+    Tests read it, or copy it before running snakemake in it."""
+    shared = tmp_path_factory.getbasetemp().parent  # every worker's basetemp sits in one folder
+    workdir = shared / "tiny"
+    with FileLock(str(shared / "tiny.lock")):
+        if not (workdir / "results/summary.md").exists():
+            workdir.mkdir(exist_ok=True)
+            run_snakemake(workdir, REPO / "config" / "test.yaml")
     return workdir
 
 

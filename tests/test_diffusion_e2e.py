@@ -8,7 +8,7 @@ import torch
 from pipeline_lib.io import sha256_file
 from pipeline_lib.tasks.diffusion.idx import FILES, read_idx
 
-from conftest import REPO, run_snakemake
+from conftest import REPO, one_error_line, run_snakemake, write_config
 
 pytestmark = pytest.mark.e2e  # runs the real snakemake, CLI or a training
 
@@ -62,3 +62,19 @@ def test_chain_prunes_the_unet_and_keeps_the_fixed_widths(diffusion_run):
     proto = onnx.load(str(diffusion_run / "results/export/pruned_finetuned.onnx"))
     assert [i.name for i in proto.graph.input] == ["x_t", "t", "label"]
     assert [o.name for o in proto.graph.output] == ["noise"]
+
+
+def test_a_truncated_idx_file_stops_snakemake_in_one_line(tmp_path):
+    import numpy as np
+    from pipeline_lib.tasks.diffusion.idx import write_idx
+
+    mnist = tmp_path / "mnist"
+    rng = np.random.default_rng(0)
+    for split, (images, labels) in FILES.items():
+        write_idx(mnist / images, rng.integers(0, 256, (20, 16, 16), dtype=np.uint8))
+        write_idx(mnist / labels, (np.arange(20) % 10).astype(np.uint8))
+    val = mnist / FILES["val"][0]
+    val.write_bytes(val.read_bytes()[:-7])
+    config = write_config(tmp_path / "c.yaml", base="test_diffusion.yaml", dataset={"path": str(mnist)})
+    line = one_error_line(run_snakemake(tmp_path, config, "-n", check=False))
+    assert "t10k-images-idx3-ubyte" in line and "7 bytes" in line, line

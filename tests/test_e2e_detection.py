@@ -147,7 +147,7 @@ def test_bad_label_fails_naming_file_and_line(tmp_path):
 
 def test_snakemake_report_embeds_the_plots(tiny_run, tmp_path):
     html = tmp_path / "report.html"
-    run_snakemake(tiny_run, REPO / "config" / "test.yaml", "--report", str(html))
+    run_snakemake(tiny_run, REPO / "config" / "test.yaml", "--report", str(html), "--nolock")  # a shared run
     text = html.read_text(errors="replace")
     for plot in ("bn_gamma.png", "training_curves.png", "latency.png"):
         assert plot in text

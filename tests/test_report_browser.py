@@ -32,11 +32,12 @@ def rendered_dom(page, budget_ms=20000) -> str:
 
 
 @pytest.fixture(scope="module")
-def report_html(tiny_run):
+def report_html(tiny_run, tmp_path_factory):
     if CHROMIUM is None:
         pytest.skip("no chromium on this machine (apt-get install chromium; .ci/run does where it is root)")
-    out = tiny_run / "report.html"
-    run_snakemake(tiny_run, REPO / "config" / "test.yaml", "--report", str(out))
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    # --nolock: the other worker may be reading the same shared run (conftest.tiny_run)
+    run_snakemake(tiny_run, REPO / "config" / "test.yaml", "--report", str(out), "--nolock")
     return out
 
 

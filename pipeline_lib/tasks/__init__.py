@@ -6,24 +6,38 @@
 
 A new family is a folder `pipeline_lib/tasks/<name>/` with `__init__.py` exposing `TASK` and a
 `schema.yaml` with its config keys (see `base.py`); nothing else names it.
+
+Importing this package costs nothing: torch loads with the first family or checkpoint, so
+config validation (`pipeline_lib.config`) answers a bad config before that.
 """
 from __future__ import annotations
 
 import importlib
 import os
 import pkgutil
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from ..checkpoint import checkpoint_imgsz, load_checkpoint, load_weights
 from ..errors import UserError
-from .base import Batch, Criterion, ImageSize, Manifest, StatefulCriterion, Task, input_size
+
+if TYPE_CHECKING:
+    from .base import Task
 
 __all__ = ["Task", "Manifest", "Batch", "Criterion", "StatefulCriterion", "ImageSize", "input_size",
-           "families", "get_task", "build_from_checkpoint", "LoadedModel", "load_model", "with_evaluator"]
+           "families", "schema_path", "get_task", "build_from_checkpoint", "LoadedModel", "load_model",
+           "with_evaluator"]
+
+# Names imported on first use (PEP 562): they need torch.
+_LAZY = {**dict.fromkeys(("Task", "Manifest", "Batch", "Criterion", "StatefulCriterion", "ImageSize", "input_size"),
+                         ".base"),
+         **dict.fromkeys(("build_from_checkpoint", "LoadedModel", "load_model"), ".loading")}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @cache
@@ -43,35 +57,9 @@ def get_task(family: str) -> Task:
     return task
 
 
-def build_from_checkpoint(ckpt: dict, source: str | os.PathLike = "checkpoint") -> nn.Module:
-    """The network a checkpoint describes: its family's nominal architecture resized to the saved
-    widths. An unknown family, an arch that does not build, or weights that do not fit it are one
-    UserError naming `source` (the file)."""
-    arch = ckpt["arch"]
-    if arch["family"] not in families():
-        raise UserError(f"{source}: checkpoint is a {arch['family']!r} model; slimflow builds {', '.join(families())}")
-    task = get_task(arch["family"])
-    try:
-        model = task.build_model(arch)
-    except (TypeError, ValueError, KeyError) as e:
-        raise UserError(f"{source}: its arch {arch['name']!r} {arch['kwargs']} does not build a model "
-                        f"({type(e).__name__}: {e})") from None
-    return load_weights(model, ckpt["state_dict"], task.keep_width_modules(model), source)
-
-
-@dataclass
-class LoadedModel:
-    ckpt: dict  # the checkpoint as loaded (arch, state_dict, meta)
-    task: Task
-    model: nn.Module  # in eval mode, on the CPU
-    imgsz: ImageSize  # the input size it was trained and is evaluated at
-
-
-def load_model(path: str | os.PathLike, family: str | None = None) -> LoadedModel:
-    """Load a checkpoint (expecting `family` when given) and rebuild its network; UserError naming the file."""
-    ckpt = load_checkpoint(path, family=family)
-    imgsz = checkpoint_imgsz(path, ckpt)
-    return LoadedModel(ckpt, get_task(ckpt["arch"]["family"]), build_from_checkpoint(ckpt, path).eval(), imgsz)
+def schema_path(family: str) -> Path:
+    """The family's config keys (its schema.yaml), found without importing the family."""
+    return Path(__file__).parent / family / "schema.yaml"
 
 
 def with_evaluator(eval_cfg: dict, evaluator: str | os.PathLike | None) -> dict:

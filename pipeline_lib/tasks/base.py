@@ -107,11 +107,6 @@ class Task(ABC):
     # finds its path in eval_cfg["evaluator"] (absent while training picks the best epoch).
     has_evaluator: bool = False
 
-    @property
-    def schema_path(self) -> Path:
-        """The family's config keys: a schema fragment beside the family's code."""
-        return Path(__import__(type(self).__module__, fromlist=["__file__"]).__file__).parent / "schema.yaml"
-
     @abstractmethod
     def prepare_dataset(self, dataset_cfg: dict, out_dir: Path, seed: int) -> Manifest:
         """Validate (or generate into `out_dir`) the dataset once; every problem is a UserError naming the file."""

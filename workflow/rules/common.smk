@@ -4,7 +4,6 @@ from pathlib import Path
 from pipeline_lib import chain as slim_chain  # not `chain`: Snakefile globals would shadow itertools.chain
 from pipeline_lib.config import TRAINED_STAGES, read_config_files, stage_config, validate_config
 from pipeline_lib.errors import UserError
-from pipeline_lib.preflight import check_device, preflight
 
 
 def config_sources():
@@ -25,6 +24,9 @@ except UserError as error:
 
 # The dataset and every checkpoint under results/, checked before Snakemake deletes the previous
 # outputs of any job it schedules (cached; in the main process only, not in each cluster job).
+# Imported here, after the config passed: it loads torch, which a config mistake need not wait for.
+from pipeline_lib.preflight import check_device, preflight
+
 if workflow.is_main_process:
     try:
         preflight(config, "results", ".snakemake/slimflow/preflight.json")

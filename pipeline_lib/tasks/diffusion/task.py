@@ -58,7 +58,7 @@ class _Criterion:
 
     def __call__(self, model: nn.Module, batch: dict):
         loss = training_loss(model, to_model_range(batch["images"]), batch["labels"], schedule_of(_unwrap(model)))
-        return loss, {"l1": float(loss)}
+        return loss, {"l1": float(loss.detach())}
 
 
 def _on(model, device):
@@ -191,6 +191,10 @@ class DiffusionTask(Task):
             write_json(predictions_path, {"labels": labels[keep].tolist(), "judged": logits.argmax(1)[keep].tolist(),
                                           "metrics": metrics, "samples": pixels.tolist()})
         return {k: metrics[k] for k in self.metric_keys}
+
+    def image_loader(self, paths, *, imgsz, batch_size):
+        raise UserError("predict: a diffusion model generates digits instead of reading images; each stage's "
+                        "samples are in results/metrics/<stage>.predictions.json and the report's grids")
 
     def fitness(self, metrics):
         return metrics["cond_acc"] if "cond_acc" in metrics else -metrics["val_loss"]
