@@ -47,15 +47,19 @@ def write_config(path: Path, base: str = "test.yaml", **sections) -> Path:
 SPREAD = ("test_bad_inputs.py", "test_docs_commands.py")
 
 
-def pytest_collection_modifyitems(items):
-    """Workers take whole test files (`--dist loadgroup`, pyproject.toml), so a file's module
-    fixtures, a chain run through snakemake, are built once. The cases of SPREAD files (bad
-    inputs, documented commands: each seconds to minutes of their own processes) go one by one
-    to whichever worker is free."""
-    for item in items:
-        path = Path(item.fspath)
-        if not (path.name in SPREAD and hasattr(item, "callspec")):
-            item.add_marker(pytest.mark.xdist_group(path.stem))
+def pytest_xdist_make_scheduler(config, log):
+    """Workers take whole test files, so a file's module fixtures (a chain run through snakemake)
+    are built once; but the cases of SPREAD files (bad inputs, documented commands: seconds to
+    minutes of their own processes each) go one by one to whichever worker is free. (xdist's
+    `loadgroup` cannot say this: under pytest 9 its group marks no longer reach the scheduler.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FilesAndSpreadCases(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return nodeid if Path(path).name in SPREAD and "[" in nodeid else path
+
+    return FilesAndSpreadCases(config, log)
 
 
 @pytest.fixture(scope="session")
@@ -127,3 +131,4 @@ class KillInEpoch:
             self.steps += 1
             if self.steps == 2:
                 raise Interrupt
+

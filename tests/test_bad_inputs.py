@@ -47,7 +47,7 @@ def repo_layout(root: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # its cases are spread over the workers (conftest.SPREAD)
 def valid(tmp_path_factory) -> Path:
     """A valid dataset, configs, manifest and checkpoint; every case starts from a copy (relative
     paths, so the copy points into itself)."""

@@ -215,3 +215,21 @@ def test_onnx_export_matches_pytorch(tmp_path):
     with torch.no_grad():
         ref = model(x, t, label).numpy()
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
+
+
+def test_lora_on_the_attention_projections_merges_into_the_same_network():
+    from pipeline_lib.adapters.lora import LoRALayer, inject, merge
+
+    model, x = randomize_bn(small_unet()).eval(), inputs(2, 16)
+    with torch.no_grad():
+        before = model(*x)
+    names = inject(model, r=2, alpha=4, targets=["*.wq", "*.wk", "*.wv"], fixed=model.keep_width_modules())
+    assert names and {n.rsplit(".", 1)[1] for n in names} == {"wq", "wk", "wv"}  # the seed's Wq, Wk, Wv only
+    for layer in (m for m in model.modules() if isinstance(m, LoRALayer)):
+        torch.nn.init.normal_(layer.lora_B.weight, std=0.1)  # as after training
+    with torch.no_grad():
+        adapted = model(*x)
+        merged = merge(model)(*x)
+    assert not torch.allclose(adapted, before, atol=1e-4)  # the adapters change the output ...
+    assert not any(isinstance(m, LoRALayer) for m in model.modules())  # ... and merge into plain layers
+    torch.testing.assert_close(merged, adapted, rtol=1e-5, atol=1e-5)
