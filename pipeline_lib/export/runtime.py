@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import cached_property
 from pathlib import Path
 
 import onnx
@@ -75,7 +76,10 @@ class OrtModel(nn.Module):
         super().__init__()
         self.path = Path(path)
         self.session = make_session(path, threads)
-        self.metadata = read_metadata(path)
+
+    @cached_property
+    def metadata(self) -> dict:  # read only by a family that needs it (diffusion's noise schedule)
+        return read_metadata(self.path)
 
     def forward(self, *inputs: torch.Tensor):
         outs = [torch.from_numpy(o) for o in self.session.run(None, ort_feed(self.session, inputs))]

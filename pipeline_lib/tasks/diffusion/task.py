@@ -119,7 +119,7 @@ class DiffusionTask(Task):
     def example_input(self, imgsz, batch=1, generator=None):
         h, w = input_size(imgsz)
         return (torch.randn(batch, 1, h, w, generator=generator), torch.rand(batch, generator=generator),
-                torch.randint(0, 10, (batch,), generator=generator))
+                torch.randint(0, len(data.NAMES), (batch,), generator=generator))
 
     def model_inputs(self, batch, generator=None):
         """Val images noised to a random time: x_t = cos(πt/2)·x0 + sin(πt/2)·ε, a schedule-free
