@@ -40,7 +40,8 @@ def versions() -> dict[str, str | None]:
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, arch: dict, meta: dict[str, Any]) -> None:
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    # contiguous: a model trained channels_last publishes the same tensors as one trained NCHW
+    state = {k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in model.state_dict().items()}
     obj = {"format": FORMAT, "arch": arch, "state_dict": state, "meta": {**meta, "versions": versions()}}
     save_sealed(path, obj)
 

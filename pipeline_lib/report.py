@@ -50,7 +50,7 @@ def summary_table(metrics_paths: list[str | os.PathLike], latency_paths: list[st
         rows.append({"stage": m["stage"] if runtime == "torch" else f"{m['stage']} [{runtime}]", "runtime": runtime,
                      **m["metrics"], "fitness": m["fitness"], "params": m["params"], "flops": m["flops"],
                      "latency_ms": latency.get("median"), "latency_p90_ms": latency.get("p90"),
-                     "file_bytes": m["file_bytes"], "data": m.get("data"), **_training_columns(m),
+                     "network_calls": m.get("network_calls", 1), "file_bytes": m["file_bytes"], "data": m.get("data"), **_training_columns(m),
                      **_int8_columns(m)})
     table = pd.DataFrame(rows).set_index("stage")
     # an exported model was trained as its checkpoint was: "pruned_finetuned [onnx_int8]" -> "pruned_finetuned"
@@ -61,6 +61,10 @@ def summary_table(metrics_paths: list[str | os.PathLike], latency_paths: list[st
     for col in ("params", "flops", "file_bytes"):
         table[f"{col}_vs_baseline"] = table[col] / reference[col]
     table["speedup_vs_baseline"] = reference["latency_ms"].astype(float) / table["latency_ms"].astype(float)
+    if (table["network_calls"] > 1).any():  # an output costs several calls (a sampler's steps)
+        table["latency_per_output_ms"] = table["latency_ms"].astype(float) * table["network_calls"]
+    else:
+        table = table.drop(columns="network_calls")
     table = table.reset_index()
     metric = primary_metric(metrics_paths[0]) if metrics_paths else None
     if metric is not None and (reference := accuracy_reference(table, metric)) is not None:
@@ -152,6 +156,15 @@ _SHORT = {"stage": "artifact", "params": "params (M)", "flops": "GFLOPs", "laten
           "speedup_vs_baseline": "speedup"}
 
 
+def per_output_line(table: pd.DataFrame) -> str:
+    """The sentence that explains the per-output latency column ("" when every output is one call)."""
+    if "latency_per_output_ms" not in table:
+        return ""
+    calls = sorted({int(n) for n in table["network_calls"]})
+    return (f" One output takes {' or '.join(map(str, calls))} calls of the network (evaluate's sampler): "
+            "per output is latency × calls.")
+
+
 def short_table(table: pd.DataFrame, metric: str, size: bool = False) -> pd.DataFrame:
     """The short summary: artifact, `metric`, params, GFLOPs, latency, speedup (and size), as text;
     "–" where a number does not apply (no latency for that artifact), never nan."""
@@ -159,6 +172,10 @@ def short_table(table: pd.DataFrame, metric: str, size: bool = False) -> pd.Data
     columns = {"stage": "artifact", metric: metric, **delta, **({"epochs": "epochs"} if "epochs" in table else {}),
                **{k: v for k, v in _SHORT.items() if k != "stage"},
                **({"file_bytes": "size (MiB)"} if size else {})}
+    if "latency_per_output_ms" in table:  # after the latency of one call
+        at = list(columns).index("latency_ms") + 1
+        columns = dict([*list(columns.items())[:at], ("latency_per_output_ms", "per output (ms)"),
+                        *list(columns.items())[at:]])
     short = table[list(columns)].rename(columns=columns)
     for col, scale in (("params (M)", 1e6), ("GFLOPs", 1e9), ("size (MiB)", 2**20)):
         if col in short:
@@ -223,7 +240,7 @@ def write_summary(table: pd.DataFrame, out_csv: str | os.PathLike, out_md: str |
     head = "# slimflow summary\n\n"
     if metric is not None:
         head += (f"{metric} is the headline accuracy; latency: median at batch 1 on CPU (ms); speedup against the "
-                 f"baseline in the same runtime. {reference_line(table, metric)}\n\n"
+                 f"baseline in the same runtime.{per_output_line(table)} {reference_line(table, metric)}\n\n"
                  + short_table(table, metric).to_markdown(index=False) + "\n\n# Details\n")
     int8 = int8_vs_fp32(table, metric) if metric is not None else None
     details = {"INT8 against FP32": int8} if int8 else {}
@@ -344,7 +361,7 @@ def landing_page(table: pd.DataFrame, metric: str, prune_report: dict | None = N
     page = ["slimflow run", "============", "", "The chain (each arrow is a file)::", "",
             *["    " + line for line in _CHAIN.splitlines()], "", "Summary", "-------", "",
             f"Headline accuracy {metric}; latency is the median at batch 1 on CPU (PyTorch eager for checkpoints, "
-            "ONNX Runtime for exported models); speedup against the baseline in the same runtime. "
+            f"ONNX Runtime for exported models); speedup against the baseline in the same runtime.{per_output_line(table)} "
             f"{reference_line(table, metric).replace('**', '*')}", "", rows, ""]
     if prune_report is not None:
         page += ["Pruning", "-------", "", *prune_lines(prune_report), ""]

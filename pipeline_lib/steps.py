@@ -310,7 +310,8 @@ def evaluate_stage(*, label: str, checkpoint: str | os.PathLike, manifest_path: 
     result = {"stage": label, "task": task.family, "checkpoint": str(checkpoint), "metrics": metrics,
               "fitness": task.fitness(metrics), "params": count_params(model),
               "flops": count_flops(model, to_device(task.example_input(imgsz), dev)),
-              "file_bytes": os.path.getsize(checkpoint), "imgsz": imgsz, "data": str(manifest_path)}
+              "file_bytes": os.path.getsize(checkpoint), "imgsz": imgsz, "data": str(manifest_path),
+              "network_calls": task.network_calls(model, eval_cfg)}
     result["epochs_total"] = loaded.ckpt["meta"].get("epochs_total")  # every epoch that trained these weights
     if "training" in loaded.ckpt["meta"]:  # what training it cost: trainable params, memory, time, adapter size
         result["training"] = loaded.ckpt["meta"]["training"]

@@ -59,7 +59,31 @@ def pytest_xdist_make_scheduler(config, log):
             path = nodeid.split("::", 1)[0]
             return nodeid if Path(path).name in SPREAD and "[" in nodeid else path
 
+    config.option.loadscopereorder = False  # units in collection order: pytest_collection_modifyitems's
     return FilesAndSpreadCases(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Long units first, short ones last, so the two workers finish together: the first file that
+    needs the shared `tiny_run` (its worker builds it), then the end-to-end files that do not need
+    it (the other worker is busy meanwhile instead of waiting on its lock), then the other
+    end-to-end files, the quick ones, and last the one-by-one SPREAD cases."""
+    files: dict[str, list] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+    tiny = [f for f, its in files.items() if any("tiny_run" in it.fixturenames for it in its)]
+
+    def rank(item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        if Path(path).name in SPREAD and "[" in item.nodeid:
+            return 4
+        if tiny and path == tiny[0]:
+            return 0
+        if not any(it.get_closest_marker("e2e") for it in files[path]):
+            return 3
+        return 2 if path in tiny else 1
+
+    items.sort(key=rank)  # stable: a file's tests stay together and in order
 
 
 @pytest.fixture(scope="session")

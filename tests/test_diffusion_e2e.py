@@ -38,6 +38,7 @@ def test_every_stage_is_scored_by_sampling(diffusion_run):
         result = json.loads((diffusion_run / f"results/metrics/{name}.json").read_text())
         assert result["task"] == "diffusion" and list(result["metrics"]) == ["cond_acc", "fid", "val_loss"]
         assert 0 <= result["metrics"]["cond_acc"] <= 1 and result["metrics"]["fid"] >= 0
+        assert result["network_calls"] == 5  # DDIM in ddim_steps: a sample costs 5 calls of the network
     baseline = json.loads((diffusion_run / "results/metrics/baseline.json").read_text())
     assert baseline["fitness"] == baseline["metrics"]["cond_acc"]
     samples = json.loads((diffusion_run / "results/metrics/baseline.predictions.json").read_text())
@@ -47,6 +48,8 @@ def test_every_stage_is_scored_by_sampling(diffusion_run):
     assert "train/l1" in history[0] and "metrics/val_loss" in history[0]  # no judge while training
     for stage in STAGES:
         assert (diffusion_run / f"results/plots/evaluation/samples_{stage}.png").stat().st_size > 0
+    summary = (diffusion_run / "results/summary.md").read_text()
+    assert "per output (ms)" in summary and "One output takes 5 calls of the network" in summary
 
 
 def test_chain_prunes_the_unet_and_keeps_the_fixed_widths(diffusion_run):

@@ -173,3 +173,29 @@ def test_tensorboard_logger_gets_every_epoch_row(tmp_path):
     loss = events.Scalars("train/mse")
     assert [e.step for e in loss] == [row["epoch"] for row in result.history]
     assert [e.value for e in loss] == pytest.approx([row["train/mse"] for row in result.history])
+
+
+def test_channels_last_trains_the_same_network_and_publishes_nchw_weights(tmp_path):
+    from pipeline_lib.checkpoint import save_checkpoint
+    from pipeline_lib.engine.loop import channels_last
+
+    assert channels_last("auto", torch.device("cpu")) is False and channels_last(True, torch.device("cpu"))
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(64, 3, 8, 8, generator=g), torch.randn(64, 1, generator=g)
+    trained = {}
+    for layout in (False, True):
+        seed_everything(0)
+        model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 1))
+        loader = make_loader(TensorDataset(x, y), batch_size=16, shuffle=True, workers=0, seed=0, drop_last=True)
+        seen = []
+        train(model, criterion=lambda m, b: (seen.append(m[0].weight.is_contiguous()) or _criterion(m, b)),
+              train_loader=loader, evaluate=lambda m: {"mse": 0.0}, fitness=lambda m: 0.0,
+              cfg=_cfg(epochs=2, ema=False, channels_last=layout), workdir=tmp_path / str(layout),
+              device=torch.device("cpu"), run_id="r")
+        assert not any(seen) if layout else all(seen)  # NHWC weights while training, only when asked
+        save_checkpoint(tmp_path / f"{layout}.pt", model, {"family": "toy"}, {})
+        trained[layout] = torch.load(tmp_path / f"{layout}.pt", weights_only=True)["state_dict"]
+    for name, tensor in trained[True].items():
+        assert tensor.is_contiguous(), name
+        torch.testing.assert_close(tensor, trained[False][name], atol=1e-4, rtol=1e-4)

@@ -67,6 +67,11 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+def channels_last(setting: bool | str, device: torch.device) -> bool:
+    """`train.channels_last`: "auto" is NHWC on CUDA only (tensor cores); CPUs differ (measure)."""
+    return device.type == "cuda" if setting == "auto" else bool(setting)
+
+
 def _warmup(optimizer: torch.optim.Optimizer, ni: int, nw: int, epoch_lr: Sequence[float], cfg: dict) -> None:
     """Linear warmup: biases fall from warmup_bias_lr, other groups rise from 0; momentum rises too."""
     for group, lr in zip(optimizer.param_groups, epoch_lr):
@@ -131,7 +136,7 @@ def train(model: nn.Module, *, criterion: Criterion, train_loader: torch.utils.d
     weight_decay = cfg["weight_decay"] * bs * accumulate / cfg["nominal_batch_size"]
 
     model.to(device)
-    if device.type == "cuda":  # NHWC convolutions are faster on tensor cores
+    if channels_last(cfg.get("channels_last", "auto"), device):
         model.to(memory_format=torch.channels_last)
     if world > 1:
         if cfg["sync_bn"]:  # same Parameters, so hooks holding the old BN modules still see them

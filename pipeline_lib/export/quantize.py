@@ -20,6 +20,9 @@ Choices that decide whether INT8 is faster at all on x86 (measured in docs/EXPOR
   kernels, and the generic int8 path is slower than FP32 there. A 6x6 stride-2 stem (YOLOv5) is
   rewritten as SpaceToDepth + 3x3 conv over 12 channels (`space_to_depth_stem`) and quantized;
   other stems stay float.
+- nodes that do not read the image stay float (`conditioning_nodes`): a diffusion model's time
+  embedding scales t by 1000 before its sinusoids, and one uint8 scale over that range steps by
+  ~4 timesteps; those per-sample vectors are a negligible share of the work.
 - SiLU stays float (`fuse_silu`): quantized, it costs two kernels that outweigh the int8 gain.
   ReLU needs nothing: the quantizer folds it into the preceding QLinearConv's output range,
   which is why the default detector config uses ReLU (`model.act`).
@@ -39,11 +42,11 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from ..errors import UserError
-from ..inputs import ort_feed
+from ..inputs import batch_size, ort_feed
 from ..io import write_bytes
 
-__all__ = ["BatchReader", "CALIBRATIONS", "downstream_nodes", "weighted_layers", "fuse_silu", "space_to_depth_stem",
-           "quantize_int8"]
+__all__ = ["BatchReader", "CALIBRATIONS", "downstream_nodes", "conditioning_nodes", "weighted_layers", "fuse_silu",
+           "space_to_depth_stem", "quantize_int8"]
 
 _TYPES = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
 _METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -90,6 +93,16 @@ def downstream_nodes(model: onnx.ModelProto, initializers: Iterable[str], *, inc
                 found[node.name] = None
                 frontier.extend(node.output)
     return list(found)
+
+
+def conditioning_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes that do not depend on the first graph input (the image): the embeddings
+    of a model's other inputs (diffusion time, class label), which run once per sample."""
+    reached = {model.graph.input[0].name}
+    for node in model.graph.node:  # ONNX graphs are topologically sorted
+        if reached.intersection(node.input):
+            reached.update(node.output)
+    return [node.name for node in model.graph.node if not reached.intersection(node.output)]
 
 
 def weighted_layers(model: onnx.ModelProto) -> dict[str, str]:
@@ -197,10 +210,10 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, bat
                   metadata: dict | None = None, calibration_cache: str | os.PathLike | None = None) -> dict:
     """Quantize `fp32_path` into `out_path` (written atomically, metadata kept); return what was done.
 
-    Kept float: every node downstream of the convolutions reading `keep_float_after` (the heads'
-    weight names), those convolutions too with `float_heads`, and SiLU with `silu="float"` (see
-    fuse_silu). `stem`, for the convolutions reading the model input: "int8" quantizes them as they
-    are, "float" keeps them float, "space_to_depth" rewrites an even-kernel stride-2 stem so that
+    Kept float: the nodes that do not read the image (`conditioning_nodes`), every node downstream
+    of the convolutions reading `keep_float_after` (the heads' weight names), those convolutions
+    too with `float_heads`, and SiLU with `silu="float"` (see fuse_silu). `stem`, for the
+    convolutions reading the model input: "int8" quantizes them as they are, "float" keeps them float, "space_to_depth" rewrites an even-kernel stride-2 stem so that
     it quantizes well (see space_to_depth_stem) and keeps any other stem float.
     `float_layers` (names of `weighted_layers`) stay float as well; an unknown name is a UserError.
     `activation_type` "uint8" | "int8"; `calibrate_method` "minmax" | "entropy" | "percentile", the
@@ -222,6 +235,8 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, bat
         quant_pre_process(str(fused), str(pre), auto_merge=True)
         pre_model = onnx.load(str(pre))
         excluded = downstream_nodes(pre_model, keep_float_after, include_readers=float_heads)
+        conditioning = [n for n in conditioning_nodes(pre_model) if n not in excluded]
+        excluded += conditioning
         if stem != "int8" and not stem_rewritten:
             excluded += [n.name for n in pre_model.graph.node if n.op_type == "Conv" and n.input[0] == input_name]
         layers = weighted_layers(pre_model)
@@ -240,8 +255,9 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, bat
     onnx.checker.check_model(model)
     write_bytes(out_path, model.SerializeToString())
     return {"format": "QDQ", "activation_type": activation_type, "weight_type": "int8", "per_channel": per_channel,
-            "calibrate_method": calibrate_method, "calibration_images": int(sum(len(b) for b in batches)),
+            "calibrate_method": calibrate_method, "calibration_images": sum(batch_size(b) for b in batches),
             "op_types": list(op_types) if op_types else "all supported", "extra_options": options,
             "silu": silu, "float_silu_nodes": silu_nodes, "stem": stem, "stem_space_to_depth": stem_rewritten,
-            "float_nodes": len(excluded), "float_layers": list(float_layers),
+            "float_nodes": len(excluded), "float_conditioning_nodes": len(conditioning),
+            "float_layers": list(float_layers),
             "quantizable_layers": quantizable}

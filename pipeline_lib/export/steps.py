@@ -16,6 +16,7 @@ later steps need nothing but the .onnx, its report and the dataset manifest.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 
@@ -81,7 +82,7 @@ def export_stage(*, checkpoint: str | os.PathLike, manifest_path: str | os.PathL
 
 
 def _calibration_batches(family: Task, manifest: dict, imgsz, n: int, seed: int) -> list:
-    """`n` training images spread evenly over the split, preprocessed exactly as for evaluation, one per batch.
+    """`n` training images spread evenly over the split's items, preprocessed exactly as for evaluation, one per batch.
 
     Batch 1 keeps every calibration batch the same shape, which the histogram calibrators need.
     """
@@ -90,7 +91,8 @@ def _calibration_batches(family: Task, manifest: dict, imgsz, n: int, seed: int)
     subset = {**manifest, "splits": {**manifest["splits"], "train": items[::step][:n]}}
     loader = family.loader(subset, "train", train=False, imgsz=imgsz, batch_size=1, workers=0, seed=seed)
     generator = torch.Generator().manual_seed(seed)
-    return [numpy_inputs(family.model_inputs(batch, generator)) for batch in loader]
+    # islice: a split whose items are files of many images (diffusion's IDX) gives its first n
+    return [numpy_inputs(family.model_inputs(batch, generator)) for batch in itertools.islice(loader, n)]
 
 
 def _quantize_settings(meta: dict, export_cfg: dict) -> dict:
@@ -157,14 +159,15 @@ def evaluate_onnx_stage(*, onnx_path: str | os.PathLike, report_path: str | os.P
     family, imgsz = get_task(meta["family"]), meta["imgsz"]
     loader = family.loader(manifest, "val", train=False, imgsz=imgsz, batch_size=eval_cfg["batch_size"],
                            workers=0, seed=seed)
-    metrics = family.evaluate(OrtModel(onnx_path, threads), loader, torch.device("cpu"), eval_cfg, manifest)
+    model = OrtModel(onnx_path, threads)
+    metrics = family.evaluate(model, loader, torch.device("cpu"), eval_cfg, manifest)
     latency = ort_latency(onnx_path, _random_input(family, imgsz, 1, seed), threads=export_cfg["threads"],
                           runs=export_cfg["latency_runs"], warmup=export_cfg["latency_warmup"])
     result = {"stage": meta["stage"], "task": family.family, "checkpoint": str(onnx_path),
               "format": f"onnx_{meta['precision']}", "runtime": f"onnxruntime {ort.__version__} CPU",
               "metrics": metrics, "fitness": family.fitness(metrics), "params": report["params"],
               "flops": report["flops"], "file_bytes": os.path.getsize(onnx_path), "imgsz": imgsz,
-              "latency_ms": latency, "data": str(manifest_path)}
+              "latency_ms": latency, "network_calls": family.network_calls(model, eval_cfg), "data": str(manifest_path)}
     if meta["precision"] == "fp32":
         result["parity_max_abs_diff"] = report["parity"]["max_abs_diff"]
     else:  # how it was quantized, for the report's INT8 rows

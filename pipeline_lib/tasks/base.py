@@ -162,6 +162,11 @@ class Task(ABC):
         calibration), as `example_input` gives them. Default: the images."""
         return batch["images"]
 
+    def network_calls(self, model: nn.Module, eval_cfg: dict) -> int:
+        """Forward passes of the network per output at evaluation (a sampler's steps); the report
+        multiplies the latency of one call by it. Default: 1."""
+        return 1
+
     def keep_width_modules(self, model: nn.Module) -> list[nn.Module]:
         """Modules whose output channels the pruner must not change (prediction heads, embeddings)."""
         return []

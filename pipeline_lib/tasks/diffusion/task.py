@@ -30,7 +30,7 @@ from . import data
 from .frechet import feature_stats, frechet_distance
 from .judge import DigitJudge, judge_outputs, load_judge, save_judge, train_judge
 from .model import DiffusionUNet
-from .schedule import NoiseSchedule, ddim_sample, ddpm_sample, training_loss
+from .schedule import NoiseSchedule, ddim_sample, ddim_timesteps, ddpm_sample, training_loss
 
 __all__ = ["DiffusionTask", "schedule_of"]
 
@@ -165,6 +165,11 @@ class DiffusionTask(Task):
         else:
             x0 = ddpm_sample(_on(model, device), labels, schedule, shape, generator)
         return (x0.clamp(-1, 1) + 1) / 2
+
+    def network_calls(self, model, eval_cfg):
+        cfg = {**EVAL_DEFAULTS, **eval_cfg}
+        return len(ddim_timesteps(schedule_of(model).T, cfg["ddim_steps"])) if cfg["sampler"] == "ddim" \
+            else schedule_of(model).T
 
     @torch.no_grad()
     def evaluate(self, model, loader, device, eval_cfg, manifest, predictions_path=None):
