@@ -18,7 +18,7 @@ from typing import Callable
 
 import yaml
 
-from .chain import LINEAGE_PATTERN, iteration_lineages, prune_settings, sweep_lineages, teacher
+from .chain import LINEAGE_PATTERN, evaluator, iteration_lineages, manifest, prune_settings, sweep_lineages, teacher
 from .config import TRAINED_STAGES, defaults, load_config, stage_config
 from .errors import UserError
 from .export import paths as export_paths
@@ -86,9 +86,17 @@ def _prune(cfg: dict, args: argparse.Namespace) -> dict:
                 out_checkpoint=r / "pruned.pt", out_report=r / "prune.json")
 
 
+def _stage_data(results: Path, stage: str, cfg: dict) -> dict:
+    """The artifact's manifest (stages.finetune.dataset) and the family's evaluator on it (the
+    diffusion judge), under --results, as the workflow's rules pass them."""
+    artifact = stage.rsplit("/", 1)[-1]
+    judge = evaluator(artifact, cfg)
+    return dict(manifest_path=_in(results, manifest(artifact, cfg)), evaluator=judge and _in(results, judge))
+
+
 def _evaluate(cfg: dict, args: argparse.Namespace) -> dict:
     r = args.results
-    return dict(label=args.stage, checkpoint=r / f"{args.stage}.pt", manifest_path=r / "data" / "dataset.json",
+    return dict(label=args.stage, checkpoint=r / f"{args.stage}.pt", **_stage_data(r, args.stage, cfg),
                 eval_cfg=cfg["evaluate"], device=cfg["device"], seed=cfg["seed"],
                 out_metrics=r / "metrics" / f"{args.stage}.json",
                 out_predictions=r / "metrics" / f"{args.stage}.predictions.json")
@@ -113,7 +121,7 @@ def _evaluate_onnx(cfg: dict, args: argparse.Namespace) -> dict:
     prefix = "" if args.stage == export_paths.DEPLOYED else f"{args.stage}."
     inputs = export_paths.onnx_inputs(prefix, args.precision)
     return dict(onnx_path=_in(args.results, inputs["onnx"]), report_path=_in(args.results, inputs["report"]),
-                manifest_path=args.results / "data" / "dataset.json", eval_cfg=cfg["evaluate"],
+                **_stage_data(args.results, args.stage, cfg), eval_cfg=cfg["evaluate"],
                 export_cfg=cfg["export"], seed=cfg["seed"], threads=1,
                 out_metrics=args.results / "metrics" / f"{prefix}onnx_{args.precision}.json")
 

@@ -139,11 +139,11 @@ def manifest(artifact: str, config: dict) -> str:
 
 
 def evaluator(artifact: str, config: dict) -> str | None:
-    """The family's evaluator trained on the artifact's dataset (`Task.has_evaluator`: diffusion's
+    """The family's evaluator trained on the artifact's dataset (`tasks.has_evaluator`: diffusion's
     digit judge), beside its manifest; None for a family that scores without one."""
-    from .tasks import get_task  # the family's module, imported only when asked
+    from .tasks import has_evaluator
 
-    return f"results/data/{data_folder(artifact, config)}evaluator.pt" if get_task(config["task"]).has_evaluator else None
+    return f"results/data/{data_folder(artifact, config)}evaluator.pt" if has_evaluator(config["task"]) else None
 
 
 def dataset_settings(folder: str, config: dict) -> tuple[dict, int]:

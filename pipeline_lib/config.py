@@ -22,7 +22,7 @@ import yaml
 
 from .errors import ConfigError, UserError
 from .io import read_yaml_mapping
-from .tasks import families, get_task, schema_path
+from .tasks import families, family_check, schema_path
 
 __all__ = ["SCHEMA_PATH", "TRAINED_STAGES", "schema", "load_config", "read_config_files", "validate_config",
            "stage_config", "config_hash", "defaults"]
@@ -195,7 +195,8 @@ def validate_config(config: dict, sources: Sequence[str | Path] = (), overrides:
     _fill_defaults(jsonschema.Draft202012Validator)(full).validate(config)
     try:
         _check_across_keys(config)
-        get_task(config["task"]).check_config(config)  # the family's rules a schema cannot say
+        if check := family_check(config["task"], "check_config"):  # the family's rules a schema cannot say
+            check(config)
     except ConfigError as e:
         raise UserError(f"{locate(e.key)}: {e}") from None
     return _sorted_keys(config)

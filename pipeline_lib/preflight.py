@@ -17,7 +17,8 @@ chain. So `workflow/rules/common.smk` runs, after config validation and before a
 a cluster job may land on a node with the GPU the submitting machine lacks).
 
 They are cached in `cache` by (path, size, mtime) of every file they read, so an unchanged
-dataset and unchanged checkpoints cost a few `stat` calls per invocation.
+dataset and unchanged checkpoints cost a few `stat` calls per invocation: torch is imported only
+when a checkpoint or `model.weights` needs checking (a family's dataset check imports none).
 """
 from __future__ import annotations
 
@@ -28,12 +29,9 @@ from pathlib import Path
 
 from .chain import data_folder, dataset_settings
 from .chain import parent as chain_parent
-from .checkpoint import FORMAT, check_checkpoint, checkpoint_imgsz
 from .config import config_hash
 from .errors import UserError
 from .io import write_json
-from .torchfile import load_sealed
-from .weights import check_weights
 
 __all__ = ["preflight", "check_dataset", "check_checkpoints", "check_lora_targets", "check_device"]
 
@@ -59,28 +57,31 @@ def _unchanged(entry: dict | None) -> bool:
 def check_dataset(config: dict, cache: dict) -> None:
     """The family's pre-run check of each dataset (the experiment's, and the finetune's own when
     set), skipped when nothing it read has changed since it passed."""
-    from .tasks import get_task
+    from .tasks import family_check
 
+    check = family_check(config["task"], "check_dataset")
     for folder in dict.fromkeys(data_folder(artifact, config) for artifact in ("baseline", "pruned_finetuned")):
         dataset_cfg = dataset_settings(folder, config)[0]
         key = config_hash({"task": config["task"], "dataset": dataset_cfg})
         entry = cache.get(f"dataset:{folder}")
         if entry is not None and entry.get("key") == key and _unchanged(entry):
             continue
-        read = get_task(config["task"]).check_dataset(dataset_cfg)
+        read = check(dataset_cfg) if check else []
         cache[f"dataset:{folder}"] = {"key": key, "files": _stamps(read)}
 
 
 def check_checkpoints(results: Path, cache: dict, family: str | None = None) -> None:
     """Every torch file under `results`: its checksum (and for a published checkpoint, its parts
     and that it is a `family` model)."""
-    from .tasks import build_from_checkpoint
-
     passed = cache.setdefault("checkpoints", {})
     for path in sorted(results.rglob("*.pt")):
         stamp = _stamp(path)
         if stamp is None or passed.get(str(path)) == [*stamp, family]:
             continue
+        from .checkpoint import FORMAT, check_checkpoint, checkpoint_imgsz  # torch: only for a file to check
+        from .tasks import build_from_checkpoint
+        from .torchfile import load_sealed
+
         resume_state = "work" in path.relative_to(results).parts
         obj = load_sealed(path, remedy="delete it to start this stage over" if resume_state else
                           "delete it and rerun the step that writes it")
@@ -96,9 +97,7 @@ def check_checkpoints(results: Path, cache: dict, family: str | None = None) -> 
 def check_lora_targets(config: dict, results: Path, cache: dict) -> None:
     """Each LoRA stage's `targets` select layers of its parent checkpoint, where that exists
     already (a job would fail on it only after Snakemake removed the stage's previous outputs)."""
-    from .adapters import resolve_targets
     from .config import TRAINED_STAGES, stage_config
-    from .tasks import load_model
 
     passed = cache.setdefault("lora_targets", {})
     for artifact, section in TRAINED_STAGES.items():
@@ -107,6 +106,9 @@ def check_lora_targets(config: dict, results: Path, cache: dict) -> None:
         stamp = _stamp(path) if path is not None else None
         if stamp is None or passed.get(section) == [str(path), *stamp, lora["targets"]]:
             continue
+        from .adapters import resolve_targets  # torch: only for a parent to check
+        from .tasks import load_model
+
         loaded = load_model(path)
         resolve_targets(loaded.model, lora["targets"], loaded.task.keep_width_modules(loaded.model),
                         f"stages.{section}.lora")
@@ -123,7 +125,10 @@ def preflight(config: dict, results: str | os.PathLike = "results",
         state = {}
     try:
         check_dataset(config, state)
-        check_weights(config, state)
+        if config["model"].get("weights"):
+            from .weights import check_weights  # torch
+
+            check_weights(config, state)
         check_checkpoints(Path(results), state, config["task"])
         check_lora_targets(config, Path(results), state)
     finally:  # what passed stays remembered, even when a later check fails

@@ -283,7 +283,7 @@ def _check_names(checkpoint: str | os.PathLike, ckpt: dict, manifest_path: str |
 
 def train_evaluator(*, manifest_path: str | os.PathLike, eval_cfg: dict, device: str, seed: int,
                     out_evaluator: str | os.PathLike, out_report: str | os.PathLike) -> dict:
-    """Train the family's own evaluator on a dataset (`Task.has_evaluator`); write it and its report."""
+    """Train the family's own evaluator on a dataset (`tasks.has_evaluator`); write it and its report."""
     manifest = read_json(manifest_path, missing=_NO_MANIFEST)
     seed_everything(seed)
     info = get_task(manifest["task"]).train_evaluator(manifest, eval_cfg, select_device(device), seed,

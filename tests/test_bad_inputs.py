@@ -4,6 +4,7 @@ several --configfile), and the CLI steps. Each ends with a non-zero exit and ONE
 file (and line or key), no traceback, and nothing in results/ changes (sha256 of every file).
 
 The fault tests (failed rerun, corruption, full disk) are in test_reliability_faults.py."""
+import os
 import shutil
 import subprocess
 import sys
@@ -74,10 +75,10 @@ def _cli(root: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-def _snakemake(root: Path, *args: str) -> subprocess.CompletedProcess:
+def _snakemake(root: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """snakemake as a user types it in the repository: targets first, then the config files."""
     return subprocess.run([SNAKEMAKE, *args, "--cores", "1", "--configfile", "config/test.yaml", CASE],
-                          cwd=root, capture_output=True, text=True, timeout=300)
+                          cwd=root, capture_output=True, text=True, timeout=300, env=env)
 
 
 def PREPARE(root):
@@ -315,6 +316,25 @@ def test_preflight_cache_remembers_what_passed_and_sees_an_edit(valid, tmp_path)
     assert str(label.resolve()) in cache["dataset:"]["files"] and "results/baseline.pt" in cache["checkpoints"]
     label.write_text("0 0.5 0.5 0.2\n")  # edited after a passed check
     assert "0.txt:1:" in one_error_line(DRY(root))
+
+
+def test_an_unchanged_run_is_checked_and_scheduled_without_torch(valid, tmp_path):
+    """Once the preflight has passed a checkpoint, parsing the workflow (config validation, the
+    dataset's check, the evaluator lookup) needs no torch: a second dry run works with an
+    importable `torch` that refuses to load. The first one checked the checkpoint with the real one."""
+    root = _fresh_copy(valid, tmp_path)
+    assert DRY(root).returncode == 0
+    blocker = tmp_path / "no_torch" / "torch"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('torch was imported while snakemake parsed the workflow')\n")
+    env = {**os.environ, "PYTHONPATH": str(blocker.parent)}
+    proc = _snakemake(root, "results/metrics/baseline.json", "-n", env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    (root / "data/labels/train/0.txt").write_text("0 0.5 0.5 0.2\n")  # the dataset check itself runs without torch
+    assert "0.txt:1:" in one_error_line(_snakemake(root, "results/metrics/baseline.json", "-n", env=env))
+    (root / CASE).write_text("model:\n  anchors:\n    - [10, 13, 16]\n    - [30, 61]\n    - [62, 45]\n")
+    assert "model.anchors.0:" in one_error_line(_snakemake(root, "results/metrics/baseline.json", "-n", env=env))
 
 
 def test_market1501_name_that_does_not_parse_fails_naming_the_file(tmp_path):

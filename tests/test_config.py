@@ -143,3 +143,25 @@ def test_a_config_laid_over_another_switches_the_prune_target_by_nulling_the_old
     cfg = load_config([REPO / "config/config.yaml", REPO / "config/speedup.yaml"])
     assert cfg["prune"]["target"] == {"speedup": 2.5}
     assert load_config([REPO / "config/config.yaml", REPO / "config/ratio05.yaml"])["prune"]["target"] is None
+
+
+def test_the_checks_before_any_job_import_no_torch():
+    """Config validation, each family's checks.py and the evaluator lookup run while Snakemake
+    parses the workflow; torch would add seconds to every invocation (docs/FAMILIES.md)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from pipeline_lib.config import load_config\n"
+            "from pipeline_lib.preflight import preflight\n"
+            "from pipeline_lib.tasks import families, family_check, has_evaluator\n"
+            "load_config(['config/config.yaml'])\n"
+            "found = {f: (family_check(f, 'check_config') is not None, family_check(f, 'check_dataset') is not None,"
+            " has_evaluator(f)) for f in families()}\n"
+            "print(found, sorted(m for m in ('torch', 'torchvision') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    found, modules = proc.stdout.rsplit(" ", 1)
+    assert modules.strip() == "[]"
+    assert found == str({"detection": (True, True, False), "diffusion": (False, True, True),
+                         "pose": (False, False, False), "reid": (False, True, False)})

@@ -7,8 +7,8 @@ import yaml
 from PIL import Image
 
 from pipeline_lib.errors import UserError
-from pipeline_lib.tasks.detection.data import (DEFAULT_AUGMENT, YoloDataset, coco_ground_truth, collate,
-                                               index_yolo_dataset, scale_boxes_to_original)
+from pipeline_lib.tasks.detection.data import DEFAULT_AUGMENT, YoloDataset, collate, scale_boxes_to_original
+from pipeline_lib.tasks.detection.yolo_format import coco_ground_truth, index_yolo_dataset
 from pipeline_lib.tasks.detection.synthetic import generate_synthetic
 
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from pipeline_lib.errors import UserError
-from pipeline_lib.tasks.diffusion.data import check_dataset, loader, prepare
+from pipeline_lib.tasks.diffusion.checks import check_dataset
+from pipeline_lib.tasks.diffusion.data import loader, prepare
 from pipeline_lib.tasks.diffusion.idx import FILES, find_split_files, read_idx, read_split, write_idx
 from pipeline_lib.tasks.diffusion.synthetic import generate_digits
 

@@ -1,5 +1,8 @@
 """The tiny diffusion config through the real snakemake: judge, chain, export and INT8 included."""
 import json
+import shutil
+import subprocess
+import sys
 
 import onnx
 import pytest
@@ -65,6 +68,22 @@ def test_chain_prunes_the_unet_and_keeps_the_fixed_widths(diffusion_run):
     proto = onnx.load(str(diffusion_run / "results/export/pruned_finetuned.onnx"))
     assert [i.name for i in proto.graph.input] == ["x_t", "t", "label"]
     assert [o.name for o in proto.graph.output] == ["noise"]
+
+
+def test_the_cli_scores_a_stage_as_the_workflow_did(diffusion_run, tmp_path):
+    """`python -m pipeline_lib evaluate` finds the judge and the manifest the rules pass, and
+    reproduces the chain's metrics (and those of its ONNX model) to the digit."""
+    results = tmp_path / "results"
+    shutil.copytree(diffusion_run / "results", results)
+    for command in (["evaluate", "--stage", "pruned_finetuned"], ["evaluate-onnx", "--precision", "fp32"]):
+        proc = subprocess.run([sys.executable, "-m", "pipeline_lib", *command, "--config",
+                               str(REPO / "config/test_diffusion.yaml"), "--results", str(results)],
+                              cwd=diffusion_run, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("pruned_finetuned", "onnx_fp32"):
+        chain = json.loads((diffusion_run / f"results/metrics/{name}.json").read_text())
+        again = json.loads((results / f"metrics/{name}.json").read_text())
+        assert again["metrics"] == chain["metrics"] and "cond_acc" in again["metrics"]
 
 
 def test_a_truncated_idx_file_stops_snakemake_in_one_line(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pipeline_lib.errors import UserError
-from pipeline_lib.tasks.pose import TASK
+from pipeline_lib.tasks.pose.task import TASK
 from pipeline_lib.tasks.pose.coco import flip_pairs, index_coco_keypoints, locate
 from pipeline_lib.tasks.pose.synthetic import KEYPOINTS, generate_coco_keypoints
 

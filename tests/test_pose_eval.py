@@ -11,7 +11,7 @@ from torch import nn
 
 from pipeline_lib.errors import UserError
 from pipeline_lib.io import read_json, write_json
-from pipeline_lib.tasks.pose import TASK
+from pipeline_lib.tasks.pose.task import TASK
 from pipeline_lib.tasks.pose.evaluate import COCO_SIGMAS, oks_nms
 from pipeline_lib.tasks.pose.heatmaps import gaussian_targets
 from pipeline_lib.tasks.pose.transforms import invert_affine

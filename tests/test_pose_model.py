@@ -10,7 +10,7 @@ from pipeline_lib.export.onnx_export import check_parity, export_onnx
 from pipeline_lib.export.runtime import OrtModel
 from pipeline_lib.profile import count_flops, count_params
 from pipeline_lib.slimming import apply_mask, plan_prune, prunable_bns, prune_model
-from pipeline_lib.tasks.pose import TASK
+from pipeline_lib.tasks.pose.task import TASK
 from pipeline_lib.tasks.pose.model import HRNet
 
 from conftest import randomize_bn

@@ -6,8 +6,9 @@ import pytest
 from PIL import Image
 
 from pipeline_lib.errors import UserError
-from pipeline_lib.tasks.reid import TASK
-from pipeline_lib.tasks.reid.data import ReIDDataset, index_market, parse_name
+from pipeline_lib.tasks.reid.task import TASK
+from pipeline_lib.tasks.reid.data import ReIDDataset
+from pipeline_lib.tasks.reid.market import index_market, parse_name
 from pipeline_lib.tasks.reid.sampler import PKSampler
 from pipeline_lib.tasks.reid.synthetic import generate_market
 

@@ -9,7 +9,7 @@ from pipeline_lib.checkpoint import load_checkpoint, save_checkpoint
 from pipeline_lib.tasks import build_from_checkpoint
 from pipeline_lib.profile import count_flops
 from pipeline_lib.slimming import apply_mask, plan_prune, prunable_bns, prune_model
-from pipeline_lib.tasks.reid import TASK
+from pipeline_lib.tasks.reid.task import TASK
 from pipeline_lib.tasks.reid.model import ReIDNet
 
 from conftest import randomize_bn

@@ -4,11 +4,14 @@
     loaded = load_model("results/pruned.pt")     # checkpoint → Task → network with its widths → imgsz
     loaded.model(loaded.task.example_input(loaded.imgsz))
 
-A new family is a folder `pipeline_lib/tasks/<name>/` with `__init__.py` exposing `TASK` and a
-`schema.yaml` with its config keys (see `base.py`); nothing else names it.
+A new family is a folder `pipeline_lib/tasks/<name>/` with `__init__.py` (its docstring and
+light facts such as HAS_EVALUATOR),
+`task.py` exposing `TASK` (see `base.py`), a `schema.yaml` with its config keys, and optionally
+`checks.py` with `check_config` / `check_dataset`; nothing else names it (docs/FAMILIES.md).
 
-Importing this package costs nothing: torch loads with the first family or checkpoint, so
-config validation (`pipeline_lib.config`) answers a bad config before that.
+Importing this package costs nothing: torch loads with the first Task or checkpoint. Config
+validation (`pipeline_lib.config`) and the preflight run a family's `checks.py`, which imports
+no torch, so a bad config or dataset is answered, and a valid run scheduled, without it.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import os
 import pkgutil
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import UserError
 
@@ -25,8 +28,8 @@ if TYPE_CHECKING:
     from .base import Task
 
 __all__ = ["Task", "Manifest", "Batch", "Criterion", "StatefulCriterion", "ImageSize", "input_size",
-           "families", "schema_path", "get_task", "build_from_checkpoint", "LoadedModel", "load_model",
-           "with_evaluator"]
+           "families", "schema_path", "get_task", "family_check", "has_evaluator", "build_from_checkpoint",
+           "LoadedModel", "load_model", "with_evaluator"]
 
 # Names imported on first use (PEP 562): they need torch.
 _LAZY = {**dict.fromkeys(("Task", "Manifest", "Batch", "Criterion", "StatefulCriterion", "ImageSize", "input_size"),
@@ -52,9 +55,28 @@ def families() -> tuple[str, ...]:
 def get_task(family: str) -> Task:
     if family not in families():
         raise UserError(f"task: unknown model family {family!r} (known: {', '.join(families())})")
-    task = importlib.import_module(f"{__name__}.{family}").TASK
-    assert task.family == family, f"{family}/__init__.py exposes the Task of {task.family!r}"
+    task = importlib.import_module(f"{__name__}.{family}.task").TASK
+    assert task.family == family, f"{family}/task.py exposes the Task of {task.family!r}"
     return task
+
+
+def has_evaluator(family: str) -> bool:
+    """Whether the family scores stages with a model of its own (HAS_EVALUATOR in its package,
+    read without importing its Task; see base.Task.train_evaluator)."""
+    return bool(getattr(importlib.import_module(f"{__name__}.{family}"), "HAS_EVALUATOR", False))
+
+
+def family_check(family: str, name: str) -> Callable | None:
+    """The function `name` ("check_config", "check_dataset") of the family's `checks.py`, or None
+    when the family has no such check."""
+    module = f"{__name__}.{family}.checks"
+    try:
+        checks = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != module:
+            raise
+        return None
+    return getattr(checks, name, None)
 
 
 def schema_path(family: str) -> Path:
@@ -63,5 +85,5 @@ def schema_path(family: str) -> Path:
 
 
 def with_evaluator(eval_cfg: dict, evaluator: str | os.PathLike | None) -> dict:
-    """`evaluate`'s settings with the path of the family's evaluator, when it has one (Task.has_evaluator)."""
+    """`evaluate`'s settings with the path of the family's evaluator, when it has one (`has_evaluator`)."""
     return {**eval_cfg, "evaluator": str(evaluator)} if evaluator else eval_cfg

@@ -102,10 +102,11 @@ class Task(ABC):
     # The criterion's loss is summed over the batch's images (YOLOv5's loss x batch size) while its
     # logged items are per image: a distillation term is then scaled alike before it is added.
     loss_sums_over_batch: bool = False
-    # The family scores a stage with a model of its own, trained once per dataset by its own step
-    # (`train_evaluator`; diffusion: a digit classifier that judges the samples). `evaluate` then
-    # finds its path in eval_cfg["evaluator"] (absent while training picks the best epoch).
-    has_evaluator: bool = False
+    # A family that scores a stage with a model of its own (diffusion: a digit classifier that
+    # judges the samples) sets HAS_EVALUATOR = True in its package's __init__.py (the workflow
+    # reads it at parse time, without torch) and implements `train_evaluator`: the model is trained
+    # once per dataset by its own step, and `evaluate` finds its path in eval_cfg["evaluator"]
+    # (absent while training picks the best epoch).
 
     @abstractmethod
     def prepare_dataset(self, dataset_cfg: dict, out_dir: Path, seed: int) -> Manifest:
@@ -139,7 +140,7 @@ class Task(ABC):
     def train_evaluator(self, manifest: Manifest, eval_cfg: dict, device: torch.device, seed: int,
                         out_path: Path) -> dict:
         """Train the family's evaluator on the manifest's train split and save it to `out_path`
-        (atomically); return what to record of it (e.g. its val accuracy). Only with `has_evaluator`."""
+        (atomically); return what to record of it (e.g. its val accuracy). Only with HAS_EVALUATOR."""
         raise NotImplementedError(f"the {self.family} family has no evaluator")
 
     def distill_loss(self, student_out: Any, teacher_out: Any, cfg: dict) -> torch.Tensor:
@@ -173,16 +174,6 @@ class Task(ABC):
 
     def int8_float_modules(self, model: nn.Module) -> list[nn.Module]:
         """Modules that INT8 keeps in float, with everything downstream of them (heads, decodes)."""
-        return []
-
-    def check_config(self, config: dict) -> None:
-        """Rules of the family's config keys that the JSON schema cannot say (raise
-        `errors.ConfigError(key_path, message)`; validation names the file and line)."""
-
-    def check_dataset(self, dataset_cfg: dict) -> list[Path]:
-        """Check a user dataset's structure and labels before any job runs, without decoding
-        images (UserError naming the file); return the files and folders it depends on, whose
-        sizes and mtimes key the cache of a passed check. Default: nothing to check."""
         return []
 
     def import_weights(self, path: Path, model_cfg: dict, manifest: Manifest | None) -> Any:

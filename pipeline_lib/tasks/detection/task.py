@@ -12,18 +12,17 @@ from torch import nn
 from torchvision.ops import box_convert
 
 from ...engine.utils import make_loader
-from ...errors import ConfigError
 from ...io import read_json, write_json
 from ..base import Task
-from .data import (YoloDataset, _image_size, check_yolo_dataset, coco_ground_truth, collate, index_yolo_dataset,
-                   scale_boxes_to_original)
+from .data import YoloDataset, collate, scale_boxes_to_original
 from .evaluate import coco_detection_metrics
 from .loss import DetectionLoss, distill_loss
 from .anchors import fit_anchors
 from .model import ANCHORS, YOLODetector, postprocess
 from .synthetic import generate_synthetic
+from .yolo_format import coco_ground_truth, image_size, index_yolo_dataset
 
-__all__ = ["DetectionTask"]
+__all__ = ["DetectionTask", "TASK"]
 
 _PALETTE = [(255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 157, 151), (146, 204, 23), (255, 178, 29),
             (52, 69, 147), (207, 210, 49), (132, 56, 255), (255, 149, 200)]
@@ -61,19 +60,6 @@ class DetectionTask(Task):
         return {"task": self.family, "data_yaml": str(data_yaml), "names": index["names"], "nc": index["nc"],
                 "counts": counts, "checksums": index["checksums"], "coco_gt": gt_paths, "splits": index["splits"]}
 
-    def check_dataset(self, dataset_cfg: dict) -> list[Path]:
-        return [] if dataset_cfg["path"] is None else check_yolo_dataset(dataset_cfg["path"])
-
-    def check_config(self, config: dict) -> None:
-        anchors = config["model"]["anchors"]
-        if isinstance(anchors, list):  # three rows (strides 8, 16, 32) of w, h pairs, the same count in each
-            for i, row in enumerate(anchors):
-                if len(row) % 2:
-                    raise ConfigError(("model", "anchors", i), f"{len(row)} numbers: a row holds w, h pairs (an even count)")
-                if len(row) != len(anchors[0]):
-                    raise ConfigError(("model", "anchors", i), f"{len(row) // 2} anchors, but row 0 has "
-                                      f"{len(anchors[0]) // 2}: every level needs the same number")
-
     def arch(self, model_cfg: dict, manifest: dict) -> dict:
         name, anchors = model_cfg["name"], model_cfg["anchors"]
         if anchors == "auto":
@@ -97,7 +83,7 @@ class DetectionTask(Task):
         # The val split's letterbox: the same dataset class without labels.
         items = []
         for i, path in enumerate(paths):
-            width, height = _image_size(Path(path))  # EXIF-upright, as the loader reads it
+            width, height = image_size(Path(path))  # EXIF-upright, as the loader reads it
             items.append({"image": str(path), "width": width, "height": height, "boxes": [], "image_id": i})
         return make_loader(YoloDataset(items, imgsz), batch_size=batch_size, shuffle=False, workers=0, seed=0,
                            collate_fn=collate)
@@ -178,3 +164,6 @@ class DetectionTask(Task):
         return write_figures(read_json(manifest["coco_gt"]["val"]),
                              {stage: read_json(path) for stage, path in predictions.items()}, manifest["names"],
                              Path(out_dir))
+
+
+TASK = DetectionTask()

@@ -22,12 +22,10 @@ from ...engine.utils import make_loader
 from ...errors import UserError
 from ...io import sha256_file
 from ..base import ImageSize, input_size
-from .idx import FILES, check_split, find_split_files, read_idx, read_split
+from .idx import FILES, NAMES, find_split_files, read_idx, read_split
 from .synthetic import generate_digits
 
-__all__ = ["NAMES", "prepare", "check_dataset", "DigitDataset", "loader"]
-
-NAMES = [str(d) for d in range(10)]
+__all__ = ["NAMES", "prepare", "DigitDataset", "loader"]
 
 
 def _root(dataset_cfg: dict, out_dir: Path, seed: int) -> Path:
@@ -54,18 +52,6 @@ def prepare(dataset_cfg: dict, out_dir: Path, seed: int) -> dict:
                           "size": list(images.shape[1:])}]
     return {"task": "diffusion", "root": str(root.resolve()), "names": list(NAMES), "counts": counts,
             "checksums": checksums, "splits": splits}
-
-
-def check_dataset(dataset_cfg: dict) -> list[Path]:
-    """The user folder's headers, file sizes and labels, before any job runs; the paths read ([] when embedded)."""
-    if dataset_cfg.get("path") is None:
-        return []
-    root = Path(dataset_cfg["path"])
-    read = [root]  # a file added or renamed changes the folder's mtime
-    for split in FILES:
-        images_path, labels_path, _ = check_split(root, split, len(NAMES))
-        read += [images_path, labels_path]
-    return read
 
 
 class DigitDataset(Dataset):

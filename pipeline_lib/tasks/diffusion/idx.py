@@ -24,7 +24,7 @@ import numpy as np
 from ...errors import UserError
 from ...io import os_error, write_bytes
 
-__all__ = ["FILES", "UBYTE", "write_idx", "read_idx", "read_idx_header", "find_split_files", "read_split",
+__all__ = ["FILES", "NAMES", "UBYTE", "write_idx", "read_idx", "read_idx_header", "find_split_files", "read_split",
            "check_split"]
 
 UBYTE = 0x08  # the only element type MNIST uses
@@ -35,6 +35,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 # MNIST's own names; the val split is MNIST's test set ("t10k").
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+NAMES = [str(d) for d in range(10)]  # MNIST's classes: the digits
 MIN_SIDE = 8  # smaller images cannot go through a UNet's downsamplings
 _WHAT = {1: "labels (N)", 3: "images (N x H x W)"}
 

@@ -32,7 +32,7 @@ from .judge import DigitJudge, judge_outputs, load_judge, save_judge, train_judg
 from .model import DiffusionUNet
 from .schedule import NoiseSchedule, ddim_sample, ddim_timesteps, ddpm_sample, training_loss
 
-__all__ = ["DiffusionTask", "schedule_of"]
+__all__ = ["DiffusionTask", "schedule_of", "TASK"]
 
 ARCHS = {"ddpm_unet": {}}  # sized by model.base / mults / attention keys
 _NET_KEYS = ("base", "mults", "attn_levels", "time_dim", "context_tokens", "context_dim", "attn_dim")
@@ -75,13 +75,9 @@ class DiffusionTask(Task):
     metric_keys = ("cond_acc", "fid", "val_loss")
     input_names = ("x_t", "t", "label")
     output_names = ("noise",)
-    has_evaluator = True
 
     def prepare_dataset(self, dataset_cfg: dict, out_dir: Path, seed: int) -> dict:
         return data.prepare(dataset_cfg, Path(out_dir), seed)
-
-    def check_dataset(self, dataset_cfg: dict) -> list[Path]:
-        return data.check_dataset(dataset_cfg)
 
     def arch(self, model_cfg: dict, manifest: dict) -> dict:
         name = model_cfg["name"]
@@ -215,3 +211,6 @@ class DiffusionTask(Task):
 
     def int8_float_modules(self, model):
         return [model.out]  # the predicted noise: its scale sets every sampling step's mean
+
+
+TASK = DiffusionTask()

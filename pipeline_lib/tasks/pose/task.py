@@ -27,7 +27,7 @@ from .loss import JointsMSELoss, distill_loss
 from .model import ARCHS, HRNet
 from .synthetic import generate_coco_keypoints
 
-__all__ = ["PoseTask", "EVAL_DEFAULTS"]
+__all__ = ["PoseTask", "EVAL_DEFAULTS", "TASK"]
 
 # What evaluate assumes for keys a config leaves out (the schema fragment has the same defaults).
 EVAL_DEFAULTS = {"flip_test": True, "sigmas": None, "detections": None}
@@ -168,3 +168,6 @@ class PoseTask(Task):
 
     def int8_float_modules(self, model):
         return [model.final_layer]  # the heatmaps' peaks and their quarter-pixel comparisons need float
+
+
+TASK = PoseTask()

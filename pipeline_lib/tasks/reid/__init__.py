@@ -1,6 +1,1 @@
 """Person re-identification (reid-strong-baseline): Market-1501 data, ResNet + BNNeck, mAP/CMC."""
-from .task import ReIDTask
-
-TASK = ReIDTask()
-
-__all__ = ["TASK", "ReIDTask"]

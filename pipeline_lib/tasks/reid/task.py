@@ -20,14 +20,15 @@ from ...engine.utils import make_loader
 from ...errors import UserError
 from ...io import read_json, write_json
 from ..base import Task, input_size
-from .data import SPLIT_DIRS, ReIDDataset, index_market
+from .data import ReIDDataset
+from .market import index_market
 from .evaluate import distance_matrix, market1501_metrics
 from .loss import ReIDLoss, distill_loss
 from .model import ARCHS, ReIDNet
 from .sampler import PKSampler
 from .synthetic import generate_market
 
-__all__ = ["ReIDTask"]
+__all__ = ["ReIDTask", "TASK"]
 
 
 class _Criterion:
@@ -61,13 +62,6 @@ class ReIDTask(Task):
                                    height=syn["imgsz"], seed=seed, difficulty=syn["difficulty"])
         index = index_market(root)
         return {"task": self.family, **index}
-
-    def check_dataset(self, dataset_cfg: dict) -> list[Path]:
-        root = dataset_cfg["path"]
-        if root is None:
-            return []
-        index_market(root, verify_images=False)  # names, layout, query/gallery overlap
-        return [Path(root), *(Path(root) / folder for folder in SPLIT_DIRS.values())]  # renames change folder mtimes
 
     def arch(self, model_cfg: dict, manifest: dict) -> dict:
         name = model_cfg["name"]
@@ -191,3 +185,6 @@ class ReIDTask(Task):
         # The embedding is the product: its last block and the BNNeck stay float so gallery
         # distances keep their resolution.
         return self.keep_width_modules(model)
+
+
+TASK = ReIDTask()
