@@ -49,6 +49,8 @@ NOT_RUN = [
      "tests/test_distill_e2e.py runs the script on a tiny finished chain"),
     (r"import-weights \S+\.pth? |configfile config/yolov5_slim\.yaml", "needs the user's own weights and data.yaml",
      "tests/test_weights_e2e.py (a generated YOLOv5 checkpoint through import-weights and the chain)"),
+    (r"^cp -a runs/diffusion |^cd runs/diffusion-ddpm ", "needs a finished diffusion chain (25 minutes)",
+     "tests/test_diffusion_e2e.py scores a stage of the tiny chain through the same CLI command"),
 ]
 # Parts of lines changed here: (regex, replacement, why).
 REWRITES = [
@@ -58,6 +60,8 @@ REWRITES = [
      "stem_float.int8.onnx was quantized by hand with export.int8_stem: float (docs/EXPORT.md says how)"),
     (r"--runs \d+ --rounds \d+", "--runs 3 --rounds 2", "the measurement itself takes minutes; the command is what is checked"),
     (r"(widths\.py .*)--rounds 30", r"\1--rounds 1", "the measurement takes half a minute; the command is what is checked"),
+    (r"(train_step\.py .*)--steps \d+ --rounds \d+", r"\1--steps 2 --rounds 1",
+     "the measurement takes minutes; the command is what is checked"),
     ]
 # Conda lines run only where conda is (even a dry run with --sdm conda asks `conda info`); elsewhere
 # tests/test_conda_envs.py checks the environment file, and the same commands without conda run above.
