@@ -50,8 +50,8 @@ def summary_table(metrics_paths: list[str | os.PathLike], latency_paths: list[st
         rows.append({"stage": m["stage"] if runtime == "torch" else f"{m['stage']} [{runtime}]", "runtime": runtime,
                      **m["metrics"], "fitness": m["fitness"], "params": m["params"], "flops": m["flops"],
                      "latency_ms": latency.get("median"), "latency_p90_ms": latency.get("p90"),
-                     "network_calls": m.get("network_calls", 1), "file_bytes": m["file_bytes"], "data": m.get("data"), **_training_columns(m),
-                     **_int8_columns(m)})
+                     "network_calls": m.get("network_calls", 1), "file_bytes": m["file_bytes"], "data": m.get("data"),
+                     **_training_columns(m), **_int8_columns(m)})
     table = pd.DataFrame(rows).set_index("stage")
     # an exported model was trained as its checkpoint was: "pruned_finetuned [onnx_int8]" -> "pruned_finetuned"
     table["epochs"] = [epochs.get(stage.split(" [")[0]) for stage in table.index]
@@ -361,7 +361,8 @@ def landing_page(table: pd.DataFrame, metric: str, prune_report: dict | None = N
     page = ["slimflow run", "============", "", "The chain (each arrow is a file)::", "",
             *["    " + line for line in _CHAIN.splitlines()], "", "Summary", "-------", "",
             f"Headline accuracy {metric}; latency is the median at batch 1 on CPU (PyTorch eager for checkpoints, "
-            f"ONNX Runtime for exported models); speedup against the baseline in the same runtime.{per_output_line(table)} "
+            "ONNX Runtime for exported models); speedup against the baseline in the same runtime."
+            f"{per_output_line(table)} "
             f"{reference_line(table, metric).replace('**', '*')}", "", rows, ""]
     if prune_report is not None:
         page += ["Pruning", "-------", "", *prune_lines(prune_report), ""]

@@ -326,7 +326,7 @@ def test_an_unchanged_run_is_checked_and_scheduled_without_torch(valid, tmp_path
     assert DRY(root).returncode == 0
     blocker = tmp_path / "no_torch" / "torch"
     blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text("raise ImportError('torch was imported while snakemake parsed the workflow')\n")
+    (blocker / "__init__.py").write_text("raise ImportError('torch imported while snakemake parsed the workflow')\n")
     env = {**os.environ, "PYTHONPATH": str(blocker.parent)}
     proc = _snakemake(root, "results/metrics/baseline.json", "-n", env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -213,8 +213,9 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, bat
     Kept float: the nodes that do not read the image (`conditioning_nodes`), every node downstream
     of the convolutions reading `keep_float_after` (the heads' weight names), those convolutions
     too with `float_heads`, and SiLU with `silu="float"` (see fuse_silu). `stem`, for the
-    convolutions reading the model input: "int8" quantizes them as they are, "float" keeps them float, "space_to_depth" rewrites an even-kernel stride-2 stem so that
-    it quantizes well (see space_to_depth_stem) and keeps any other stem float.
+    convolutions reading the model input: "int8" quantizes them as they are, "float" keeps them
+    float, "space_to_depth" rewrites an even-kernel stride-2 stem so that it quantizes well (see
+    space_to_depth_stem) and keeps any other stem float.
     `float_layers` (names of `weighted_layers`) stay float as well; an unknown name is a UserError.
     `activation_type` "uint8" | "int8"; `calibrate_method` "minmax" | "entropy" | "percentile", the
     last with `percentile` (ORT's CalibPercentile, default 99.999);

@@ -82,7 +82,7 @@ def export_stage(*, checkpoint: str | os.PathLike, manifest_path: str | os.PathL
 
 
 def _calibration_batches(family: Task, manifest: dict, imgsz, n: int, seed: int) -> list:
-    """`n` training images spread evenly over the split's items, preprocessed exactly as for evaluation, one per batch.
+    """`n` training images spread evenly over the split's items, preprocessed as for evaluation, one per batch.
 
     Batch 1 keeps every calibration batch the same shape, which the histogram calibrators need.
     """
@@ -167,7 +167,8 @@ def evaluate_onnx_stage(*, onnx_path: str | os.PathLike, report_path: str | os.P
               "format": f"onnx_{meta['precision']}", "runtime": f"onnxruntime {ort.__version__} CPU",
               "metrics": metrics, "fitness": family.fitness(metrics), "params": report["params"],
               "flops": report["flops"], "file_bytes": os.path.getsize(onnx_path), "imgsz": imgsz,
-              "latency_ms": latency, "network_calls": family.network_calls(model, eval_cfg), "data": str(manifest_path)}
+              "latency_ms": latency, "network_calls": family.network_calls(model, eval_cfg),
+              "data": str(manifest_path)}
     if meta["precision"] == "fp32":
         result["parity_max_abs_diff"] = report["parity"]["max_abs_diff"]
     else:  # how it was quantized, for the report's INT8 rows
