@@ -23,7 +23,6 @@ import torch
 from pipeline_lib.config import load_config
 from pipeline_lib.engine import seed_everything
 from pipeline_lib.engine.optim import build_optimizer
-from pipeline_lib.engine.utils import to_device
 from pipeline_lib.io import read_json
 from pipeline_lib.steps import prepare_dataset
 from pipeline_lib.tasks import get_task
@@ -51,7 +50,7 @@ def _time_steps(model, criterion, batches, train_cfg: dict) -> float:
     times = []
     for batch in batches:
         start = time.perf_counter()
-        loss, _ = criterion(model, to_device(batch, torch.device("cpu")))
+        loss, _ = criterion(model, batch)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

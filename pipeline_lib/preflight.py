@@ -74,14 +74,13 @@ def check_checkpoints(results: Path, cache: dict, family: str | None = None) -> 
     """Every torch file under `results`: its checksum (and for a published checkpoint, its parts
     and that it is a `family` model)."""
     passed = cache.setdefault("checkpoints", {})
-    for path in sorted(results.rglob("*.pt")):
-        stamp = _stamp(path)
-        if stamp is None or passed.get(str(path)) == [*stamp, family]:
-            continue
-        from .checkpoint import FORMAT, check_checkpoint, checkpoint_imgsz  # torch: only for a file to check
+    unchecked = {path: stamp for path in sorted(results.rglob("*.pt"))
+                 if (stamp := _stamp(path)) is not None and passed.get(str(path)) != [*stamp, family]}
+    if unchecked:  # torch only for a file to check
+        from .checkpoint import FORMAT, check_checkpoint, checkpoint_imgsz
         from .tasks import build_from_checkpoint
         from .torchfile import load_sealed
-
+    for path, stamp in unchecked.items():
         resume_state = "work" in path.relative_to(results).parts
         obj = load_sealed(path, remedy="delete it to start this stage over" if resume_state else
                           "delete it and rerun the step that writes it")

@@ -47,6 +47,12 @@ def write_config(path: Path, base: str = "test.yaml", **sections) -> Path:
 SPREAD = ("test_bad_inputs.py", "test_docs_commands.py")
 
 
+def _unit(nodeid: str) -> str:
+    """What one worker takes at once: the test's file, or the case itself for a SPREAD file."""
+    path = nodeid.split("::", 1)[0]
+    return nodeid if Path(path).name in SPREAD and "[" in nodeid else path
+
+
 def pytest_xdist_make_scheduler(config, log):
     """Workers take whole test files, so a file's module fixtures (a chain run through snakemake)
     are built once; but the cases of SPREAD files (bad inputs, documented commands: seconds to
@@ -56,8 +62,7 @@ def pytest_xdist_make_scheduler(config, log):
 
     class FilesAndSpreadCases(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::", 1)[0]
-            return nodeid if Path(path).name in SPREAD and "[" in nodeid else path
+            return _unit(nodeid)
 
     config.option.loadscopereorder = False  # units in collection order: pytest_collection_modifyitems's
     return FilesAndSpreadCases(config, log)
@@ -68,18 +73,19 @@ def pytest_collection_modifyitems(config, items):
     needs the shared `tiny_run` (its worker builds it), then the end-to-end files that do not need
     it (the other worker is busy meanwhile instead of waiting on its lock), then the other
     end-to-end files, the quick ones, and last the one-by-one SPREAD cases."""
-    files: dict[str, list] = {}
-    for item in items:
-        files.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
-    tiny = [f for f, its in files.items() if any("tiny_run" in it.fixturenames for it in its)]
+    def file(item) -> str:
+        return item.nodeid.split("::", 1)[0]
+
+    tiny = list(dict.fromkeys(file(it) for it in items if "tiny_run" in it.fixturenames))
+    e2e = {file(it) for it in items if it.get_closest_marker("e2e")}
 
     def rank(item) -> int:
-        path = item.nodeid.split("::", 1)[0]
-        if Path(path).name in SPREAD and "[" in item.nodeid:
+        path = file(item)
+        if _unit(item.nodeid) != path:
             return 4
         if tiny and path == tiny[0]:
             return 0
-        if not any(it.get_closest_marker("e2e") for it in files[path]):
+        if path not in e2e:
             return 3
         return 2 if path in tiny else 1
 
@@ -155,4 +161,3 @@ class KillInEpoch:
             self.steps += 1
             if self.steps == 2:
                 raise Interrupt
-

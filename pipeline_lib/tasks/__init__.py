@@ -5,9 +5,9 @@
     loaded.model(loaded.task.example_input(loaded.imgsz))
 
 A new family is a folder `pipeline_lib/tasks/<name>/` with `__init__.py` (its docstring and
-light facts such as HAS_EVALUATOR),
-`task.py` exposing `TASK` (see `base.py`), a `schema.yaml` with its config keys, and optionally
-`checks.py` with `check_config` / `check_dataset`; nothing else names it (docs/FAMILIES.md).
+light facts such as HAS_EVALUATOR), `task.py` exposing `TASK` (see `base.py`), a `schema.yaml`
+with its config keys, and optionally `checks.py` with `check_config` / `check_dataset`; nothing
+else names it (docs/FAMILIES.md).
 
 Importing this package costs nothing: torch loads with the first Task or checkpoint. Config
 validation (`pipeline_lib.config`) and the preflight run a family's `checks.py`, which imports
