@@ -205,7 +205,7 @@ def training_cost(table: pd.DataFrame) -> str | None:
 
 def prune_lines(prune_report: dict, code: str = "``") -> list[str]:
     """Bullet lines (valid Markdown and reStructuredText) on prune.json: requested against achieved
-    ratio, the threshold, the cost before and after, and the clamped layers with why."""
+    ratio, the threshold, the cost before and after, the clamped layers with why and the dropped blocks."""
     clamped = prune_report.get("clamped")
     if clamped is None:  # a prune.json from before the planner recorded them: the layers at the floor
         floor = prune_report["config"]["min_channels"]
@@ -217,10 +217,13 @@ def prune_lines(prune_report: dict, code: str = "``") -> list[str]:
         more = f", and {len(clamped) - 12} more (prune.json)" if len(clamped) > 12 else ""
         clamped_line = (f"- clamped layers (kept more channels than the threshold asks): {len(clamped)}"
                         + (f": {shown}{more}" if clamped else ""))
+    dropped = prune_report.get("dropped_blocks") or []
+    dropped_line = [f"- residual blocks dropped (prune.drop_blocks): {len(dropped)}: "
+                    + ", ".join(f"{code}{b}{code}" for b in dropped)] if dropped else []
     return [prune_request(prune_report),
             f"- achieved ratio: **{prune_report['ratio_achieved']:.3g}** "
             f"(threshold on the BN scales: {prune_report['threshold']:.3g})",
-            clamped_line,
+            clamped_line, *dropped_line,
             f"- FLOPs {prune_report['before']['flops'] / 1e9:.3g} G → {prune_report['after']['flops'] / 1e9:.3g} G, "
             f"params {prune_report['before']['params'] / 1e6:.3g} M → {prune_report['after']['params'] / 1e6:.3g} M"]
 

@@ -239,29 +239,31 @@ def prune_stage(*, checkpoint: str | os.PathLike, prune_cfg: dict, out_checkpoin
     layers = _bn_widths(model)
     before = {"params": count_params(model), "flops": count_flops(model, example)}
     guards = {k: prune_cfg[k] for k in ("min_channels", "round_to")}
+    blocks = loaded.task.residual_blocks(model) if prune_cfg.get("drop_blocks") else []
     search = None
     if prune_cfg.get("target"):
         cache = SearchCache(Path(out_report).with_name("prune_search.json"), sha256_file(checkpoint), prune_cfg)
         timer = partial(PairedLatency, example=example, threads=prune_cfg.get("threads", 1),
                         runs=prune_cfg["target"].get("runs", 50))
         plan, search = plan_to_target(model, example, score_groups(model, example, keep), prune_cfg, before, cache,
-                                      timer)
+                                      timer, blocks)
     else:
         plan = plan_prune(model, example, prune_cfg["ratio"], keep=keep, on_infeasible=prune_cfg["on_infeasible"],
-                          **guards)
+                          blocks=blocks, **guards)
     prune_model(model, example, plan)
     after = {"params": count_params(model), "flops": count_flops(model, example)}
     pruned = _bn_widths(model)
     report = {"checkpoint": str(checkpoint), "config": prune_cfg, "threshold": plan.threshold,
               "ratio_requested": plan.ratio, "ratio_achieved": plan.achieved_ratio, "before": before, "after": after,
-              "layers": {name: {"before": n, "after": pruned[name]} for name, n in layers.items()},
-              "clamped": plan.clamped_report(), **({"search": search} if search else {})}
+              "layers": {name: {"before": n, "after": pruned.get(name, 0)} for name, n in layers.items()},
+              "clamped": plan.clamped_report(), "dropped_blocks": plan.dropped, **({"search": search} if search else {})}
     inherited = {k: ckpt["meta"].get(k) for k in ("imgsz", "names", "seed", "dataset", "epochs_total")}
     meta = {**inherited, "stage": "pruned", "parent": sha256_file(checkpoint), "parent_path": str(checkpoint),
             "config": prune_cfg,
             "config_hash": config_hash(prune_cfg),
             "prune": {k: report[k] for k in ("threshold", "ratio_requested", "ratio_achieved")}}
-    save_checkpoint(out_checkpoint, model, ckpt["arch"], meta)
+    arch = {**ckpt["arch"], "dropped": ckpt["arch"].get("dropped", []) + plan.dropped} if plan.dropped else ckpt["arch"]
+    save_checkpoint(out_checkpoint, model, arch, meta)
     write_json(out_report, report)
     log.info("pruned %.1f%% of prunable channels: FLOPs %d -> %d, params %d -> %d", 100 * plan.achieved_ratio,
              before["flops"], after["flops"], before["params"], after["params"])

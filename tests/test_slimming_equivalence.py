@@ -6,10 +6,12 @@ import torch
 import torchvision
 from torch import nn
 
+from pipeline_lib.checkpoint import load_checkpoint, save_checkpoint
 from pipeline_lib.errors import UserError
-from pipeline_lib.slimming import apply_mask, plan_prune, prune_model
+from pipeline_lib.slimming import apply_mask, plan_at_threshold, plan_prune, prune_model, score_groups
+from pipeline_lib.tasks import build_from_checkpoint, get_task
 from pipeline_lib.tasks.detection.model import YOLODetector
-from pipeline_lib.profile import count_params
+from pipeline_lib.profile import count_flops, count_params
 
 from conftest import randomize_bn
 
@@ -75,3 +77,50 @@ def test_tied_scales_stop_the_plan_instead_of_pruning_nothing():
     assert plan.achieved_ratio == 0
     assert len(plan.clamped) == len(plan.groups)  # every group keeps channels only because of the tie
     assert all("tied γ" in g.clamped for g in plan.groups)
+
+
+def _reid_arch(name):
+    return {"family": "reid", "name": name, "kwargs": {"num_classes": 5, "name": name, "last_stride": 1,
+                                                       "neck_feat": "after"}}
+
+
+DROP_CASES = {  # family, arch, input size, the blocks whose inner scales are made small
+    "yolov5n": ("detection", {"family": "detection", "name": "yolov5n", "kwargs": {"nc": 3, "scale": "n"}}, (64, 64),
+                ["stage2.1.m.0", "stage4.1.m.1"]),
+    "resnet18": ("reid", _reid_arch("resnet18"), (64, 32), ["backbone.layer1.1", "backbone.layer3.1"]),
+    "resnet50": ("reid", _reid_arch("resnet50"), (64, 32), ["backbone.layer2.2"]),
+}
+
+
+@pytest.mark.parametrize("name", list(DROP_CASES))
+def test_a_block_whose_inner_channels_all_fall_below_the_threshold_is_dropped(name, tmp_path):
+    """prune.drop_blocks: masked equals pruned, the block is an Identity, and the checkpoint
+    rebuilds the same network."""
+    family, arch, size, small = DROP_CASES[name]
+    task = get_task(family)
+    model = randomize_bn(task.build_model(arch))
+    blocks = task.residual_blocks(model)
+    assert set(small) <= set(blocks)
+    with torch.no_grad():  # every BN inside the block except the one before its sum (the last)
+        for block in small:
+            bns = [m for m in model.get_submodule(block).modules() if isinstance(m, nn.BatchNorm2d)]
+            for bn in bns[:-1]:
+                bn.weight.mul_(1e-3)
+    example = torch.rand(1, 3, *size)
+    keep = task.keep_width_modules(model)
+    scored = score_groups(model, example, keep)
+    plan = plan_at_threshold(model, scored, 0.01, min_channels=4, blocks=blocks)
+    assert plan.dropped == small
+    without = plan_at_threshold(model, scored, 0.01, min_channels=4)  # the same threshold, blocks kept
+    assert not without.dropped and plan.achieved_ratio > without.achieved_ratio
+    masked = apply_mask(copy.deepcopy(model), plan)
+    pruned = prune_model(copy.deepcopy(model), example, plan)
+    assert all(isinstance(pruned.get_submodule(b), nn.Identity) for b in small)
+    assert count_flops(pruned, example) < count_flops(prune_model(copy.deepcopy(model), example, without), example)
+    x = torch.rand(2, 3, *size)
+    with torch.no_grad():
+        assert torch.allclose(masked(x), pruned(x), atol=1e-4, rtol=0)
+    save_checkpoint(tmp_path / "p.pt", pruned, {**arch, "dropped": plan.dropped}, {"stage": "pruned"})
+    rebuilt = build_from_checkpoint(load_checkpoint(tmp_path / "p.pt")).eval()
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), pruned(x))

@@ -7,6 +7,11 @@ A *group* is torch-pruning's set of layers whose channels must change together (
 every consumer, and everything tied to it by residual adds and concats). A group channel's
 importance is the largest |γ| among the group's BNs: it goes only if every coupled scale is
 small, which is also what makes the masked and the pruned network compute the same thing.
+
+A residual block y = x + f(x) whose every inner channel (the groups that live inside f) falls
+below the threshold is dropped whole (`blocks`, `prune.drop_blocks`): min_channels would keep
+it at the floor, where a narrow layer costs ONNX Runtime its per-op overhead anyway, while the
+identity costs nothing. The block's inner channels count as removed.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from ..errors import UserError
 from ..inputs import Inputs
 
 __all__ = ["PrunePlan", "GroupPlan", "dependency_graph", "prunable_bns", "score_groups", "feasible_threshold",
-           "plan_prune", "plan_at_threshold", "apply_mask", "prune_model"]
+           "plan_prune", "plan_at_threshold", "apply_mask", "drop_blocks", "prune_model"]
 
 _BN = nn.modules.batchnorm._BatchNorm
 
@@ -34,6 +39,7 @@ class GroupPlan:
     remove: list[int]  # channel indices (in the root's output) to remove
     bns: dict[str, list[int]]  # every BN of the group -> its channel indices matching `remove`
     clamped: list[str] = field(default_factory=list)  # why it keeps more than the threshold asks: min_channels, tied γ
+    block: str | None = None  # the dropped residual block the group lives in (it goes with the block)
 
 
 @dataclass
@@ -41,6 +47,7 @@ class PrunePlan:
     ratio: float | None  # requested fraction of prunable channels (None: planned from a threshold)
     threshold: float
     groups: list[GroupPlan] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # residual blocks replaced by the identity
 
     @property
     def clamped(self) -> list[GroupPlan]:
@@ -106,8 +113,8 @@ def feasible_threshold(scored: Scored, min_channels: int) -> float:
     return min(float(s.sort(descending=True).values[min(min_channels, len(s)) - 1]) for _, _, s in scored)
 
 
-def plan_prune(model: nn.Module, example: Inputs, ratio: float, *, min_channels: int = 8,
-               round_to: int = 1, keep: list[nn.Module] = (), on_infeasible: str = "error") -> PrunePlan:
+def plan_prune(model: nn.Module, example: Inputs, ratio: float, *, min_channels: int = 8, round_to: int = 1,
+               keep: list[nn.Module] = (), on_infeasible: str = "error", blocks: list[str] = ()) -> PrunePlan:
     """Plan removal of the `ratio` fraction of prunable channels with the smallest group |γ|.
 
     If the global threshold would leave a group with fewer than `min_channels`, the plan is
@@ -143,29 +150,44 @@ def plan_prune(model: nn.Module, example: Inputs, ratio: float, *, min_channels:
             raise UserError(f"{message} (train with sparsity first, stages.sparse.sr > 0, or set "
                             f"prune.on_infeasible: clamp to prune only those)")
         warnings.warn(f"{message}; pruning only those", stacklevel=2)
-    plan = plan_at_threshold(model, scored, threshold, min_channels=min_channels, round_to=round_to, tied=tied)
+    plan = plan_at_threshold(model, scored, threshold, min_channels=min_channels, round_to=round_to, tied=tied,
+                             blocks=blocks)
     plan.ratio = ratio
     return plan
 
 
+def _inner_groups(scored: Scored, names: dict[nn.Module, str], blocks: list[str]) -> dict[str, list[int]]:
+    """{block: indices into `scored` of the groups whose every layer lies inside the block}
+    (torch-pruning's own nodes for activations, adds and concats are not layers of the model)."""
+    def inside(group, block: str) -> bool:
+        layers = [names[dep.target.module] for dep, _ in group if dep.target.module in names]
+        return all(name.startswith(block + ".") for name in layers)
+    return {block: [i for i, (_, group, _) in enumerate(scored) if inside(group, block)] for block in blocks}
+
+
 def plan_at_threshold(model: nn.Module, scored: Scored, threshold: float, *, min_channels: int = 8,
-                      round_to: int = 1, tied: bool = False) -> PrunePlan:
+                      round_to: int = 1, tied: bool = False, blocks: list[str] = ()) -> PrunePlan:
     """Remove every channel whose group |γ| is below `threshold`, keeping at least min_channels
-    per group (rounded up to round_to); `tied` marks groups with channels at the threshold."""
+    per group (rounded up to round_to); `tied` marks groups with channels at the threshold.
+    Of the residual `blocks` (Task.residual_blocks), those with every inner channel below the
+    threshold are dropped."""
     names = {m: n for n, m in model.named_modules()}
+    inner = _inner_groups(scored, names, blocks)
     plan = PrunePlan(ratio=None, threshold=threshold)
-    for root, group, scores in scored:
+    plan.dropped = [b for b, idx in inner.items() if idx and all(bool((scored[i][2] < threshold).all()) for i in idx)]
+    block_of = {g: b for b in plan.dropped for g in inner[b]}
+    for g, (root, group, scores) in enumerate(scored):
         n = len(scores)
         n_below = int((scores < threshold).sum())
-        keep_n = _kept(n, n_below, min_channels, round_to)
+        keep_n = 0 if g in block_of else _kept(n, n_below, min_channels, round_to)
         remove = sorted(scores.argsort()[: n - keep_n].tolist())  # lowest scores go
         bns = {}
         for dep, idxs in group:
             if isinstance(dep.target.module, _BN):
                 bns[names[dep.target.module]] = [idxs[i] for i in remove]
-        clamped = (["min_channels"] if n - n_below < min(min_channels, n) else []) + \
+        clamped = [] if g in block_of else (["min_channels"] if n - n_below < min(min_channels, n) else []) + \
             (["tied γ"] if tied and bool((scores == threshold).any()) else [])
-        plan.groups.append(GroupPlan(names[root], n, remove, bns, clamped))
+        plan.groups.append(GroupPlan(names[root], n, remove, bns, clamped, block_of.get(g)))
     return plan
 
 
@@ -177,15 +199,24 @@ def apply_mask(model: nn.Module, plan: PrunePlan) -> nn.Module:
         for bn_name, idxs in group.bns.items():
             modules[bn_name].weight[idxs] = 0
             modules[bn_name].bias[idxs] = 0
+    return drop_blocks(model, plan.dropped)
+
+
+def drop_blocks(model: nn.Module, blocks: list[str]) -> nn.Module:
+    """Replace the named residual blocks by the identity, in place (a checkpoint's arch["dropped"])."""
+    for name in blocks:
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, nn.Identity())
     return model
 
 
 def prune_model(model: nn.Module, example: Inputs, plan: PrunePlan) -> nn.Module:
-    """Remove the planned channels in place (torch-pruning handles every coupled layer)."""
-    graph = dependency_graph(model, example)
+    """Drop the planned blocks and remove the planned channels in place (torch-pruning handles
+    every coupled layer)."""
+    graph = dependency_graph(drop_blocks(model, plan.dropped), example)
     modules = dict(model.named_modules())
     for group in plan.groups:
-        if group.remove:
+        if group.remove and group.block is None:
             root = modules[group.root]
             pruner = graph.get_pruner_of_module(root)
             graph.get_pruning_group(root, pruner.prune_out_channels, idxs=group.remove).prune()

@@ -114,13 +114,14 @@ Timer = Callable[[nn.Module], Callable[[nn.Module], dict]]  # unpruned model -> 
 
 
 def search(model: nn.Module, example: Inputs, scored: Scored, prune_cfg: dict, unpruned: dict,
-           make_timer: Timer) -> dict:
+           make_timer: Timer, blocks: list[str] = ()) -> dict:
     """Probe thresholds until the smallest that meets `prune_cfg["target"]` is found; the outcome
     (threshold, goal, every probe's ratio, FLOPs and latency) as prune.json records it.
 
     Thresholds that leave the same widths (past the point where every group is clamped, say) are
     the same model: it is measured once, so noise cannot judge one network twice."""
-    target, guards = prune_cfg["target"], {k: prune_cfg[k] for k in ("min_channels", "round_to")}
+    target = prune_cfg["target"]
+    guards = {"min_channels": prune_cfg["min_channels"], "round_to": prune_cfg["round_to"], "blocks": blocks}
     time_model = make_timer(model) if is_timed(target) else None
     if time_model is not None:
         unpruned = {**unpruned, "latency_ms": time_model(model)["latency_ms"]}
@@ -129,10 +130,11 @@ def search(model: nn.Module, example: Inputs, scored: Scored, prune_cfg: dict, u
 
     def probe(threshold: float) -> dict:
         plan = plan_at_threshold(model, scored, threshold, **guards)
-        widths = tuple(len(g.remove) for g in plan.groups)
+        widths = (tuple(len(g.remove) for g in plan.groups), tuple(plan.dropped))
         if widths not in measured:
             slim = prune_model(copy.deepcopy(model), example, plan)
             measured[widths] = {"ratio": round(plan.achieved_ratio, 4), "flops": count_flops(slim, example),
+                                **({"blocks_dropped": len(plan.dropped)} if blocks else {}),
                                 **(time_model(slim) if time_model else {})}
         return measured[widths]
 
@@ -146,15 +148,15 @@ def search(model: nn.Module, example: Inputs, scored: Scored, prune_cfg: dict, u
 
 
 def plan_to_target(model: nn.Module, example: Inputs, scored: Scored, prune_cfg: dict, unpruned: dict,
-                   cache: SearchCache, make_timer: Timer) -> tuple[PrunePlan, dict]:
+                   cache: SearchCache, make_timer: Timer, blocks: list[str] = ()) -> tuple[PrunePlan, dict]:
     """The plan at the threshold a search finds, or that `cache` holds from an earlier search of
     the same checkpoint and settings; and the search's record (with "reused": cache path)."""
     outcome = cache.get()
     if outcome is None:
-        outcome = search(model, example, scored, prune_cfg, unpruned, make_timer)
+        outcome = search(model, example, scored, prune_cfg, unpruned, make_timer, blocks)
         cache.put(outcome)
     else:
         outcome = {**outcome, "reused": str(cache.path)}
     plan = plan_at_threshold(model, scored, outcome["threshold"], min_channels=prune_cfg["min_channels"],
-                             round_to=prune_cfg["round_to"])
+                             round_to=prune_cfg["round_to"], blocks=blocks)
     return plan, outcome

@@ -172,6 +172,12 @@ class Task(ABC):
         """Modules whose output channels the pruner must not change (prediction heads, embeddings)."""
         return []
 
+    def residual_blocks(self, model: nn.Module) -> list[str]:
+        """Names of the residual blocks y = x + f(x) that compute x once f is gone (an activation
+        after the sum must leave x as it is), so that `prune.drop_blocks` may replace one by the
+        identity when every channel inside f falls below the threshold. Default: none."""
+        return []
+
     def int8_float_modules(self, model: nn.Module) -> list[nn.Module]:
         """Modules that INT8 keeps in float, with everything downstream of them (heads, decodes)."""
         return []

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..checkpoint import checkpoint_imgsz, load_checkpoint, load_weights
 from ..errors import UserError
+from ..slimming.plan import drop_blocks
 from . import families, get_task
 from .base import ImageSize, Task
 
@@ -30,6 +31,7 @@ def build_from_checkpoint(ckpt: dict, source: str | os.PathLike = "checkpoint") 
     except (TypeError, ValueError, KeyError) as e:
         raise UserError(f"{source}: its arch {arch['name']!r} {arch['kwargs']} does not build a model "
                         f"({type(e).__name__}: {e})") from None
+    drop_blocks(model, arch.get("dropped", []))  # residual blocks the pruner replaced by the identity
     return load_weights(model, ckpt["state_dict"], task.keep_width_modules(model), source)
 
 

@@ -18,7 +18,7 @@ from .data import YoloDataset, collate, scale_boxes_to_original
 from .evaluate import coco_detection_metrics
 from .loss import DetectionLoss, distill_loss
 from .anchors import fit_anchors
-from .model import ANCHORS, YOLODetector, postprocess
+from .model import ANCHORS, Bottleneck, YOLODetector, postprocess
 from .synthetic import generate_synthetic
 from .yolo_format import coco_ground_truth, image_size, index_yolo_dataset
 
@@ -145,6 +145,10 @@ class DetectionTask(Task):
 
     def keep_width_modules(self, model):
         return model.keep_width_modules()
+
+    def residual_blocks(self, model):
+        # The backbone's bottlenecks with a shortcut; the head's C3 blocks have none.
+        return [name for name, m in model.named_modules() if isinstance(m, Bottleneck) and m.add]
 
     def int8_float_modules(self, model):
         # The heads' outputs feed the box decode (exp, grid offsets, anchor scaling): INT8 there
