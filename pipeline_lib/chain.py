@@ -88,8 +88,11 @@ def _iteration(lineage: str, prune_cfg: dict) -> int:
 def prune_settings(lineage: str, prune_cfg: dict, threads: int = 1) -> dict:
     """What `prune` needs in one lineage: its ratio or target and the guards (not `iterations`/`sweep`,
     so adding a sweep ratio does not rerun the main chain's prune). `threads` (export.threads)
-    only with a timed target: a FLOPs target or a ratio does not depend on it."""
+    only with a timed target: a FLOPs target or a ratio does not depend on it. `drop_blocks` only
+    when set, so that runs from before the key keep their params (and are not pruned again)."""
     guards = {k: prune_cfg[k] for k in ("min_channels", "on_infeasible")} | {"round_to": resolve_round_to(prune_cfg["round_to"])}
+    if prune_cfg.get("drop_blocks"):
+        guards["drop_blocks"] = True
     if lineage.startswith("sweep/"):
         point = next(p for p in prune_cfg["sweep"] if sweep_lineage(p) == lineage)
         target = point if isinstance(point, dict) else None
