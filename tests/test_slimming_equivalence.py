@@ -84,19 +84,21 @@ def _reid_arch(name):
                                                        "neck_feat": "after"}}
 
 
-DROP_CASES = {  # family, arch, input size, the blocks whose inner scales are made small
+DROP_CASES = {  # family, arch, input size, the blocks whose inner scales are made small, shared channels made small
     "yolov5n": ("detection", {"family": "detection", "name": "yolov5n", "kwargs": {"nc": 3, "scale": "n"}}, (64, 64),
-                ["stage2.1.m.0", "stage4.1.m.1"]),
-    "resnet18": ("reid", _reid_arch("resnet18"), (64, 32), ["backbone.layer1.1", "backbone.layer3.1"]),
-    "resnet50": ("reid", _reid_arch("resnet50"), (64, 32), ["backbone.layer2.2"]),
+                ["stage2.1.m.0", "stage3.1.m.1", "stage4.1.m.1"],
+                # stage3.1's shortcut channels, a group rooted in stage3.1.m.1.cv2 (which goes with its block)
+                ["stage3.1.cv1.bn", "stage3.1.m.0.cv2.bn", "stage3.1.m.1.cv2.bn"]),
+    "resnet18": ("reid", _reid_arch("resnet18"), (64, 32), ["backbone.layer1.1", "backbone.layer3.1"], []),
+    "resnet50": ("reid", _reid_arch("resnet50"), (64, 32), ["backbone.layer2.2"], []),
 }
 
 
 @pytest.mark.parametrize("name", list(DROP_CASES))
 def test_a_block_whose_inner_channels_all_fall_below_the_threshold_is_dropped(name, tmp_path):
-    """prune.drop_blocks: masked equals pruned, the block is an Identity, and the checkpoint
-    rebuilds the same network."""
-    family, arch, size, small = DROP_CASES[name]
+    """prune.drop_blocks: masked equals pruned, the block is an Identity, the channels it shared
+    with its shortcut are still pruned, and the checkpoint rebuilds the same network."""
+    family, arch, size, small, shared = DROP_CASES[name]
     task = get_task(family)
     model = randomize_bn(task.build_model(arch))
     blocks = task.residual_blocks(model)
@@ -106,6 +108,8 @@ def test_a_block_whose_inner_channels_all_fall_below_the_threshold_is_dropped(na
             bns = [m for m in model.get_submodule(block).modules() if isinstance(m, nn.BatchNorm2d)]
             for bn in bns[:-1]:
                 bn.weight.mul_(1e-3)
+        for bn in shared:
+            model.get_submodule(bn).weight[:2] *= 1e-3
     example = torch.rand(1, 3, *size)
     keep = task.keep_width_modules(model)
     scored = score_groups(model, example, keep)
@@ -116,6 +120,8 @@ def test_a_block_whose_inner_channels_all_fall_below_the_threshold_is_dropped(na
     masked = apply_mask(copy.deepcopy(model), plan)
     pruned = prune_model(copy.deepcopy(model), example, plan)
     assert all(isinstance(pruned.get_submodule(b), nn.Identity) for b in small)
+    for bn in shared[:1]:
+        assert pruned.get_submodule(bn).num_features == model.get_submodule(bn).num_features - 2
     assert count_flops(pruned, example) < count_flops(prune_model(copy.deepcopy(model), example, without), example)
     x = torch.rand(2, 3, *size)
     with torch.no_grad():

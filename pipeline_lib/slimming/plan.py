@@ -187,8 +187,22 @@ def plan_at_threshold(model: nn.Module, scored: Scored, threshold: float, *, min
                 bns[names[dep.target.module]] = [idxs[i] for i in remove]
         clamped = [] if g in block_of else (["min_channels"] if n - n_below < min(min_channels, n) else []) + \
             (["tied γ"] if tied and bool((scores == threshold).any()) else [])
-        plan.groups.append(GroupPlan(names[root], n, remove, bns, clamped, block_of.get(g)))
+        root_name, root_remove = _surviving_root(group, names, plan.dropped, remove) if g not in block_of \
+            else (names[root], remove)
+        plan.groups.append(GroupPlan(root_name, n, root_remove, bns, clamped, block_of.get(g)))
     return plan
+
+
+def _surviving_root(group, names: dict[nn.Module, str], dropped: list[str], remove: list[int]) -> tuple[str, list[int]]:
+    """The first layer of `group` whose output channels it prunes and that no dropped block holds,
+    with `remove` in its channel indices: a group shared by a block's output and its shortcut is
+    rooted in the block's last conv, which may go with the block."""
+    for dep, idxs in group:
+        name = names.get(dep.target.module)
+        if (name and isinstance(dep.target.module, (nn.Conv2d, nn.Linear)) and dep.handler.__name__ == "prune_out_channels"
+                and not any(name.startswith(b + ".") for b in dropped)):
+            return name, [idxs[i] for i in remove]
+    raise AssertionError("a group with no layer outside the dropped blocks is one of their inner groups")
 
 
 @torch.no_grad()
