@@ -51,6 +51,10 @@ NOT_RUN = [
      "tests/test_weights_e2e.py (a generated YOLOv5 checkpoint through import-weights and the chain)"),
     (r"^cp -a runs/diffusion |^cd runs/diffusion-ddpm ", "needs a finished diffusion chain (25 minutes)",
      "tests/test_diffusion_e2e.py scores a stage of the tiny chain through the same CLI command"),
+    (r"^python -m venv \S+ && \S+/pip install ", "builds a second environment with ultralytics and its torch (minutes)",
+     "tests/test_vs_ultralytics.py runs the ultralytics side in one where SLIMFLOW_ULTRALYTICS_PYTHON names it"),
+    (r"python benchmarks/vs_ultralytics\.py ", "trains both detectors for many minutes each",
+     "tests/test_vs_ultralytics.py runs the script on a tiny digits dataset for one epoch"),
 ]
 # Parts of lines changed here: (regex, replacement, why).
 REWRITES = [

@@ -1,0 +1,72 @@
+"""benchmarks/digits_dataset.py: scikit-learn's bundled handwritten digits as a YOLO detection dataset."""
+import importlib.util
+import math
+
+import numpy as np
+import yaml
+
+from pipeline_lib.tasks.detection.yolo_format import check_yolo_dataset, index_yolo_dataset
+
+from conftest import REPO
+
+_spec = importlib.util.spec_from_file_location("digits_dataset", REPO / "benchmarks/digits_dataset.py")
+digits = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(digits)
+
+SMALL = dict(n_train=10, n_val=5, imgsz=64)
+
+
+def files(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_same_bytes_other_seed_other_images(tmp_path):
+    a = digits.build(tmp_path / "a", seed=3, **SMALL).parent
+    b = digits.build(tmp_path / "b", seed=3, **SMALL).parent
+    c = digits.build(tmp_path / "c", seed=4, **SMALL).parent
+    fa, fb, fc = files(a), files(b), files(c)
+    fa.pop("data.yaml"), fb.pop("data.yaml"), fc.pop("data.yaml")  # each names its own root
+    assert len(fa) == 2 * (10 + 5) and fa == fb
+    assert fa.keys() == fc.keys() and fa != fc
+
+
+def test_labels_pass_slimflows_checks_and_boxes_lie_inside_the_image(tmp_path):
+    data_yaml = digits.build(tmp_path / "d", seed=0, **SMALL)
+    assert yaml.safe_load(data_yaml.read_text())["names"] == [str(d) for d in range(10)]
+    check_yolo_dataset(data_yaml)  # raises a UserError naming file:line for any bad label
+    index = index_yolo_dataset(data_yaml)
+    assert index["nc"] == 10 and {k: len(v) for k, v in index["splits"].items()} == {"train": 10, "val": 5}
+    boxes = [b for items in index["splits"].values() for item in items for b in item["boxes"]]
+    assert all((item["width"], item["height"]) == (64, 64) for items in index["splits"].values() for item in items)
+    assert len(boxes) >= 2 * 15 * 0.8  # 2-6 digits per image; a crowded image may place fewer than drawn
+    for cls, cx, cy, w, h in boxes:
+        assert 0 <= cls < 10 and w > 0 and h > 0
+        assert cx - w / 2 >= -1e-6 and cy - h / 2 >= -1e-6 and cx + w / 2 <= 1 + 1e-6 and cy + h / 2 <= 1 + 1e-6
+        assert 6 / 64 <= max(w, h) <= 20 / 64 + 1e-6  # tight around ink of a digit drawn 8-20 px at 64 px
+
+
+def test_val_images_are_drawn_from_digits_no_train_image_uses(tmp_path, monkeypatch):
+    images, labels = digits.load_source_digits()
+    train, val = digits.split_sources(len(labels), 0.2)
+    assert set(train).isdisjoint(val) and len(train) + len(val) == len(labels) == 1797
+    assert math.isclose(len(val) / len(labels), 0.2, abs_tol=1e-3) and np.bincount(labels[val], minlength=10).min() > 0
+
+    pools = []
+    real = digits.render_image
+
+    def recording(rng, images, labels, pool, imgsz):  # the real renderer; only the pool it was given is kept
+        pools.append(set(pool.tolist()))
+        return real(rng, images, labels, pool, imgsz)
+
+    monkeypatch.setattr(digits, "render_image", recording)
+    digits.build(tmp_path / "d", seed=0, **SMALL)
+    assert len(pools) == SMALL["n_train"] + SMALL["n_val"]  # train images first, then val
+    assert all(p == set(train.tolist()) for p in pools[:SMALL["n_train"]])
+    assert all(p == set(val.tolist()) for p in pools[SMALL["n_train"]:])
+
+
+def test_a_drawn_digit_keeps_its_class():
+    images, labels = digits.load_source_digits()
+    for k in (0, 7, 1796):
+        _, boxes = digits.render_image(np.random.default_rng(k), images, labels, np.array([k]), 128)
+        assert boxes and all(cls == labels[k] for cls, *_ in boxes)
