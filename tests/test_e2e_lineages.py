@@ -73,16 +73,16 @@ def test_a_flops_target_prunes_to_it_and_the_report_says_so(tiny_run, tmp_path):
 
 
 def test_drop_blocks_removes_whole_residual_blocks_through_the_chain(tiny_run, tmp_path):
-    workdir, config = _continue_tiny_run(tiny_run, tmp_path, target={"flops": 0.3}, drop_blocks=True)
+    # Two tiny sparsity epochs leave every |γ| near 1: only a ratio close to 1 puts a block's inner
+    # channels all below the threshold (the default detector's chain drops 4 of 7 at a 3x target).
+    workdir, config = _continue_tiny_run(tiny_run, tmp_path, ratio=0.99, drop_blocks=True)
     run_snakemake(workdir, config)
     results = workdir / "results"
     report = json.loads((results / "prune.json").read_text())
     dropped = report["dropped_blocks"]
     assert dropped and all(b.startswith("stage") and ".m." in b for b in dropped)  # backbone bottlenecks
-    assert report["after"]["flops"] <= 0.3 * report["before"]["flops"]
-    assert all(p["blocks_dropped"] >= 0 for p in report["search"]["probes"])
     for stage in ("pruned", "pruned_finetuned"):  # the finetuned model keeps its parent's architecture
         assert torch.load(results / f"{stage}.pt", weights_only=True)["arch"]["dropped"] == dropped
     for name in ("onnx_fp32", "onnx_int8"):  # export, parity and INT8 of the shallower network
-        assert json.loads((results / f"metrics/{name}.json").read_text())["mAP50_95"] >= 0
+        assert json.loads((results / f"metrics/{name}.json").read_text())["metrics"]["mAP50_95"] >= 0
     assert f"residual blocks dropped (prune.drop_blocks): {len(dropped)}" in (results / "summary.md").read_text()
