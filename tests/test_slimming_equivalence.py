@@ -120,6 +120,7 @@ def test_a_block_whose_inner_channels_all_fall_below_the_threshold_is_dropped(na
     masked = apply_mask(copy.deepcopy(model), plan)
     pruned = prune_model(copy.deepcopy(model), example, plan)
     assert all(isinstance(pruned.get_submodule(b), nn.Identity) for b in small)
+    assert task.residual_blocks(pruned) == [b for b in blocks if b not in small]  # a second iteration's candidates
     for bn in shared[:1]:
         assert pruned.get_submodule(bn).num_features == model.get_submodule(bn).num_features - 2
     assert count_flops(pruned, example) < count_flops(prune_model(copy.deepcopy(model), example, without), example)

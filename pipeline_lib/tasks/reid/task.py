@@ -185,10 +185,11 @@ class ReIDTask(Task):
         # torchvision blocks end in relu(x + f(x)), and x is itself a ReLU's output: without f the
         # block is the identity. A block with a downsample changes shape; the last block holds
         # the embedding's BN (keep_width_modules).
-        layers = [model.backbone.layer1, model.backbone.layer2, model.backbone.layer3, model.backbone.layer4]
-        names = {m: n for n, m in model.named_modules()}
-        return [names[block] for layer in layers for block in layer
-                if block.downsample is None and block is not model.backbone.layer4[-1]]
+        # An already dropped block is an nn.Identity: no block.
+        trunk = model.backbone
+        return [f"backbone.{layer}.{i}" for layer in ("layer1", "layer2", "layer3", "layer4")
+                for i, block in enumerate(getattr(trunk, layer))
+                if getattr(block, "downsample", True) is None and block is not trunk.layer4[-1]]
 
     def int8_float_modules(self, model):
         # The embedding is the product: its last block and the BNNeck stay float so gallery
