@@ -156,12 +156,15 @@ def plan_prune(model: nn.Module, example: Inputs, ratio: float, *, min_channels:
     return plan
 
 
+def _in_block(name: str, blocks: list[str]) -> bool:
+    return any(name.startswith(block + ".") for block in blocks)
+
+
 def _inner_groups(scored: Scored, names: dict[nn.Module, str], blocks: list[str]) -> dict[str, list[int]]:
     """{block: indices into `scored` of the groups whose every layer lies inside the block}
     (torch-pruning's own nodes for activations, adds and concats are not layers of the model)."""
     def inside(group, block: str) -> bool:
-        layers = [names[dep.target.module] for dep, _ in group if dep.target.module in names]
-        return all(name.startswith(block + ".") for name in layers)
+        return all(_in_block(names[dep.target.module], [block]) for dep, _ in group if dep.target.module in names)
     return {block: [i for i, (_, group, _) in enumerate(scored) if inside(group, block)] for block in blocks}
 
 
@@ -170,7 +173,7 @@ def plan_at_threshold(model: nn.Module, scored: Scored, threshold: float, *, min
     """Remove every channel whose group |γ| is below `threshold`, keeping at least min_channels
     per group (rounded up to round_to); `tied` marks groups with channels at the threshold.
     Of the residual `blocks` (Task.residual_blocks), those with every inner channel below the
-    threshold are dropped."""
+    threshold are dropped, their inner groups with them."""
     names = {m: n for n, m in model.named_modules()}
     inner = _inner_groups(scored, names, blocks)
     plan = PrunePlan(ratio=None, threshold=threshold)
@@ -179,17 +182,18 @@ def plan_at_threshold(model: nn.Module, scored: Scored, threshold: float, *, min
     for g, (root, group, scores) in enumerate(scored):
         n = len(scores)
         n_below = int((scores < threshold).sum())
-        keep_n = 0 if g in block_of else _kept(n, n_below, min_channels, round_to)
+        block = block_of.get(g)
+        keep_n = 0 if block else _kept(n, n_below, min_channels, round_to)
         remove = sorted(scores.argsort()[: n - keep_n].tolist())  # lowest scores go
-        bns = {}
-        for dep, idxs in group:
-            if isinstance(dep.target.module, _BN):
-                bns[names[dep.target.module]] = [idxs[i] for i in remove]
-        clamped = [] if g in block_of else (["min_channels"] if n - n_below < min(min_channels, n) else []) + \
+        bns = {names[dep.target.module]: [idxs[i] for i in remove] for dep, idxs in group
+               if isinstance(dep.target.module, _BN)}
+        if block:
+            plan.groups.append(GroupPlan(names[root], n, remove, bns, block=block))
+            continue
+        clamped = (["min_channels"] if n - n_below < min(min_channels, n) else []) + \
             (["tied γ"] if tied and bool((scores == threshold).any()) else [])
-        root_name, root_remove = _surviving_root(group, names, plan.dropped, remove) if g not in block_of \
-            else (names[root], remove)
-        plan.groups.append(GroupPlan(root_name, n, root_remove, bns, clamped, block_of.get(g)))
+        root_name, root_remove = _surviving_root(group, names, plan.dropped, remove)
+        plan.groups.append(GroupPlan(root_name, n, root_remove, bns, clamped))
     return plan
 
 
@@ -200,7 +204,7 @@ def _surviving_root(group, names: dict[nn.Module, str], dropped: list[str], remo
     for dep, idxs in group:
         name = names.get(dep.target.module)
         if (name and isinstance(dep.target.module, (nn.Conv2d, nn.Linear)) and dep.handler.__name__ == "prune_out_channels"
-                and not any(name.startswith(b + ".") for b in dropped)):
+                and not _in_block(name, dropped)):
             return name, [idxs[i] for i in remove]
     raise AssertionError("a group with no layer outside the dropped blocks is one of their inner groups")
 

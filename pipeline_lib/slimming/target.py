@@ -121,7 +121,7 @@ def search(model: nn.Module, example: Inputs, scored: Scored, prune_cfg: dict, u
     Thresholds that leave the same widths (past the point where every group is clamped, say) are
     the same model: it is measured once, so noise cannot judge one network twice."""
     target = prune_cfg["target"]
-    guards = {"min_channels": prune_cfg["min_channels"], "round_to": prune_cfg["round_to"], "blocks": blocks}
+    plan_args = {"min_channels": prune_cfg["min_channels"], "round_to": prune_cfg["round_to"], "blocks": blocks}
     time_model = make_timer(model) if is_timed(target) else None
     if time_model is not None:
         unpruned = {**unpruned, "latency_ms": time_model(model)["latency_ms"]}
@@ -129,7 +129,7 @@ def search(model: nn.Module, example: Inputs, scored: Scored, prune_cfg: dict, u
     measured: dict[tuple, dict] = {}
 
     def probe(threshold: float) -> dict:
-        plan = plan_at_threshold(model, scored, threshold, **guards)
+        plan = plan_at_threshold(model, scored, threshold, **plan_args)
         widths = (tuple(len(g.remove) for g in plan.groups), tuple(plan.dropped))
         if widths not in measured:
             slim = prune_model(copy.deepcopy(model), example, plan)
@@ -138,7 +138,7 @@ def search(model: nn.Module, example: Inputs, scored: Scored, prune_cfg: dict, u
                                 **(time_model(slim) if time_model else {})}
         return measured[widths]
 
-    candidates = candidate_thresholds(scored, min_channels=guards["min_channels"],
+    candidates = candidate_thresholds(scored, min_channels=plan_args["min_channels"],
                                       clamp=prune_cfg["on_infeasible"] == "clamp")
     found, probes = bisect(candidates, probe, meets)
     if found is None:
