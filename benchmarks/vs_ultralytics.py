@@ -18,6 +18,8 @@ Prints a Markdown table (also OUT/table.md; every number in OUT/results.json): m
 params, train img/s (train images x epochs over the seconds of the epochs that ran no
 validation), train s (the trainer's epochs, validation included) and wall s (everything the side
 ran: startup, data checks, training, prediction). `--sides slimflow` runs slimflow's side alone.
+`--chain` then runs the rest of slimflow's chain on the same data (sparsity, prune, finetune,
+export) and adds its summary: every artifact's mAP50-95 against the chain's accuracy reference.
 """
 from __future__ import annotations
 
@@ -101,6 +103,16 @@ def slimflow_side(run: Path, n_train: int, gt: dict) -> dict:
             "best_epoch": max(rows, key=lambda r: float(r["fitness"] or "-inf"))["epoch"]}
 
 
+def chain_rows(summary_csv: Path) -> list[dict]:
+    """Each artifact of slimflow's summary.csv: accuracy, its difference to the reference, epochs, FLOPs ratio."""
+    with open(summary_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [{"artifact": r["stage"],  # "pruned_finetuned [onnx_int8]" for a model in ONNX Runtime
+             "mAP50_95": float(r["mAP50_95"]), "vs_reference": float(r["mAP50_95_vs_reference"]),
+             "epochs": int(float(r["epochs"])), "flops_vs_baseline": float(r["flops_vs_baseline"] or "nan")}
+            for r in rows]
+
+
 def ultralytics_side(out: Path, python: str, args, cfg: dict, manifest: dict, gt: dict, threads: int) -> dict:
     """Train and predict in ultralytics' interpreter; score its boxes with slimflow's ground truth."""
     out.mkdir(parents=True)
@@ -159,6 +171,14 @@ def table(rows: dict, args, manifest: dict, cfg: dict, line: str, versions: dict
     if "metrics/mAP50-95(B)" in own:
         out += ["", f"ultralytics' own validation of the same weights (its mAP code, multi-label NMS at IoU 0.7): "
                     f"mAP50-95 {own['metrics/mAP50-95(B)']:.3f}, mAP50 {own['metrics/mAP50(B)']:.3f}"]
+    chain = rows.get("slimflow", {}).get("chain")
+    if chain:
+        reference = next(r["artifact"] for r in chain["rows"] if r["vs_reference"] == 0)
+        out += ["", f"slimflow's whole chain on this data (--chain, {chain['wall_s']:.0f} s after the baseline); "
+                    f"accuracy reference: {reference}, the best unpruned checkpoint",
+                "", "| artifact | mAP50-95 | Δ vs reference (points) | epochs | FLOPs vs baseline |", "|---|---|---|---|---|"]
+        out += [f"| {r['artifact']} | {r['mAP50_95']:.3f} | {100 * r['vs_reference']:+.1f} | {r['epochs']} | "
+                f"{r['flops_vs_baseline']:.3f} |" for r in chain["rows"]]
     counts = manifest["counts"]
     out += ["", f"data: {args.data} ({counts['train']['images']} train / {counts['val']['images']} val images, "
                 f"{len(manifest['names'])} classes); imgsz {args.imgsz}, {args.epochs} epochs, batch {args.batch}, "
@@ -178,6 +198,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, help="default: the config's seed")
     parser.add_argument("--device", default="cpu", help="both sides; cpu unless you mean to compare on a GPU (0)")
     parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
+    parser.add_argument("--chain", action="store_true",
+                        help="then run slimflow's whole chain on the data and report its slim models")
     parser.add_argument("--ultralytics-python", default=os.environ.get("SLIMFLOW_ULTRALYTICS_PYTHON"),
                         help="an interpreter with ultralytics (default: $SLIMFLOW_ULTRALYTICS_PYTHON)")
     args = parser.parse_args(argv)
@@ -193,6 +215,8 @@ def run(args) -> None:
                         "builds one, and the embedded dataset's is results/data/synthetic/data.yaml of a run)")
     if args.out.exists() and any(args.out.iterdir()):
         raise UserError(f"{args.out} is not empty: give a new --out (a benchmark reuses no earlier run)")
+    if args.chain and "slimflow" not in args.sides:
+        raise UserError("--chain runs the rest of slimflow's chain after its baseline: add slimflow to --sides")
     versions = {"ultralytics": check_ultralytics(args.ultralytics_python)} if "ultralytics" in args.sides else {}
     base = load_config(args.configfile)
     if base["task"] != "detection":
@@ -231,6 +255,10 @@ def run(args) -> None:
         rows["ultralytics"] = ultralytics_side(args.out.resolve() / "ultralytics", args.ultralytics_python, args, cfg,
                                                manifest, gt, threads)
         versions.update(rows["ultralytics"]["versions"])
+    if args.chain:
+        print(f"slimflow: the rest of the chain in {run_dir} ...", file=sys.stderr)
+        wall = snakemake(run_dir, configs, "results/summary.csv")
+        rows["slimflow"]["chain"] = {"wall_s": wall, "rows": chain_rows(run_dir / "results/summary.csv")}
     line = machine(threads)
     text = table(rows, args, manifest, cfg, line, versions)
     write_text(args.out / "table.md", text)

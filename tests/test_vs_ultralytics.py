@@ -76,6 +76,31 @@ def test_ultralytics_side_is_scored_by_the_same_cocoeval_on_the_same_ground_trut
     assert "ultralytics' own validation of the same weights" in printed  # its own figure, for reference
 
 
+@pytest.mark.e2e
+def test_chain_runs_the_whole_workflow_on_the_data_and_reports_each_artifact_against_the_reference(tiny_digits,
+                                                                                                     tmp_path):
+    out = tmp_path / "out"
+    proc = script(tiny_digits, "--out", out, "--configfile", REPO / "config/test.yaml", "--sides", "slimflow",
+                  "--chain")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    chain = json.loads((out / "results.json").read_text())["sides"]["slimflow"]["chain"]
+    rows = {r["artifact"]: r for r in chain["rows"]}
+    summary = (out / "slimflow/results/summary.csv").read_text()
+    assert {"baseline", "sparse", "pruned_finetuned", "pruned_finetuned [onnx_int8]"} <= set(rows) and chain["wall_s"] > 0
+    assert rows["pruned_finetuned"]["flops_vs_baseline"] < 1 and f"{rows['pruned_finetuned']['mAP50_95']}" in summary
+    reference = [name for name, r in rows.items() if r["vs_reference"] == 0 and name in ("baseline", "sparse")]
+    assert reference and f"accuracy reference: {reference[0]}" in proc.stdout
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("| pruned_finetuned |"))
+    delta = 100 * (rows["pruned_finetuned"]["mAP50_95"] - rows[reference[0]]["mAP50_95"])
+    assert float(line.split("|")[3]) == pytest.approx(delta, abs=0.051)
+
+
+def test_chain_without_slimflows_side_is_one_line(tiny_digits, tmp_path):
+    proc = script(tiny_digits, "--out", tmp_path / "out", "--sides", "ultralytics", "--chain")
+    assert proc.returncode == 1 and proc.stderr.strip() == ("slimflow error: --chain runs the rest of slimflow's "
+                                                            "chain after its baseline: add slimflow to --sides")
+
+
 def test_a_missing_data_yaml_is_one_line_naming_it(tmp_path):
     proc = script(tmp_path / "nope/data.yaml", "--out", tmp_path / "out", "--sides", "slimflow")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
