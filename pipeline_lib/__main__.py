@@ -23,6 +23,7 @@ from .config import TRAINED_STAGES, defaults, load_config, stage_config
 from .errors import UserError
 from .export import paths as export_paths
 from .runner import run_logged
+from .tasks import validation_settings
 
 __all__ = ["main", "apply_settings"]
 
@@ -67,7 +68,7 @@ def _prepare(cfg: dict, args: argparse.Namespace) -> dict:
 def _train(cfg: dict, args: argparse.Namespace) -> dict:
     r = args.results
     spec = _step(".steps:StageSpec")(label=args.stage, train_cfg=stage_config(cfg, args.stage), model_cfg=cfg["model"],
-                           family=cfg["task"], seed=cfg["seed"], device=cfg["device"],
+                           family=cfg["task"], validation=validation_settings(cfg), seed=cfg["seed"], device=cfg["device"],
                            manifest_path=r / "data" / "dataset.json", out_checkpoint=r / f"{args.stage}.pt",
                            out_csv=r / "train" / f"{args.stage}.csv", workdir=r / "work" / args.stage,
                            init_checkpoint=args.init, teacher_checkpoint=_teacher(r, args.stage, cfg))

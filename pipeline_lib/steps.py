@@ -23,7 +23,7 @@ from torch import nn
 
 from . import adapters, distill
 from .checkpoint import save_checkpoint
-from .config import TRAINED_STAGES, config_hash, defaults
+from .config import TRAINED_STAGES, config_hash
 from .engine import distributed, seed_everything, select_device, train
 from .engine.utils import peak_memory_mb, to_device
 from .export.latency import PairedLatency
@@ -69,6 +69,7 @@ class StageSpec:
     train_cfg: dict  # `train` with the stage's `stages.<section>` laid over it
     model_cfg: dict
     family: str
+    validation: dict  # the `evaluate` settings per-epoch validation reads (tasks.validation_settings)
     seed: int
     device: str
     manifest_path: str | os.PathLike
@@ -125,7 +126,6 @@ def _train_process(spec: StageSpec) -> None:
                        workers=train_cfg["workers"], seed=spec.seed)
     train_loader = task.loader(manifest, "train", train=True, augment=train_cfg["augment"], **loader_args)
     val_loader = task.loader(manifest, "val", train=False, **loader_args)
-    val_cfg = defaults(spec.family)["evaluate"]  # fixed, so editing `evaluate:` never retrains
     hooks, fixed = [], task.keep_width_modules(model)
     if train_cfg.get("sr", 0) > 0:  # the sparse stage: L1 on every prunable BN scale
         bns = prunable_bns(model, task.example_input(imgsz), fixed)
@@ -140,12 +140,12 @@ def _train_process(spec: StageSpec) -> None:
     if train_cfg.get("distill"):
         criterion, teacher = _distillation(spec, task, criterion, manifest, dev)
     data_hash = config_hash(manifest["checksums"])
-    run_hash = config_hash({"stage": spec.label, "train": train_cfg, "arch": arch, "imgsz": imgsz,
+    run_hash = config_hash({"stage": spec.label, "train": train_cfg, "validation": spec.validation, "arch": arch, "imgsz": imgsz,
                             "parent": parent_hash, "data": data_hash, "seed": spec.seed,
                             **({"teacher": teacher["teacher_sha256"]} if teacher else {})})
     workdir = Path(spec.workdir)
     result = train(model, criterion=criterion, train_loader=train_loader,
-                   evaluate=lambda m: task.evaluate(m, val_loader, dev, val_cfg, manifest),
+                   evaluate=lambda m: task.evaluate(m, val_loader, dev, spec.validation, manifest),
                    fitness=task.fitness, cfg=train_cfg, workdir=workdir, device=dev,
                    run_id=run_hash, hooks=hooks, desc=spec.label)
     if result is None:  # not rank 0

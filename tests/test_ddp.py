@@ -16,7 +16,7 @@ from pipeline_lib.checkpoint import load_checkpoint, save_checkpoint
 from pipeline_lib.config import load_config, stage_config
 from pipeline_lib.errors import UserError
 from pipeline_lib.io import read_json, sha256_file
-from pipeline_lib.tasks import get_task
+from pipeline_lib.tasks import get_task, validation_settings
 
 from conftest import REPO
 
@@ -39,7 +39,8 @@ def tiny(tmp_path_factory):
 def _spec(root, cfg, **train):
     r = root / "results"
     return steps.StageSpec(label="baseline", train_cfg={**stage_config(cfg, "baseline"), **train},
-                           model_cfg=cfg["model"], family=cfg["task"], seed=cfg["seed"], device="cpu",
+                           model_cfg=cfg["model"], family=cfg["task"], validation=validation_settings(cfg), seed=cfg["seed"],
+                           device="cpu",
                            manifest_path=r / "data/dataset.json", out_checkpoint=r / "baseline.pt",
                            out_csv=r / "train/baseline.csv", workdir=r / "work/baseline")
 

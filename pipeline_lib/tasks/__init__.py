@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from .base import Task
 
 __all__ = ["Task", "Manifest", "Batch", "Criterion", "StatefulCriterion", "ImageSize", "input_size",
-           "families", "schema_path", "get_task", "family_check", "has_evaluator", "build_from_checkpoint",
+           "families", "schema_path", "get_task", "family_check", "has_evaluator", "validation_keys",
+           "validation_settings", "build_from_checkpoint",
            "LoadedModel", "load_model", "with_evaluator"]
 
 # Names imported on first use (PEP 562): they need torch.
@@ -64,6 +65,18 @@ def has_evaluator(family: str) -> bool:
     """Whether the family scores stages with a model of its own (HAS_EVALUATOR in its package,
     read without importing its Task; see base.Task.train_evaluator)."""
     return bool(getattr(importlib.import_module(f"{__name__}.{family}"), "HAS_EVALUATOR", False))
+
+
+def validation_keys(family: str) -> tuple[str, ...]:
+    """The `evaluate` keys a family's per-epoch validation during training reads (VALIDATION_KEYS in
+    its package, read without torch; none by default): training depends on them, and on no other
+    `evaluate` key, so editing e.g. the final evaluation's batch size retrains nothing."""
+    return tuple(getattr(importlib.import_module(f"{__name__}.{family}"), "VALIDATION_KEYS", ()))
+
+
+def validation_settings(config: dict) -> dict:
+    """The user's `evaluate` settings that training's validation reads (`validation_keys`)."""
+    return {key: config["evaluate"][key] for key in validation_keys(config["task"])}
 
 
 def family_check(family: str, name: str) -> Callable | None:

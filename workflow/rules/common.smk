@@ -4,6 +4,7 @@ from pathlib import Path
 from pipeline_lib import chain as slim_chain  # not `chain`: Snakefile globals would shadow itertools.chain
 from pipeline_lib.config import TRAINED_STAGES, read_config_files, stage_config, validate_config
 from pipeline_lib.errors import UserError
+from pipeline_lib.tasks import validation_settings
 
 
 def config_sources():

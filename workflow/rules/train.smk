@@ -15,6 +15,7 @@ rule train:
     params:
         label=artifact_label,
         train=train_params,
+        validation=validation_settings(config),
         model=config["model"],
         task=config["task"],
         seed=config["seed"],
