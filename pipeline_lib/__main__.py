@@ -18,16 +18,13 @@ from typing import Callable
 
 import yaml
 
-from .chain import LINEAGE_PATTERN, evaluator, iteration_lineages, manifest, prune_settings, sweep_lineages, teacher
+from .chain import LINEAGE_PATTERN
 from .config import TRAINED_STAGES, defaults, load_config, stage_config
 from .errors import UserError
-from .export import paths as export_paths
+from .layout import DEPLOYED, EVALUATED, Artifact, DataFolder, Exported, Results, onnx_prefix
 from .runner import run_logged
-from .tasks import validation_settings
 
 __all__ = ["main", "apply_settings"]
-
-EVALUATED = ("baseline", "sparse", "pruned", "pruned_finetuned")  # the artifacts a chain writes
 
 
 def apply_settings(config_paths: list[Path], assignments: list[str]) -> dict:
@@ -54,102 +51,26 @@ def apply_settings(config_paths: list[Path], assignments: list[str]) -> dict:
         raise UserError(f"{e} (with --set {' '.join(assignments)})" if assignments else str(e)) from None
 
 
-def _in(results: Path, path: str) -> Path:
-    """A workflow path (results/...) under the --results folder."""
-    return results / Path(path).relative_to("results")
-
-
 # Each command: (function, its keyword arguments from (config, args), one-line help, extra options).
-def _prepare(cfg: dict, args: argparse.Namespace) -> dict:
-    return dict(dataset_cfg=cfg["dataset"], family=cfg["task"], seed=cfg["seed"],
-                manifest_path=args.results / "data" / "dataset.json")
+# A step's arguments are the workflow's (pipeline_lib.jobs), under --results.
+def _job(step: str, key=None):
+    def make(cfg: dict, args: argparse.Namespace) -> dict:
+        from . import jobs  # after the config: it reads the family registry
+
+        return jobs.step_args(step, key(args) if key else Artifact("", args.stage, str(args.results)), cfg)
+    return make
 
 
 def _train(cfg: dict, args: argparse.Namespace) -> dict:
-    r = args.results
-    spec = _step(".steps:StageSpec")(label=args.stage, train_cfg=stage_config(cfg, args.stage), model_cfg=cfg["model"],
-                           family=cfg["task"], validation=validation_settings(cfg), seed=cfg["seed"], device=cfg["device"],
-                           manifest_path=r / "data" / "dataset.json", out_checkpoint=r / f"{args.stage}.pt",
-                           out_csv=r / "train" / f"{args.stage}.csv", workdir=r / "work" / args.stage,
-                           init_checkpoint=args.init, teacher_checkpoint=_teacher(r, args.stage, cfg))
-    return dict(spec=spec)
+    kwargs = _job("train_lora" if stage_config(cfg, args.stage).get("lora") else "train")(cfg, args)
+    if args.init is not None:  # a parent of the user's choosing
+        kwargs["init_checkpoint"] = args.init
+    return kwargs
 
 
-def _teacher(results: Path, stage: str, cfg: dict) -> Path | None:
-    """The main chain's teacher of a stage (stages.finetune.distill), under --results."""
-    path = teacher("", stage, cfg)
-    return None if path is None else _in(results, path)
-
-
-def _prune(cfg: dict, args: argparse.Namespace) -> dict:
-    r = args.results
-    return dict(checkpoint=r / "sparse.pt", prune_cfg=prune_settings("", cfg["prune"], cfg["export"]["threads"]),
-                out_checkpoint=r / "pruned.pt", out_report=r / "prune.json")
-
-
-def _stage_data(results: Path, stage: str, cfg: dict) -> dict:
-    """The artifact's manifest (stages.finetune.dataset) and the family's evaluator on it (the
-    diffusion judge), under --results, as the workflow's rules pass them."""
-    artifact = stage.rsplit("/", 1)[-1]
-    judge = evaluator(artifact, cfg)
-    return dict(manifest_path=_in(results, manifest(artifact, cfg)), evaluator=judge and _in(results, judge))
-
-
-def _evaluate(cfg: dict, args: argparse.Namespace) -> dict:
-    r = args.results
-    return dict(label=args.stage, checkpoint=r / f"{args.stage}.pt", **_stage_data(r, args.stage, cfg),
-                eval_cfg=cfg["evaluate"], device=cfg["device"], seed=cfg["seed"],
-                out_metrics=r / "metrics" / f"{args.stage}.json",
-                out_predictions=r / "metrics" / f"{args.stage}.predictions.json")
-
-
-def _export(cfg: dict, args: argparse.Namespace) -> dict:
-    r = args.results
-    return dict(checkpoint=r / f"{args.stage}.pt", manifest_path=r / "data" / "dataset.json", export_cfg=cfg["export"],
-                out_onnx=r / "export" / f"{args.stage}.onnx", out_report=r / "export" / f"{args.stage}.json",
-                seed=cfg["seed"])
-
-
-def _quantize(cfg: dict, args: argparse.Namespace) -> dict:
-    r = args.results
-    return dict(onnx_path=r / "export" / f"{args.stage}.onnx", report_path=r / "export" / f"{args.stage}.json",
-                manifest_path=r / "data" / "dataset.json", export_cfg=cfg["export"],
-                out_onnx=r / "export" / f"{args.stage}.int8.onnx", out_report=r / "export" / f"{args.stage}.int8.json",
-                seed=cfg["seed"])
-
-
-def _evaluate_onnx(cfg: dict, args: argparse.Namespace) -> dict:
-    prefix = "" if args.stage == export_paths.DEPLOYED else f"{args.stage}."
-    inputs = export_paths.onnx_inputs(prefix, args.precision)
-    return dict(onnx_path=_in(args.results, inputs["onnx"]), report_path=_in(args.results, inputs["report"]),
-                **_stage_data(args.results, args.stage, cfg), eval_cfg=cfg["evaluate"],
-                export_cfg=cfg["export"], seed=cfg["seed"], threads=1,
-                out_metrics=args.results / "metrics" / f"{prefix}onnx_{args.precision}.json")
-
-
-def _latency(cfg: dict, args: argparse.Namespace) -> dict:
-    return dict(checkpoint=args.results / f"{args.stage}.pt", export_cfg=cfg["export"],
-                out_json=args.results / "latency" / f"{args.stage}.torch.json", seed=cfg["seed"])
-
-
-def _report(cfg: dict, args: argparse.Namespace) -> dict:
-    r = args.results
-    rows = [("", s) for s in EVALUATED] + [(lin, "pruned_finetuned") for lin in iteration_lineages(cfg["prune"])[:-1]]
-    onnx = [_in(r, p) for p in export_paths.onnx_metrics(cfg["export"])]
-    return dict(metrics_paths=[r / f"{lin}metrics" / f"{s}.json" for lin, s in rows] + onnx,
-                latency_paths=[_in(r, p) for p in export_paths.torch_latencies()],
-                checkpoints=[r / f"{lin}{s}.pt" for lin, s in rows],
-                gamma_checkpoints={"baseline": r / "baseline.pt", "sparse": r / "sparse.pt"},
-                curves={s: r / "train" / f"{s}.csv" for s in TRAINED_STAGES}, out_csv=r / "summary.csv",
-                out_md=r / "summary.md", out_provenance=r / "provenance.json",
-                out_gamma_png=r / "plots" / "bn_gamma.png", out_curves_png=r / "plots" / "training_curves.png",
-                out_latency_png=r / "plots" / "latency.png", prune_report=r / "prune.json",
-                out_page=r / "report.rst", manifest_path=r / "data" / "dataset.json",
-                predictions={s: r / "metrics" / f"{s}.predictions.json" for s in EVALUATED},
-                sweep_metrics=[p for lin in sweep_lineages(cfg["prune"])  # the sweep's points where it ran
-                               if (p := r / f"{lin}metrics" / "pruned_finetuned.json").exists()],
-                out_channels_png=r / "plots" / "channels.png", out_pareto_png=r / "plots" / "pareto.png",
-                out_evaluation_dir=r / "plots" / "evaluation", out_samples_dir=r / "plots" / "samples")
+def _lineage_artifact(args: argparse.Namespace) -> Artifact:
+    lineage, _, stage = args.stage.rpartition("/")
+    return Artifact(lineage and f"{lineage}/", stage, str(args.results))
 
 
 def _predict(cfg: dict, args: argparse.Namespace) -> dict:
@@ -212,7 +133,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
 
 
 def _deployed_stage(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--stage", default=export_paths.DEPLOYED, choices=EVALUATED, help="the artifact: results/STAGE.pt")
+    p.add_argument("--stage", default=DEPLOYED, choices=EVALUATED, help="the artifact: results/STAGE.pt")
 
 
 def _evaluate_onnx_options(p: argparse.ArgumentParser) -> None:
@@ -244,19 +165,26 @@ def _step(where: str) -> Callable:
 # command: (step, its keyword arguments from the config and args, help, options)
 COMMANDS = {
     "check-config": (_check_config, lambda cfg, args: {}, "validate the config files (merged in order) and exit", None),
-    "prepare-dataset": (".steps:prepare_dataset", _prepare, "validate or generate the dataset; write its manifest", None),
+    "prepare-dataset": (".steps:prepare_dataset", _job("prepare_dataset", lambda a: DataFolder("", str(a.results))),
+                        "validate or generate the dataset; write its manifest", None),
     "train": (".steps:train_stage", _train, "train one stage with the shared engine", _train_options),
-    "prune": (".steps:prune_stage", _prune, "cut the smallest-|γ| channels of results/sparse.pt", None),
-    "evaluate": (".steps:evaluate_stage", _evaluate, "evaluate a stage's checkpoint on the val split", _lineage_stage),
-    "export": (".export.steps:export_stage", _export, "export a checkpoint to ONNX, checked in ONNX Runtime",
+    "prune": (".steps:prune_stage", _job("prune", lambda a: Artifact("", "pruned", str(a.results))),
+              "cut the smallest-|γ| channels of results/sparse.pt", None),
+    "evaluate": (".steps:evaluate_stage", _job("evaluate", _lineage_artifact),
+                 "evaluate a stage's checkpoint on the val split", _lineage_stage),
+    "export": (".steps:export_stage", _job("export_onnx"), "export a checkpoint to ONNX, checked in ONNX Runtime",
                _deployed_stage),
-    "quantize": (".export.steps:quantize_stage", _quantize, "INT8 static quantization of an exported model",
+    "quantize": (".steps:quantize_stage", _job("quantize_int8"), "INT8 static quantization of an exported model",
                  _deployed_stage),
-    "evaluate-onnx": (".export.steps:evaluate_onnx_stage", _evaluate_onnx,
+    "evaluate-onnx": (".steps:evaluate_onnx_stage",
+                      lambda cfg, args: {**_job("evaluate_onnx", lambda a: Exported(onnx_prefix(a.stage), a.precision,
+                                                                                     str(a.results)))(cfg, args),
+                                         "threads": 1},
                       "evaluate an exported model in ONNX Runtime, with its latency", _evaluate_onnx_options),
-    "latency": (".export.steps:torch_latency_stage", _latency, "PyTorch eager CPU latency of a checkpoint",
+    "latency": (".steps:torch_latency_stage", _job("latency_torch"), "PyTorch eager CPU latency of a checkpoint",
                 _deployed_stage),
-    "report": (".steps:report", _report, "summary.csv/.md, provenance.json and the plots of a finished chain", None),
+    "report": (".steps:report", _job("report", lambda a: Results(str(a.results))),
+               "summary.csv/.md, provenance.json and the plots of a finished chain", None),
     "predict": (".predict:predict", _predict, "draw and save a model's predictions on your images (as evaluation computes them)",
                 _predict_options),
     "merge-lora": (".steps:merge_lora", _merge_lora, "apply a LoRA adapter to its base checkpoint and merge it",
@@ -279,9 +207,8 @@ _INPUTS = {"manifest_path": "prepare-dataset", "checkpoint": "train or prune", "
 
 
 def _check_inputs(command: str, kwargs: dict) -> None:
-    fields = {**kwargs, **(vars(kwargs["spec"]) if "spec" in kwargs else {})}
     for key, writer in _INPUTS.items():
-        path = fields.get(key)
+        path = kwargs.get(key)
         if path is not None and command != "prepare-dataset" and not Path(path).exists():
             raise UserError(f"{path}: not found (written by `python -m pipeline_lib {writer}` or by snakemake; "
                             f"see --results)")

@@ -1,4 +1,4 @@
-"""Where every artifact of the slimming chain lives and which artifact it starts from.
+"""Which artifact of the slimming chain each one starts from, and with which prune settings.
 
 One chain (sparse → prune → finetune) lives under a *lineage* prefix of `results/`:
 
@@ -7,40 +7,28 @@ One chain (sparse → prune → finetune) lives under a *lineage* prefix of `res
     "sweep/r0.3/"   one ratio of `prune.sweep` (pruned from the main chain's sparse.pt), or one
                     target: "sweep/flops0.3/", "sweep/speedup2.5/", "sweep/latency_ms1.5/"
 
-The rules are written once with `results/{lineage}...` paths; these functions answer the
-questions their input functions ask, so the answers are unit-tested without Snakemake.
+The rules are written once with `results/{lineage}...` paths (`pipeline_lib.layout`); these
+functions answer the questions their inputs ask (`pipeline_lib.jobs`), unit-tested without Snakemake.
 
-    parent("iter/2/", "sparse", cfg)   # -> "results/iter/1/pruned_finetuned.pt"
-    teacher("sweep/r0.3/", "pruned_finetuned", cfg)   # stages.finetune.distill on: "results/sparse.pt"
+    parent("iter/2/", "sparse", cfg)   # -> Artifact("iter/1/", "pruned_finetuned")
+    teacher("sweep/r0.3/", "pruned_finetuned", cfg)   # stages.finetune.distill on: Artifact("", "sparse")
     prune_settings("sweep/r0.3/", cfg["prune"])["ratio"]  # -> 0.3
 """
 from __future__ import annotations
 
 import re
 
+from .layout import Artifact
+from .targets import is_timed, target_kind
 from .widths import resolve_round_to
 
-__all__ = ["LINEAGE_PATTERN", "DATA_PATTERN", "TARGET_KEYS", "target_kind", "is_timed", "iteration_lineages", "sweep_lineages",
-           "sweep_lineage", "sweep_point", "sweep_label", "parent", "teacher", "prune_settings", "iteration_ratios",
-           "data_folder", "manifest", "evaluator", "dataset_settings"]
+__all__ = ["LINEAGE_PATTERN", "DATA_PATTERN", "iteration_lineages", "sweep_lineages", "sweep_lineage", "sweep_point",
+           "sweep_label", "parent", "teacher", "prune_settings", "iteration_ratios", "data_folder", "dataset_settings"]
 
 # Snakemake wildcard constraint for {lineage}; the empty alternative is the main chain.
 LINEAGE_PATTERN = r"(|iter/[1-9][0-9]*/|sweep/(r0\.[0-9]+|flops0\.[0-9]+|speedup[0-9.]+|latency_ms[0-9.]+)/)"
-# prune.target's goals: a fraction of the unpruned FLOPs, a latency, a speedup (slimming.target)
-TARGET_KEYS = ("flops", "latency_ms", "speedup")
 # ... and for {data} in results/data/{data}dataset.json: the experiment's data, or the finetune's own.
 DATA_PATTERN = r"(|finetune/)"
-
-
-def target_kind(target: dict) -> tuple[str, float]:
-    """(key, value) of a validated prune target's one goal: ("flops", 0.43), ("speedup", 2.5)."""
-    (kind,) = [k for k in TARGET_KEYS if k in target]
-    return kind, float(target[kind])
-
-
-def is_timed(target: dict) -> bool:
-    """Whether a prune target is judged by a measured latency (so by timing on this machine)."""
-    return "flops" not in target
 
 
 def iteration_ratios(prune_cfg: dict) -> list[float]:
@@ -105,48 +93,36 @@ def prune_settings(lineage: str, prune_cfg: dict, threads: int = 1) -> dict:
     return {"ratio": ratio, **guards}
 
 
-def parent(lineage: str, artifact: str, config: dict) -> str | None:
-    """The checkpoint `results/{lineage}{artifact}.pt` starts from (None: built from the config)."""
+def parent(lineage: str, artifact: str, config: dict) -> Artifact | None:
+    """The artifact `{lineage}{artifact}` starts from (None: built from the config)."""
     if artifact == "baseline":
         return None
     if artifact == "pruned_finetuned":
-        return f"results/{lineage}pruned.pt"
+        return Artifact(lineage, "pruned")
     if artifact == "pruned":  # a sweep prunes the main chain's sparsity-trained model
-        return "results/sparse.pt" if lineage.startswith("sweep/") else f"results/{lineage}sparse.pt"
+        return Artifact("" if lineage.startswith("sweep/") else lineage, "sparse")
     if artifact == "sparse":
         i = _iteration(lineage, config["prune"])
         if i > 1:  # later iterations continue from the previous slim model
-            return f"results/{iteration_lineages(config['prune'])[i - 2]}pruned_finetuned.pt"
-        return "results/baseline.pt" if config["stages"]["sparse"]["init"] == "baseline" else None
+            return Artifact(iteration_lineages(config["prune"])[i - 2], "pruned_finetuned")
+        return Artifact("", "baseline") if config["stages"]["sparse"]["init"] == "baseline" else None
     raise ValueError(f"unknown artifact {artifact!r}")
 
 
-def teacher(lineage: str, artifact: str, config: dict) -> str | None:
-    """The checkpoint that teaches `results/{lineage}{artifact}.pt` (`stages.finetune.distill`;
-    None: no distillation): the lineage's sparsity-trained model — the one its pruned model was
-    cut from — or the experiment's only baseline."""
+def teacher(lineage: str, artifact: str, config: dict) -> Artifact | None:
+    """The artifact that teaches `{lineage}{artifact}` (`stages.finetune.distill`; None: no
+    distillation): the lineage's sparsity-trained model — the one its pruned model was cut from —
+    or the experiment's only baseline."""
     distill = config["stages"]["finetune"].get("distill")
     if artifact != "pruned_finetuned" or not distill:
         return None
-    return "results/baseline.pt" if distill["teacher"] == "baseline" else parent(lineage, "pruned", config)
+    return Artifact("", "baseline") if distill["teacher"] == "baseline" else parent(lineage, "pruned", config)
 
 
 def data_folder(artifact: str, config: dict) -> str:
     """The data an artifact trains and is evaluated on, under results/data/: "" (the experiment's)
     or "finetune/" (`stages.finetune.dataset`, e.g. a site's data, for every finetuned artifact)."""
     return "finetune/" if artifact == "pruned_finetuned" and config["stages"]["finetune"].get("dataset") else ""
-
-
-def manifest(artifact: str, config: dict) -> str:
-    return f"results/data/{data_folder(artifact, config)}dataset.json"
-
-
-def evaluator(artifact: str, config: dict) -> str | None:
-    """The family's evaluator trained on the artifact's dataset (`tasks.has_evaluator`: diffusion's
-    digit judge), beside its manifest; None for a family that scores without one."""
-    from .tasks import has_evaluator
-
-    return f"results/data/{data_folder(artifact, config)}evaluator.pt" if has_evaluator(config["task"]) else None
 
 
 def dataset_settings(folder: str, config: dict) -> tuple[dict, int]:

@@ -222,7 +222,8 @@ def _sorted_keys(node: Any) -> Any:
 
 def _check_across_keys(config: dict) -> None:
     """Rules a JSON schema cannot say: they relate two keys, or values after formatting."""
-    from .chain import TARGET_KEYS, sweep_lineage
+    from .chain import sweep_lineage
+    from .targets import TARGET_KEYS
 
     prune = config["prune"]
     if isinstance(prune["ratio"], list) and len(prune["ratio"]) != prune["iterations"]:

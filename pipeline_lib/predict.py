@@ -20,9 +20,9 @@ import torch
 from .config import defaults
 from .engine import select_device
 from .errors import UserError
-from .export.runtime import OrtModel, read_metadata
+from .export.runtime import load_onnx
 from .io import write_json
-from .tasks import get_task, load_model
+from .tasks import load_model
 
 __all__ = ["IMAGE_SUFFIXES", "list_images", "predict"]
 
@@ -47,11 +47,8 @@ def list_images(source: str | os.PathLike) -> list[Path]:
 def _open(model_path: Path, device: str, threads: int):
     """(task, model, imgsz, names, device) of a checkpoint or an exported model."""
     if model_path.suffix == ".onnx":
-        meta = read_metadata(model_path)
-        if "family" not in meta:
-            raise UserError(f"{model_path}: not exported by slimflow (no slimflow.family metadata)")
-        return get_task(meta["family"]), OrtModel(model_path, threads), meta["imgsz"], meta.get("names") or [], \
-            torch.device("cpu")
+        loaded = load_onnx(model_path, threads)
+        return loaded.task, loaded.model, loaded.imgsz, loaded.meta.get("names") or [], torch.device("cpu")
     if model_path.suffix != ".pt":
         raise UserError(f"{model_path}: expected a checkpoint (.pt) or an exported model (.onnx)")
     loaded = load_model(model_path)

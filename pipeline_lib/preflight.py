@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from .chain import data_folder, dataset_settings
@@ -101,7 +102,7 @@ def check_lora_targets(config: dict, results: Path, cache: dict) -> None:
     passed = cache.setdefault("lora_targets", {})
     for artifact, section in TRAINED_STAGES.items():
         lora, parent = stage_config(config, artifact).get("lora"), chain_parent("", artifact, config)
-        path = results / Path(parent).relative_to("results") if lora and parent else None
+        path = Path(replace(parent, results=str(results)).checkpoint) if lora and parent else None
         stamp = _stamp(path) if path is not None else None
         if stamp is None or passed.get(section) == [str(path), *stamp, lora["targets"]]:
             continue

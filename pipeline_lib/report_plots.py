@@ -22,7 +22,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from .chain import sweep_label, target_kind  # noqa: E402
+from .chain import sweep_label  # noqa: E402
+from .targets import target_kind  # noqa: E402
 from .io import atomic_path, read_json  # noqa: E402
 from .tasks import get_task  # noqa: E402
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from .errors import UserError
 from .io import os_error
 
-__all__ = ["run_logged", "setup_logging"]
+__all__ = ["run_logged", "run_step", "setup_logging"]
 
 
 def setup_logging(stream) -> None:
@@ -81,3 +81,11 @@ def run_logged(log_path: str | None, fn: Callable[..., Any], **kwargs: Any) -> A
         except Exception:
             logging.getLogger("slimflow").exception("step failed with a programming error")
             raise
+
+
+def run_step(smk: Any, fn: Callable[..., Any], **extra: Any) -> Any:
+    """A workflow script's whole body: `fn` with the rule's input, output and params as its keyword
+    arguments (`pipeline_lib.jobs` names them after `fn`'s), logged to the rule's log."""
+    files = {name: list(value) if isinstance(value, list) else value
+             for part in (smk.input, smk.output) for name, value in part.items()}
+    return run_logged(smk.log[0], fn, **files, **smk.params.get("args", {}), **extra)

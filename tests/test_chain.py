@@ -18,9 +18,9 @@ def test_single_iteration_is_the_classic_chain():
     cfg = _config(ratio=0.6)
     assert chain.iteration_lineages(cfg["prune"]) == [""]
     assert chain.parent("", "baseline", cfg) is None
-    assert chain.parent("", "sparse", cfg) == "results/baseline.pt"
-    assert chain.parent("", "pruned", cfg) == "results/sparse.pt"
-    assert chain.parent("", "pruned_finetuned", cfg) == "results/pruned.pt"
+    assert chain.parent("", "sparse", cfg).checkpoint == "results/baseline.pt"
+    assert chain.parent("", "pruned", cfg).checkpoint == "results/sparse.pt"
+    assert chain.parent("", "pruned_finetuned", cfg).checkpoint == "results/pruned.pt"
     assert chain.prune_settings("", cfg["prune"]) == {"ratio": 0.6, "min_channels": 8, "round_to": runtime_block(),
                                                       "on_infeasible": "error"}
     cfg["stages"]["sparse"]["init"] = "scratch"
@@ -30,10 +30,10 @@ def test_single_iteration_is_the_classic_chain():
 def test_iterations_continue_from_the_previous_slim_model():
     cfg = _config(iterations=3, ratio=[0.2, 0.3, 0.4])
     assert chain.iteration_lineages(cfg["prune"]) == ["iter/1/", "iter/2/", ""]
-    assert chain.parent("iter/1/", "sparse", cfg) == "results/baseline.pt"
-    assert chain.parent("iter/2/", "sparse", cfg) == "results/iter/1/pruned_finetuned.pt"
-    assert chain.parent("", "sparse", cfg) == "results/iter/2/pruned_finetuned.pt"
-    assert chain.parent("iter/2/", "pruned", cfg) == "results/iter/2/sparse.pt"
+    assert chain.parent("iter/1/", "sparse", cfg).checkpoint == "results/baseline.pt"
+    assert chain.parent("iter/2/", "sparse", cfg).checkpoint == "results/iter/1/pruned_finetuned.pt"
+    assert chain.parent("", "sparse", cfg).checkpoint == "results/iter/2/pruned_finetuned.pt"
+    assert chain.parent("iter/2/", "pruned", cfg).checkpoint == "results/iter/2/sparse.pt"
     assert [chain.prune_settings(lin, cfg["prune"])["ratio"] for lin in ("iter/1/", "iter/2/", "")] == [0.2, 0.3, 0.4]
     assert chain.prune_settings("iter/1/", _config(iterations=3, ratio=0.5)["prune"])["ratio"] == 0.5
 
@@ -42,8 +42,8 @@ def test_sweep_prunes_the_main_sparse_model_at_its_own_ratio():
     cfg = _config(sweep=[0.25, 0.5], ratio=0.7)
     lineages = chain.sweep_lineages(cfg["prune"])
     assert lineages == ["sweep/r0.25/", "sweep/r0.5/"]
-    assert chain.parent("sweep/r0.25/", "pruned", cfg) == "results/sparse.pt"
-    assert chain.parent("sweep/r0.25/", "pruned_finetuned", cfg) == "results/sweep/r0.25/pruned.pt"
+    assert chain.parent("sweep/r0.25/", "pruned", cfg).checkpoint == "results/sparse.pt"
+    assert chain.parent("sweep/r0.25/", "pruned_finetuned", cfg).checkpoint == "results/sweep/r0.25/pruned.pt"
     assert chain.prune_settings("sweep/r0.25/", cfg["prune"])["ratio"] == 0.25
     assert chain.sweep_point("sweep/r0.5/pruned_finetuned") == ("ratio", 0.5)
     # The main prune's settings do not mention the sweep, so adding a ratio never reruns it.

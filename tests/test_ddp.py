@@ -47,7 +47,7 @@ def _spec(root, cfg, **train):
 
 def test_two_process_training_learns_and_publishes_a_loadable_checkpoint(tiny):
     root, cfg = tiny
-    steps.train_stage(_spec(root, cfg))
+    steps.train_stage(**vars(_spec(root, cfg)))
     history = pd.read_csv(root / "results/train/baseline.csv")
     loss = history.filter(like="train/").sum(axis=1)
     assert len(history) == 4 and loss.iloc[-1] < loss.iloc[0]
@@ -72,7 +72,7 @@ def test_ddp_finetune_distills_from_an_unwrapped_teacher_in_each_process(tiny):
                                label="pruned_finetuned", teacher_checkpoint=root / "teacher.pt",
                                out_checkpoint=r / "distilled.pt", out_csv=r / "train/distilled.csv",
                                workdir=r / "work/distilled")
-    steps.train_stage(spec)
+    steps.train_stage(**vars(spec))
     assert load_checkpoint(r / "distilled.pt")["meta"]["distill"]["teacher_sha256"] == sha256_file(root / "teacher.pt")
     assert (pd.read_csv(r / "train/distilled.csv")["train/distill"] > 0).all()
 
@@ -80,7 +80,7 @@ def test_ddp_finetune_distills_from_an_unwrapped_teacher_in_each_process(tiny):
 def test_batch_size_must_split_evenly_over_processes(tiny):
     root, cfg = tiny
     with pytest.raises(UserError, match="train.batch_size=9 is the total over train.nprocs=2"):
-        steps.train_stage(_spec(root, cfg, batch_size=9))
+        steps.train_stage(**vars(_spec(root, cfg, batch_size=9)))
 
 
 def test_killed_ddp_training_resumes_from_the_last_epoch(tiny, tmp_path):

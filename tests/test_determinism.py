@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from pipeline_lib.config import defaults, stage_config
-from pipeline_lib.steps import StageSpec, evaluate_stage, prepare_dataset, train_stage
+from pipeline_lib.steps import evaluate_stage, prepare_dataset, train_stage
+from pipeline_lib.tasks import validation_settings
 
 pytestmark = pytest.mark.e2e  # runs the real snakemake, CLI or a training
 
@@ -15,9 +16,9 @@ def _run(root, workers):
     cfg["train"].update(epochs=2, batch_size=8, nominal_batch_size=8, workers=workers, warmup_epochs=1)
     manifest = root / "data" / "dataset.json"
     prepare_dataset(dataset_cfg=cfg["dataset"], family="detection", seed=5, manifest_path=manifest)
-    train_stage(StageSpec(label="baseline", train_cfg=stage_config(cfg, "baseline"), model_cfg=cfg["model"],
-                          family="detection", seed=5, device="cpu", manifest_path=manifest,
-                          out_checkpoint=root / "baseline.pt", out_csv=root / "baseline.csv", workdir=root / "work"))
+    train_stage(label="baseline", train_cfg=stage_config(cfg, "baseline"), model_cfg=cfg["model"], family="detection",
+                validation=validation_settings(cfg), seed=5, device="cpu", manifest_path=manifest,
+                out_checkpoint=root / "baseline.pt", out_csv=root / "baseline.csv", workdir=root / "work")
     metrics = evaluate_stage(label="baseline", checkpoint=root / "baseline.pt", manifest_path=manifest,
                              eval_cfg=cfg["evaluate"], device="cpu", seed=5, out_metrics=root / "m.json")
     return torch.load(root / "baseline.pt", weights_only=True)["state_dict"], metrics["metrics"], (root / "baseline.csv").read_text()

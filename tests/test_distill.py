@@ -158,12 +158,12 @@ def test_config_keys_defaults_and_where_distill_is_allowed():
 
 def test_each_lineage_distills_from_its_own_unpruned_model():
     cfg = validate_config({"prune": {"iterations": 3, "sweep": [0.3]}, "stages": {"finetune": {"distill": {}}}})
-    assert chain.teacher("", "pruned_finetuned", cfg) == "results/sparse.pt"
-    assert chain.teacher("iter/2/", "pruned_finetuned", cfg) == "results/iter/2/sparse.pt"
-    assert chain.teacher("sweep/r0.3/", "pruned_finetuned", cfg) == "results/sparse.pt"
+    assert chain.teacher("", "pruned_finetuned", cfg).checkpoint == "results/sparse.pt"
+    assert chain.teacher("iter/2/", "pruned_finetuned", cfg).checkpoint == "results/iter/2/sparse.pt"
+    assert chain.teacher("sweep/r0.3/", "pruned_finetuned", cfg).checkpoint == "results/sparse.pt"
     assert chain.teacher("", "sparse", cfg) is None  # only the finetune distills
     cfg["stages"]["finetune"]["distill"]["teacher"] = "baseline"
-    assert chain.teacher("iter/2/", "pruned_finetuned", cfg) == "results/baseline.pt"
+    assert chain.teacher("iter/2/", "pruned_finetuned", cfg).checkpoint == "results/baseline.pt"
     assert chain.teacher("", "pruned_finetuned", defaults()) is None
 
 

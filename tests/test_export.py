@@ -13,9 +13,8 @@ from torch import nn
 from pipeline_lib.checkpoint import save_checkpoint
 from pipeline_lib.config import defaults
 from pipeline_lib.errors import UserError
-from pipeline_lib.export import (LATENCY_KEYS, OrtModel, check_parity, evaluate_onnx_stage, export_onnx,
-                                 export_stage, kernel_counts, max_abs_diff, ort_latency, quantize_int8, quantize_stage,
-                                 read_metadata, space_to_depth_stem, torch_latency)
+from pipeline_lib.export import (LATENCY_KEYS, OrtModel, check_parity, export_onnx, kernel_counts, max_abs_diff, ort_latency, quantize_int8, read_metadata, space_to_depth_stem, torch_latency)
+from pipeline_lib.steps import evaluate_onnx_stage, export_stage, quantize_stage
 from pipeline_lib.io import read_json, write_json
 from pipeline_lib.slimming import plan_prune, prune_model
 from pipeline_lib.tasks import get_task

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from docutils.core import publish_parts
 
-from pipeline_lib.report import landing_page
+from pipeline_lib.summary import landing_page
 
 PRUNE = {"config": {"min_channels": 8}, "ratio_requested": 0.8, "ratio_achieved": 0.702, "threshold": 0.0123,
          "before": {"flops": 2e9, "params": 1.8e6}, "after": {"flops": 0.9e9, "params": 0.6e6},
@@ -41,7 +41,8 @@ def test_landing_page_names_the_clamped_layers_and_why():
 def test_the_accuracy_reference_is_the_best_unpruned_checkpoint_with_its_epochs(tmp_path):
     import json
 
-    from pipeline_lib.report import summary_table, write_summary
+    from pipeline_lib.report import summary_table
+    from pipeline_lib.summary import write_summary
 
     def metrics(stage, m, epochs, fmt=None):
         path = tmp_path / f"{stage}{fmt or ''}.json"

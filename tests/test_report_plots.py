@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline_lib.report import write_summary
+from pipeline_lib.summary import write_summary
 from pipeline_lib.report_plots import draw_samples, pareto_front, plot_channels, plot_pareto
 from pipeline_lib.tasks import get_task
 from pipeline_lib.tasks.detection.evaluate import coco_eval

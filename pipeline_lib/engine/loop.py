@@ -124,141 +124,172 @@ class _LoopState:
         self.epoch, self.best, self.history = state["epoch"], state["best"], state["history"]
 
 
+@dataclass
+class _Run:
+    """What every epoch of one training run shares (settings, hooks, where state goes)."""
+
+    cfg: dict
+    hooks: Sequence[Hook]
+    device: torch.device
+    lr_factor: Callable[[int], float]  # the schedule: lr of an epoch = initial lr x lr_factor(epoch)
+    amp_dtype: torch.dtype | None  # None: no autocast
+    global_batch: int  # the batch all ranks step on together
+    evaluate: Callable[[nn.Module], dict[str, float]]
+    fitness: Callable[[dict], float]
+    workdir: Path
+    desc: str
+    loggers: list = field(default_factory=list)
+
+    @property
+    def accumulate(self) -> int:
+        """Batches per optimizer step after warmup: the nominal batch over the global one."""
+        return max(round(self.cfg["nominal_batch_size"] / self.global_batch), 1)
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float16, enabled=self.amp_dtype is not None)
+
+    last_path = property(lambda self: self.workdir / "last.pt")
+    best_path = property(lambda self: self.workdir / "best.pt")
+
+
 def train(model: nn.Module, *, criterion: Criterion, train_loader: torch.utils.data.DataLoader,
           evaluate: Callable[[nn.Module], dict[str, float]], fitness: Callable[[dict], float],
           cfg: dict, workdir: Path, device: torch.device, run_id: str,
           hooks: Sequence[Hook] = (), desc: str = "train") -> TrainResult | None:
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    main, world = distributed.is_main(), distributed.world_size()
-    epochs, bs = cfg["epochs"], train_loader.batch_size * world  # the batch all ranks step on together
-    accumulate = max(round(cfg["nominal_batch_size"] / bs), 1)
-    weight_decay = cfg["weight_decay"] * bs * accumulate / cfg["nominal_batch_size"]
-
-    model.to(device)
-    if channels_last(cfg.get("channels_last", "auto"), device):
-        model.to(memory_format=torch.channels_last)
-    if world > 1:
-        if cfg["sync_bn"]:  # same Parameters, so hooks holding the old BN modules still see them
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = build_optimizer(model, cfg["optimizer"], cfg["lr0"], cfg["momentum"], weight_decay)
-    lf = lr_lambda(cfg["scheduler"], epochs, cfg["lrf"], cfg.get("milestones", ()))
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    main = distributed.is_main()
     use_amp = cfg["amp"] and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    state = _LoopState(model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lf),
-                       torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16),  # bf16: no scaling
-                       ModelEMA(model, cfg["ema_decay"], cfg["ema_tau"]) if cfg["ema"] else None, criterion, run_id)
-
-    last_path, best_path = workdir / "last.pt", workdir / "best.pt"
-    loggers = make_loggers(cfg.get("loggers", []), workdir) if main else []
-    if last_path.exists():
-        saved = _load_resume(last_path)
-        if saved.get("run_id") == run_id:
-            state.load_state_dict(saved)
-            if main:
-                log.info("%s: resuming from %s after epoch %d/%d", desc, last_path, state.epoch, epochs)
-        elif main:
-            log.info("%s: ignoring %s (it belongs to a different config or input)", desc, last_path)
-
-    autocast = lambda: torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp)  # noqa: E731
-    for epoch in range(state.epoch, epochs):
+    run = _Run(cfg, hooks, device, lr_lambda(cfg["scheduler"], cfg["epochs"], cfg["lrf"], cfg.get("milestones", ())),
+               (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if use_amp else None,
+               train_loader.batch_size * distributed.world_size(), evaluate, fitness, Path(workdir), desc,
+               make_loggers(cfg.get("loggers", []), Path(workdir)) if main else [])
+    state = _setup(model, criterion, run, run_id)
+    for epoch in range(state.epoch, cfg["epochs"]):
         t0 = time.time()
-        sums = _train_epoch(state, train_loader, epoch, lf, cfg, hooks, autocast, device, last_path, desc)
-        lrs = [group["lr"] for group in optimizer.param_groups]
+        sums = _train_epoch(state, run, train_loader, epoch)
+        lrs = [group["lr"] for group in state.optimizer.param_groups]
         state.scheduler.step()
-        if not main:  # rank 0 evaluates, logs and writes the resume state for all ranks
-            continue
-
-        row: dict[str, Any] = {"epoch": epoch + 1}
-        row.update({f"train/{k}": v / len(train_loader) for k, v in sums.items()})
-        eval_model = state.ema.module if state.ema is not None else unwrap(model)
-        if epoch + 1 == epochs or (epoch + 1) % cfg["val_interval"] == 0:
-            failpoint("evaluate")
-            metrics = evaluate(eval_model)
-            score = fitness(metrics)
-            row.update({f"metrics/{k}": v for k, v in metrics.items()})
-            row["fitness"] = score
-            if score > state.best["fitness"]:
-                state.best = {"fitness": score, "metrics": metrics, "epoch": epoch + 1}
-                _save(best_path, {"state_dict": eval_model.state_dict(), "run_id": run_id})
-        for hook in hooks:
-            if hasattr(hook, "epoch_columns"):
-                row.update(hook.epoch_columns(unwrap(model)))
-        row.update({f"lr/pg{j}": lr for j, lr in enumerate(lrs)})
-        row["time_s"] = round(time.time() - t0, 3)
-        state.history.append(row)
-        for logger in loggers:
-            logger.log_row(row)
-        state.epoch = epoch + 1
-        log.info("%s epoch %d/%d: %s", desc, epoch + 1, epochs,
-                 ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
-        _save(last_path, state.state_dict())
-
-    for logger in loggers:
+        if main:  # rank 0 evaluates, logs and writes the resume state for all ranks
+            row = {"epoch": epoch + 1, **{f"train/{k}": v / len(train_loader) for k, v in sums.items()}}
+            _end_epoch(state, run, row, lrs, t0)
+    for logger in run.loggers:
         logger.close()
     distributed.barrier()
     if not main:
         return None
     best = state.best
-    return TrainResult(_load_resume(best_path)["state_dict"], best["metrics"], best["fitness"], best["epoch"],
+    return TrainResult(_load_resume(run.best_path)["state_dict"], best["metrics"], best["fitness"], best["epoch"],
                        state.history)
 
 
-def _train_epoch(state: _LoopState, loader: torch.utils.data.DataLoader, epoch: int, lf: Callable[[int], float],
-                 cfg: dict, hooks: Sequence[Hook], autocast: Callable, device: torch.device, last_path: Path,
-                 desc: str) -> dict[str, float]:
+def _setup(model: nn.Module, criterion: Criterion, run: _Run, run_id: str) -> _LoopState:
+    """The model on its device (NHWC, DDP when several processes), optimizer, schedule, scaler and
+    EMA, resumed from workdir/last.pt when that belongs to this run."""
+    cfg, device = run.cfg, run.device
+    weight_decay = cfg["weight_decay"] * run.global_batch * run.accumulate / cfg["nominal_batch_size"]
+    model.to(device)
+    if channels_last(cfg.get("channels_last", "auto"), device):
+        model.to(memory_format=torch.channels_last)
+    if distributed.world_size() > 1:
+        if cfg["sync_bn"]:  # same Parameters, so hooks holding the old BN modules still see them
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = build_optimizer(model, cfg["optimizer"], cfg["lr0"], cfg["momentum"], weight_decay)
+    state = _LoopState(model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=run.lr_factor),
+                       torch.amp.GradScaler(device.type, enabled=run.amp_dtype == torch.float16),  # bf16: no scaling
+                       ModelEMA(model, cfg["ema_decay"], cfg["ema_tau"]) if cfg["ema"] else None, criterion, run_id)
+    saved = _load_resume(run.last_path) if run.last_path.exists() else None
+    if saved is not None and saved.get("run_id") == run_id:
+        state.load_state_dict(saved)
+        if distributed.is_main():
+            log.info("%s: resuming from %s after epoch %d/%d", run.desc, run.last_path, state.epoch, cfg["epochs"])
+    elif saved is not None and distributed.is_main():
+        log.info("%s: ignoring %s (it belongs to a different config or input)", run.desc, run.last_path)
+    return state
+
+
+def _end_epoch(state: _LoopState, run: _Run, row: dict[str, Any], lrs: list[float], t0: float) -> None:
+    """Rank 0 after an epoch: validate when due (keeping the best weights), log the row, save the resume state."""
+    epoch, epochs = row["epoch"], run.cfg["epochs"]
+    eval_model = state.ema.module if state.ema is not None else unwrap(state.model)
+    if epoch == epochs or epoch % run.cfg["val_interval"] == 0:
+        failpoint("evaluate")
+        metrics = run.evaluate(eval_model)
+        score = run.fitness(metrics)
+        row.update({f"metrics/{k}": v for k, v in metrics.items()})
+        row["fitness"] = score
+        if score > state.best["fitness"]:
+            state.best = {"fitness": score, "metrics": metrics, "epoch": epoch}
+            _save(run.best_path, {"state_dict": eval_model.state_dict(), "run_id": state.run_id})
+    for hook in run.hooks:
+        if hasattr(hook, "epoch_columns"):
+            row.update(hook.epoch_columns(unwrap(state.model)))
+    row.update({f"lr/pg{j}": lr for j, lr in enumerate(lrs)})
+    row["time_s"] = round(time.time() - t0, 3)
+    state.history.append(row)
+    for logger in run.loggers:
+        logger.log_row(row)
+    state.epoch = epoch
+    log.info("%s epoch %d/%d: %s", run.desc, epoch, epochs,
+             ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+    _save(run.last_path, state.state_dict())
+
+
+def _train_epoch(state: _LoopState, run: _Run, loader: torch.utils.data.DataLoader, epoch: int) -> dict[str, float]:
     """One pass over `loader` with warmup, accumulation, clipping, hooks and EMA; returns summed loss items."""
-    model, optimizer, scaler, ema = state.model, state.optimizer, state.scaler, state.ema
-    main, world = distributed.is_main(), distributed.world_size()
-    epochs, nb, bs = cfg["epochs"], len(loader), loader.batch_size * world
-    nw = round(cfg["warmup_epochs"] * nb)
-    accumulate = max(round(cfg["nominal_batch_size"] / bs), 1)
+    model, optimizer, scaler, cfg = state.model, state.optimizer, state.scaler, run.cfg
+    epochs, nb = cfg["epochs"], len(loader)
+    nw, accumulate = round(cfg["warmup_epochs"] * nb), run.accumulate
     last_step = nb * epoch - 1
     model.train()
-    for hook in hooks:
+    for hook in run.hooks:
         if hasattr(hook, "on_train_mode"):
             hook.on_train_mode(model)
     for obj in (loader.sampler, loader.dataset):
         if hasattr(obj, "set_epoch"):
             obj.set_epoch(epoch)
-    epoch_lr = [group["initial_lr"] * lf(epoch) for group in optimizer.param_groups]
+    epoch_lr = [group["initial_lr"] * run.lr_factor(epoch) for group in optimizer.param_groups]
     sums: dict[str, float] = {}
-    bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{epochs}", file=sys.stderr, disable=not main,
+    bar = tqdm(loader, desc=f"{run.desc} {epoch + 1}/{epochs}", file=sys.stderr, disable=not distributed.is_main(),
                mininterval=0.5 if sys.stderr.isatty() else 15, dynamic_ncols=True)
     optimizer.zero_grad(set_to_none=True)
     for i, batch in enumerate(bar):
         ni = i + nb * epoch
         if ni <= nw:
             _warmup(optimizer, ni, nw, epoch_lr, cfg)
-            accumulate = max(1, round(float(np.interp(ni, [0, nw], [1, cfg["nominal_batch_size"] / bs]))))
-        batch = to_device(batch, device)
-        with autocast():
-            loss, items = state.criterion(model, batch)
+            accumulate = max(1, round(float(np.interp(ni, [0, nw], [1, cfg["nominal_batch_size"] / run.global_batch]))))
+        with run.autocast():
+            loss, items = state.criterion(model, to_device(batch, run.device))
         if not torch.isfinite(loss):
-            good = f"{last_path} (after epoch {epoch})" if epoch else "none yet"
-            raise TrainingDiverged(f"{desc}: loss is {loss.item()} at epoch {epoch + 1}, batch {i + 1}; "
+            good = f"{run.last_path} (after epoch {epoch})" if epoch else "none yet"
+            raise TrainingDiverged(f"{run.desc}: loss is {loss.item()} at epoch {epoch + 1}, batch {i + 1}; "
                                    f"last good checkpoint: {good}. Lower train.lr0 or check the data.")
         scaler.scale(loss).backward()
         if ni - last_step >= accumulate or i == nb - 1:  # epoch-local phase: resume-exact
-            scaler.unscale_(optimizer)
-            for hook in hooks:
-                if hasattr(hook, "before_step"):
-                    hook.before_step(model, epoch, epochs)
-            if cfg["clip_grad_norm"] > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg["clip_grad_norm"])
-            failpoint("step")
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            if ema is not None:
-                ema.update(model)
+            _step(state, run, epoch)
             last_step = ni
         for k, v in items.items():
             sums[k] = sums.get(k, 0.0) + v
         bar.set_postfix({k: f"{v / (i + 1):.4g}" for k, v in sums.items()}, refresh=False)
     bar.close()
     return sums
+
+
+def _step(state: _LoopState, run: _Run, epoch: int) -> None:
+    """One optimizer step on the accumulated gradients: unscale, hooks (the L1 subgradient), clip, step, EMA."""
+    scaler, optimizer = state.scaler, state.optimizer
+    scaler.unscale_(optimizer)
+    for hook in run.hooks:
+        if hasattr(hook, "before_step"):
+            hook.before_step(state.model, epoch, run.cfg["epochs"])
+    if run.cfg["clip_grad_norm"] > 0:
+        nn.utils.clip_grad_norm_(state.model.parameters(), run.cfg["clip_grad_norm"])
+    failpoint("step")
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    if state.ema is not None:
+        state.ema.update(state.model)
 
 
 def _load_resume(path: Path) -> dict:

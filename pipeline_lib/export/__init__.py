@@ -3,9 +3,9 @@
 `onnx_export` writes the graph and checks parity against PyTorch, `quantize` makes the INT8 QDQ
 model, `sensitivity` picks the layers it keeps float by their output error, `runtime` wraps an ORT session as a model the family's evaluate can call (one COCOeval
 path for PyTorch and ORT), `latency` times ORT and PyTorch at batch 1, `analysis` shows which
-kernels ORT runs and where the time goes, `paths` names the exported files, and `steps` are the
-pipeline steps built from them. The names below are imported on first use (PEP 562), so the
-workflow reads `export.paths` without loading torch and ONNX Runtime.
+kernels ORT runs and where the time goes, and `settings` names the export keys each step reads (the
+pipeline's deployment steps are `pipeline_lib.steps.export`). The names below are imported on first use (PEP 562), so the
+workflow reads `export.settings` without loading torch and ONNX Runtime.
 """
 import importlib
 
@@ -15,9 +15,8 @@ _WHERE = {
     "onnx_export": ("check_parity", "export_onnx", "max_abs_diff"),
     "quantize": ("CALIBRATIONS", "BatchReader", "downstream_nodes", "fuse_silu", "quantize_int8", "space_to_depth_stem",
                  "weighted_layers"),
-    "runtime": ("OrtModel", "make_session", "read_metadata", "session_options"),
+    "runtime": ("OrtModel", "LoadedOnnx", "load_onnx", "make_session", "read_metadata", "session_options"),
     "sensitivity": ("output_error", "run_outputs", "select_float_layers"),
-    "steps": ("evaluate_onnx_stage", "export_stage", "quantize_stage", "torch_latency_stage"),
 }
 _MODULE = {name: module for module, names in _WHERE.items() for name in names}
 __all__ = list(_MODULE)

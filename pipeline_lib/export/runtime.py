@@ -1,6 +1,7 @@
 """ONNX Runtime sessions, and an ORT model that a family's `Task.evaluate` calls like the torch one.
 
-    model = OrtModel("results/export/pruned_finetuned.int8.onnx", threads=2)
+    loaded = load_onnx("results/export/pruned_finetuned.int8.onnx", threads=2)   # as tasks.load_model for .pt
+    model = loaded.model   # an OrtModel
     metrics = task.evaluate(model, val_loader, torch.device("cpu"), eval_cfg, manifest)  # same COCOeval path
 
 Every session in slimflow (parity, evaluation, latency, profiling) is made by `make_session`, so
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -21,8 +23,9 @@ from torch import nn
 
 from ..errors import UserError
 from ..inputs import ort_feed
+from ..tasks import ImageSize, Task, get_task
 
-__all__ = ["session_options", "make_session", "read_metadata", "OrtModel"]
+__all__ = ["session_options", "make_session", "read_metadata", "OrtModel", "LoadedOnnx", "load_onnx"]
 
 
 def session_options(threads: int, *, profile_prefix: str | None = None,
@@ -90,3 +93,27 @@ class OrtModel(nn.Module):
 
     def to(self, *args, **kwargs) -> "OrtModel":
         return self  # inputs are moved to CPU in forward
+
+
+@dataclass
+class LoadedOnnx:
+    """An exported model as the steps use it: its metadata, its family's Task, its input size, and
+    (made on first use) an ORT session behind the model interface."""
+
+    path: Path
+    meta: dict  # read_metadata: family, stage, imgsz, names, precision, heads, ...
+    task: Task
+    imgsz: ImageSize
+    threads: int = 1
+
+    @cached_property
+    def model(self) -> OrtModel:
+        return OrtModel(self.path, self.threads)
+
+
+def load_onnx(path: str | os.PathLike, threads: int = 1) -> LoadedOnnx:
+    """An exported model's metadata → Task → input size (UserError naming a file slimflow did not export)."""
+    meta = read_metadata(path)
+    if "family" not in meta:
+        raise UserError(f"{path}: not exported by slimflow (no slimflow.family metadata)")
+    return LoadedOnnx(Path(path), meta, get_task(meta["family"]), meta["imgsz"], threads)

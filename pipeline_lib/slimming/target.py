@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..chain import is_timed, target_kind
+from ..targets import is_timed, target_kind
 from ..errors import UserError
 from ..inputs import Inputs
 from ..io import read_json, write_json

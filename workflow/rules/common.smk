@@ -2,9 +2,10 @@ import sys
 from pathlib import Path
 
 from pipeline_lib import chain as slim_chain  # not `chain`: Snakefile globals would shadow itertools.chain
+from pipeline_lib import jobs
 from pipeline_lib.config import TRAINED_STAGES, read_config_files, stage_config, validate_config
 from pipeline_lib.errors import UserError
-from pipeline_lib.tasks import validation_settings
+from pipeline_lib.layout import DEPLOYED, EVALUATED, Artifact, DataFolder, Exported, Results
 
 
 def config_sources():
@@ -48,23 +49,19 @@ onstart:
 TRAINED = list(TRAINED_STAGES)
 # Trained artifacts whose stage trains LoRA adapters (rule train_lora, which also writes the adapter).
 LORA = [stage for stage in TRAINED if stage_config(config, stage).get("lora")]
-# Every artifact that gets results/{lineage}metrics/{stage}.json.
-EVALUATED = ["baseline", "sparse", "pruned", "pruned_finetuned"]
 ITERATIONS = slim_chain.iteration_lineages(config["prune"])[:-1]  # earlier iterations; the last is the main chain
 SWEEP = slim_chain.sweep_lineages(config["prune"])
-# Rows of results/summary.*: the main chain's stages, then each earlier iteration's slim model.
-SUMMARY_ROWS = [("", stage) for stage in EVALUATED] + [(lineage, "pruned_finetuned") for lineage in ITERATIONS]
+RESULTS = Results()
+# What a rule's output, log and benchmark patterns are made of (pipeline_lib.layout).
+ARTIFACT, DATA, EXPORTED = Artifact("{lineage}", "{stage}"), DataFolder("{data}"), Exported("{prefix}", "{precision}")
 
 
 def all_targets():
-    targets = [
-        "results/summary.md",
-        "results/plots/bn_gamma.png",
-        "results/plots/training_curves.png",
-        "results/plots/latency.png",
+    targets = [RESULTS.summary_md] + [
+        RESULTS.plot(f"{name}.png") for name in ("bn_gamma", "training_curves", "latency")
     ]
     if SWEEP:
-        targets += ["results/sweep/summary.csv", "results/plots/sweep.png"]
+        targets += list(jobs.outputs("sweep_report", RESULTS).values())
     return targets + lora_adapters()
 
 
@@ -75,47 +72,35 @@ def lora_adapters():
     for lineage in [*ITERATIONS, "", *SWEEP]:
         # a sweep only finetunes; an iteration has no baseline of its own
         trained = {"": TRAINED, "sweep/": ["pruned_finetuned"]}.get(lineage[:6], ["sparse", "pruned_finetuned"])
-        adapters += [f"results/{lineage}{stage}.lora.pt" for stage in trained if stage in LORA]
+        adapters += [Artifact(lineage, stage).adapter for stage in trained if stage in LORA]
     return adapters
 
 
-def artifact_label(wildcards):
-    """How logs, metrics and checkpoint meta name an artifact: its lineage and stage."""
-    return f"{wildcards.lineage}{wildcards.stage}"
+# The keys of each kind of job, from a job's wildcards.
+def artifact(wildcards):
+    return Artifact(wildcards.get("lineage", ""), wildcards.stage)
 
 
-def train_params(wildcards):
-    return stage_config(config, wildcards.stage)
+def pruned(wildcards):
+    return Artifact(wildcards.lineage, "pruned")
 
 
-def stage_manifest(wildcards):
-    """The dataset manifest an artifact trains, is evaluated and exported on."""
-    return slim_chain.manifest(wildcards.stage, config)
+def data_folder(wildcards):
+    return DataFolder(wildcards.data)
 
 
-def stage_evaluator(wildcards):
-    """The family's evaluator an artifact is scored with (none for most families: an empty input)."""
-    return slim_chain.evaluator(wildcards.stage, config) or []
+def exported(wildcards):
+    return Exported(wildcards.prefix, wildcards.precision)
 
 
-def parent_checkpoint(wildcards):
-    """The checkpoint an artifact starts from, as an `init` input (none when built from the config)."""
-    path = slim_chain.parent(wildcards.lineage, wildcards.get("stage", "pruned"), config)
-    if path is None and wildcards.get("stage") == "baseline" and config["model"].get("weights"):
-        return {"weights": config["model"]["weights"]}  # the user's weights: a changed file retrains
-    return {"init": path} if path else {}
+def job_inputs(step, key=artifact):
+    """A rule's input function: the files the step reads (pipeline_lib.jobs)."""
+    return lambda wildcards: jobs.inputs(step, key(wildcards), config)
 
 
-def prune_settings(wildcards):
-    """The prune step's ratio or target and guards in this lineage (export.threads for a timed target)."""
-    return slim_chain.prune_settings(wildcards.lineage, config["prune"], config["export"]["threads"])
-
-
-def distill_teacher(wildcards):
-    """The finetune's teacher checkpoint with `stages.finetune.distill` (none otherwise): an input,
-    so a retrained teacher reruns the finetune."""
-    path = slim_chain.teacher(wildcards.lineage, wildcards.stage, config)
-    return {"teacher": path} if path else {}
+def job_params(step, key=artifact):
+    """A rule's `args` param: the config values the step reads (a change reruns the job)."""
+    return lambda wildcards: jobs.params(step, key(wildcards), config)
 
 
 def one_of(names):

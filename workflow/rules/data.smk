@@ -1,18 +1,16 @@
 # results/data/dataset.json is the experiment's data; results/data/finetune/dataset.json the
-# finetune's own (stages.finetune.dataset), when it has one.
+# finetune's own (stages.finetune.dataset), when it has one. Paths and arguments: pipeline_lib.jobs.
 rule prepare_dataset:
     output:
-        manifest="results/data/{data}dataset.json",
+        **jobs.outputs("prepare_dataset", DATA),
     log:
-        "results/logs/{data}prepare_dataset.log",
+        DATA.log("prepare_dataset"),
     benchmark:
-        "results/benchmarks/{data}prepare_dataset.tsv"
+        DATA.benchmark("prepare_dataset")
     conda:
         "../envs/slimflow.yaml"
     params:
-        dataset=lambda wildcards: slim_chain.dataset_settings(wildcards.data, config)[0],
-        task=config["task"],
-        seed=lambda wildcards: slim_chain.dataset_settings(wildcards.data, config)[1],
+        args=job_params("prepare_dataset", data_folder),
     wildcard_constraints:
         data=slim_chain.DATA_PATTERN,
     script:
@@ -23,20 +21,17 @@ rule prepare_dataset:
 # per dataset, beside the manifest.
 rule train_evaluator:
     input:
-        manifest="results/data/{data}dataset.json",
+        unpack(job_inputs("train_evaluator", data_folder)),
     output:
-        evaluator="results/data/{data}evaluator.pt",
-        report="results/data/{data}evaluator.json",
+        **jobs.outputs("train_evaluator", DATA),
     log:
-        "results/logs/{data}train_evaluator.log",
+        DATA.log("train_evaluator"),
     benchmark:
-        "results/benchmarks/{data}train_evaluator.tsv"
+        DATA.benchmark("train_evaluator")
     conda:
         "../envs/slimflow.yaml"
     params:
-        evaluate=config["evaluate"],
-        device=config["device"],
-        seed=config["seed"],
+        args=job_params("train_evaluator", data_folder),
     threads: 2
     wildcard_constraints:
         data=slim_chain.DATA_PATTERN,

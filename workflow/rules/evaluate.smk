@@ -1,22 +1,16 @@
 rule evaluate:
     input:
-        checkpoint="results/{lineage}{stage}.pt",
-        manifest=stage_manifest,
-        evaluator=stage_evaluator,
+        unpack(job_inputs("evaluate")),
     output:
-        metrics="results/{lineage}metrics/{stage}.json",
-        predictions="results/{lineage}metrics/{stage}.predictions.json",
+        **jobs.outputs("evaluate", ARTIFACT),
     log:
-        "results/{lineage}logs/evaluate-{stage}.log",
+        ARTIFACT.log("evaluate"),
     benchmark:
-        "results/{lineage}benchmarks/evaluate-{stage}.tsv"
+        ARTIFACT.benchmark("evaluate")
     conda:
         "../envs/slimflow.yaml"
     params:
-        label=artifact_label,
-        evaluate=config["evaluate"],
-        device=config["device"],
-        seed=config["seed"],
+        args=job_params("evaluate"),
     threads: 2
     script:
         "../scripts/evaluate.py"

@@ -1,11 +1,8 @@
 # Deployment: ONNX export with an ONNX Runtime parity check, INT8 quantization, ORT evaluation
-# and latency. Each rule gets the `export` keys it reads (export_paths.RULE_KEYS), plus `evaluate`
-# where it evaluates.
-from pipeline_lib.export import paths as export_paths
-
-# results/metrics/onnx_fp32.json and onnx_int8.json (issue 7's names) describe the deployed
-# model (pruned_finetuned); another stage's are results/metrics/<stage>.onnx_<precision>.json.
-# The report asks for them (export_paths.onnx_metrics / torch_latencies).
+# and latency. Each rule gets the `export` keys it reads (pipeline_lib.export.settings), plus
+# `evaluate` where it evaluates. results/metrics/onnx_fp32.json and onnx_int8.json describe the
+# deployed model (pruned_finetuned); another stage's are results/metrics/<stage>.onnx_<precision>.json.
+MAIN = Artifact("", "{stage}")  # exported models belong to the main chain
 
 
 # Seconds-long steps run beside Snakemake itself: a cluster never queues a job for them.
@@ -16,20 +13,17 @@ localrules:
 
 rule export_onnx:
     input:
-        checkpoint="results/{stage}.pt",
-        manifest=stage_manifest,
+        unpack(job_inputs("export_onnx")),
     output:
-        onnx="results/export/{stage}.onnx",
-        report="results/export/{stage}.json",
+        **jobs.outputs("export_onnx", MAIN),
     log:
-        "results/logs/export_onnx-{stage}.log",
+        MAIN.log("export_onnx"),
     benchmark:
-        "results/benchmarks/export_onnx-{stage}.tsv"
+        MAIN.benchmark("export_onnx")
     conda:
         "../envs/slimflow.yaml"
     params:
-        export=export_paths.rule_settings(config["export"], "export_onnx"),
-        seed=config["seed"],
+        args=job_params("export_onnx"),
     threads: 1
     script:
         "../scripts/export_onnx.py"
@@ -37,21 +31,17 @@ rule export_onnx:
 
 rule quantize_int8:
     input:
-        onnx="results/export/{stage}.onnx",
-        report="results/export/{stage}.json",
-        manifest=stage_manifest,
+        unpack(job_inputs("quantize_int8")),
     output:
-        onnx="results/export/{stage}.int8.onnx",
-        report="results/export/{stage}.int8.json",
+        **jobs.outputs("quantize_int8", MAIN),
     log:
-        "results/logs/quantize_int8-{stage}.log",
+        MAIN.log("quantize_int8"),
     benchmark:
-        "results/benchmarks/quantize_int8-{stage}.tsv"
+        MAIN.benchmark("quantize_int8")
     conda:
         "../envs/slimflow.yaml"
     params:
-        export=export_paths.rule_settings(config["export"], "quantize_int8"),
-        seed=config["seed"],
+        args=job_params("quantize_int8"),
     threads: 1
     script:
         "../scripts/export_int8.py"
@@ -59,26 +49,21 @@ rule quantize_int8:
 
 rule evaluate_onnx:
     input:
-        unpack(lambda wildcards: export_paths.onnx_inputs(wildcards.prefix, wildcards.precision)),
-        manifest=lambda wildcards: slim_chain.manifest(wildcards.prefix.rstrip(".") or export_paths.DEPLOYED, config),
-        evaluator=lambda wildcards: slim_chain.evaluator(wildcards.prefix.rstrip(".") or export_paths.DEPLOYED, config)
-        or [],
+        unpack(job_inputs("evaluate_onnx", exported)),
     output:
-        metrics="results/metrics/{prefix}onnx_{precision}.json",
+        **jobs.outputs("evaluate_onnx", EXPORTED),
     log:
-        "results/logs/evaluate_onnx-{prefix}{precision}.log",
+        EXPORTED.log("evaluate_onnx"),
     benchmark:
-        "results/benchmarks/evaluate_onnx-{prefix}{precision}.tsv"
+        EXPORTED.benchmark("evaluate_onnx")
     conda:
         "../envs/slimflow.yaml"
     params:
-        evaluate=config["evaluate"],
-        export=export_paths.rule_settings(config["export"], "latency"),
-        seed=config["seed"],
+        args=job_params("evaluate_onnx", exported),
     # All cores: latency is timed with no other job running (it uses export.threads of them).
     threads: workflow.cores
     wildcard_constraints:
-        prefix=export_paths.prefix_pattern(EVALUATED),
+        prefix="(" + "".join(f"{stage}\\.|" for stage in EVALUATED if stage != DEPLOYED) + ")",
         precision="fp32|int8",
     script:
         "../scripts/export_evaluate.py"
@@ -86,18 +71,17 @@ rule evaluate_onnx:
 
 rule latency_torch:
     input:
-        checkpoint="results/{stage}.pt",
+        unpack(job_inputs("latency_torch")),
     output:
-        latency="results/latency/{stage}.torch.json",
+        **jobs.outputs("latency_torch", MAIN),
     log:
-        "results/logs/latency_torch-{stage}.log",
+        MAIN.log("latency_torch"),
     benchmark:
-        "results/benchmarks/latency_torch-{stage}.tsv"
+        MAIN.benchmark("latency_torch")
     conda:
         "../envs/slimflow.yaml"
     params:
-        export=export_paths.rule_settings(config["export"], "latency"),
-        seed=config["seed"],
+        args=job_params("latency_torch"),
     threads: workflow.cores
     script:
         "../scripts/export_torch_latency.py"

@@ -5,19 +5,18 @@ localrules:
 
 rule prune:
     input:
-        unpack(parent_checkpoint),
+        unpack(job_inputs("prune", pruned)),
     output:
-        checkpoint="results/{lineage}pruned.pt",
-        report="results/{lineage}prune.json",
+        **jobs.outputs("prune", Artifact("{lineage}", "pruned")),
     log:
-        "results/{lineage}logs/prune.log",
+        Artifact("{lineage}", "").log("prune"),
     benchmark:
-        "results/{lineage}benchmarks/prune.tsv"
+        Artifact("{lineage}", "").benchmark("prune")
     conda:
         "../envs/slimflow.yaml"
     params:
-        prune=prune_settings,
+        args=job_params("prune", pruned),
     # A latency or speedup target times probes in ONNX Runtime with export.threads.
-    threads: lambda wildcards: prune_settings(wildcards).get("threads", 1)
+    threads: lambda wildcards: jobs.params("prune", pruned(wildcards), config)["prune_cfg"].get("threads", 1)
     script:
         "../scripts/prune.py"

@@ -4,50 +4,43 @@ localrules:
     sweep_report,
 
 
+REPORT = jobs.outputs("report", RESULTS)  # every file the report writes, by its step's argument name
+
+
 rule report:
     input:
-        metrics=[f"results/{lineage}metrics/{stage}.json" for lineage, stage in SUMMARY_ROWS]
-        + export_paths.onnx_metrics(config["export"]),
-        latency=export_paths.torch_latencies(),
-        checkpoints=[f"results/{lineage}{stage}.pt" for lineage, stage in SUMMARY_ROWS],
-        curves=expand("results/train/{stage}.csv", stage=TRAINED),
-        baseline="results/baseline.pt",
-        sparse="results/sparse.pt",
-        prune="results/prune.json",
-        manifest="results/data/dataset.json",
-        predictions=expand("results/metrics/{stage}.predictions.json", stage=EVALUATED),
-        sweep=expand("results/{lineage}metrics/pruned_finetuned.json", lineage=SWEEP),
+        **jobs.inputs("report", RESULTS, config),
     output:
-        csv=report("results/summary.csv", caption="../report/summary.rst", category="1. summary"),
-        md="results/summary.md",
-        provenance=report("results/provenance.json", caption="../report/provenance.rst", category="1. summary"),
-        page="results/report.rst",
-        gamma=report("results/plots/bn_gamma.png", caption="../report/bn_gamma.rst", category="2. slimming"),
-        curves=report(
-            "results/plots/training_curves.png", caption="../report/training_curves.rst", category="3. training"
+        out_csv=report(REPORT["out_csv"], caption="../report/summary.rst", category="1. summary"),
+        out_md=REPORT["out_md"],
+        out_provenance=report(REPORT["out_provenance"], caption="../report/provenance.rst", category="1. summary"),
+        out_page=REPORT["out_page"],
+        out_bn_gamma_png=report(REPORT["out_bn_gamma_png"], caption="../report/bn_gamma.rst", category="2. slimming"),
+        out_training_curves_png=report(
+            REPORT["out_training_curves_png"], caption="../report/training_curves.rst", category="3. training"
         ),
-        latency=report("results/plots/latency.png", caption="../report/latency.rst", category="4. deployment"),
-        channels=report("results/plots/channels.png", caption="../report/channels.rst", category="2. slimming"),
-        pareto=report("results/plots/pareto.png", caption="../report/pareto.rst", category="4. deployment"),
+        out_latency_png=report(REPORT["out_latency_png"], caption="../report/latency.rst", category="4. deployment"),
+        out_channels_png=report(REPORT["out_channels_png"], caption="../report/channels.rst", category="2. slimming"),
+        out_pareto_png=report(REPORT["out_pareto_png"], caption="../report/pareto.rst", category="4. deployment"),
         # The family's own figures and drawn val images: file names depend on the family.
-        evaluation=report(
-            directory("results/plots/evaluation"),
+        out_evaluation_dir=report(
+            directory(REPORT["out_evaluation_dir"]),
             patterns=["{figure}.png"],
             caption="../report/evaluation.rst",
             category="5. evaluation",
             labels={"figure": "{figure}"},
         ),
-        samples=report(
-            directory("results/plots/samples"),
+        out_samples_dir=report(
+            directory(REPORT["out_samples_dir"]),
             patterns=["{artifact}.png"],
             caption="../report/samples.rst",
             category="6. sample predictions",
             labels={"stage": "{artifact}"},
         ),
     log:
-        "results/logs/report.log",
+        RESULTS.log("report"),
     benchmark:
-        "results/benchmarks/report.tsv"
+        RESULTS.benchmark("report")
     conda:
         "../envs/slimflow.yaml"
     threads: 1
@@ -57,16 +50,16 @@ rule report:
 
 rule sweep_report:
     input:
-        baseline="results/metrics/baseline.json",
-        pruned=expand("results/{lineage}metrics/pruned.json", lineage=SWEEP),
-        finetuned=expand("results/{lineage}metrics/pruned_finetuned.json", lineage=SWEEP),
+        **jobs.inputs("sweep_report", RESULTS, config),
     output:
-        csv="results/sweep/summary.csv",
-        plot=report("results/plots/sweep.png", caption="../report/sweep.rst", category="2. slimming"),
+        out_csv=jobs.outputs("sweep_report", RESULTS)["out_csv"],
+        out_png=report(
+            jobs.outputs("sweep_report", RESULTS)["out_png"], caption="../report/sweep.rst", category="2. slimming"
+        ),
     log:
-        "results/logs/sweep_report.log",
+        RESULTS.log("sweep_report"),
     benchmark:
-        "results/benchmarks/sweep_report.tsv"
+        RESULTS.benchmark("sweep_report")
     conda:
         "../envs/slimflow.yaml"
     threads: 1

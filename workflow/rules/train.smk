@@ -1,26 +1,16 @@
 rule train:
     input:
-        unpack(parent_checkpoint),
-        unpack(distill_teacher),
-        manifest=stage_manifest,
+        unpack(job_inputs("train")),
     output:
-        checkpoint="results/{lineage}{stage}.pt",
-        csv="results/{lineage}train/{stage}.csv",
+        **jobs.outputs("train", ARTIFACT),
     log:
-        "results/{lineage}logs/train-{stage}.log",
+        ARTIFACT.log("train"),
     benchmark:
-        "results/{lineage}benchmarks/train-{stage}.tsv"
+        ARTIFACT.benchmark("train")
     conda:
         "../envs/slimflow.yaml"
     params:
-        label=artifact_label,
-        train=train_params,
-        validation=validation_settings(config),
-        model=config["model"],
-        task=config["task"],
-        seed=config["seed"],
-        device=config["device"],
-        workdir=lambda wildcards: f"results/{wildcards.lineage}work/{wildcards.stage}",
+        args=job_params("train"),
     threads: workflow.cores
     resources:
         mem_mb=8000,
@@ -33,12 +23,6 @@ rule train:
 # The same step for a stage with `lora:` — it also writes the adapter alone beside the merged checkpoint.
 use rule train as train_lora with:
     output:
-        checkpoint="results/{lineage}{stage}.pt",
-        csv="results/{lineage}train/{stage}.csv",
-        adapter="results/{lineage}{stage}.lora.pt",
-    log:
-        "results/{lineage}logs/train-{stage}.log",
-    benchmark:
-        "results/{lineage}benchmarks/train-{stage}.tsv"
+        **jobs.outputs("train_lora", ARTIFACT),
     wildcard_constraints:
         stage=one_of(LORA),

@@ -1,11 +1,6 @@
-"""Snakemake adapter for pipeline_lib.steps.evaluate_stage."""
-from pipeline_lib.runner import run_logged
+"""Snakemake adapter for pipeline_lib.steps.evaluate_stage (its arguments: pipeline_lib.jobs)."""
 from pipeline_lib.steps import evaluate_stage
+from pipeline_lib.runner import run_step
 
 if __name__ == "__main__":
-    run_logged(snakemake.log[0], evaluate_stage, label=snakemake.params.label,
-               checkpoint=snakemake.input.checkpoint, manifest_path=snakemake.input.manifest,
-               eval_cfg=snakemake.params.evaluate, device=snakemake.params.device,
-               seed=snakemake.params.seed, out_metrics=snakemake.output.metrics,
-               out_predictions=snakemake.output.predictions,
-               evaluator=snakemake.input.get("evaluator"))
+    run_step(snakemake, evaluate_stage)

@@ -1,4 +1,4 @@
-"""The export steps, one function each, with plain arguments (paths and the config's `export` section).
+"""The deployment steps, one function each, with plain arguments (paths and the config's `export` section).
 
     export_stage(checkpoint="results/pruned_finetuned.pt", manifest_path="results/data/dataset.json",
                  export_cfg=cfg["export"], out_onnx="results/export/pruned_finetuned.onnx",
@@ -24,23 +24,24 @@ import onnxruntime as ort
 import torch
 
 from .. import __version__
+from ..export.analysis import kernel_counts
+from ..export.latency import ort_latency, torch_latency
+from ..export.onnx_export import check_parity, export_onnx
+from ..export.quantize import quantize_int8
+from ..export.runtime import load_onnx
+from ..export.sensitivity import output_error, run_outputs, select_float_layers
 from ..inputs import as_tuple, concat_batches, numpy_inputs
 from ..io import atomic_path, read_json, sha256_file, write_json
 from ..profile import count_flops, count_params
-from ..tasks import Task, get_task, load_model, with_evaluator
-from .analysis import kernel_counts
-from .latency import ort_latency, torch_latency
-from .onnx_export import check_parity, export_onnx
-from .quantize import quantize_int8
-from .runtime import OrtModel, read_metadata
-from .sensitivity import output_error, run_outputs, select_float_layers
+from ..tasks import Task, load_model, with_evaluator
+from .records import metrics_record
 
 __all__ = ["export_stage", "quantize_stage", "evaluate_onnx_stage", "torch_latency_stage"]
 
 log = logging.getLogger("slimflow")
 
-def _random_input(family: Task, imgsz, batch: int, seed: int):
-    return family.example_input(imgsz, batch, generator=torch.Generator().manual_seed(seed))
+def _random_input(task: Task, imgsz, batch: int, seed: int):
+    return task.example_input(imgsz, batch, generator=torch.Generator().manual_seed(seed))
 
 
 def export_stage(*, checkpoint: str | os.PathLike, manifest_path: str | os.PathLike, export_cfg: dict,
@@ -51,26 +52,26 @@ def export_stage(*, checkpoint: str | os.PathLike, manifest_path: str | os.PathL
     A difference beyond `parity_tol` + `parity_rtol`·|output| is a UserError and writes nothing.
     """
     loaded = load_model(checkpoint)
-    ckpt, family, model, imgsz = loaded.ckpt, loaded.task, loaded.model, loaded.imgsz
+    ckpt, task, model, imgsz = loaded.ckpt, loaded.task, loaded.model, loaded.imgsz
     manifest = read_json(manifest_path)
-    example = family.example_input(imgsz)
+    example = task.example_input(imgsz)
     module_names = {m: name for name, m in model.named_modules()}
-    heads = [f"{module_names[m]}.weight" for m in family.int8_float_modules(model)]
-    outputs = list(family.output_names)
-    metadata = {"family": family.family, "arch": ckpt["arch"]["name"], "kwargs": ckpt["arch"]["kwargs"],
+    heads = [f"{module_names[m]}.weight" for m in task.int8_float_modules(model)]
+    outputs = list(task.output_names)
+    metadata = {"family": task.family, "arch": ckpt["arch"]["name"], "kwargs": ckpt["arch"]["kwargs"],
                 "stage": ckpt["meta"].get("stage"),
                 "imgsz": imgsz, "names": ckpt["meta"].get("names"), "precision": "fp32", "heads": heads,
                 "checkpoint_sha256": sha256_file(checkpoint), "slimflow": __version__}
-    val = family.loader(manifest, "val", train=False, imgsz=imgsz, batch_size=8, workers=0, seed=seed)
-    inputs = {"random batch 1": _random_input(family, imgsz, 1, seed),
-              "random batch 3": _random_input(family, imgsz, 3, seed + 1),
-              "val images": family.model_inputs(next(iter(val)), torch.Generator().manual_seed(seed))}
+    val = task.loader(manifest, "val", train=False, imgsz=imgsz, batch_size=8, workers=0, seed=seed)
+    inputs = {"random batch 1": _random_input(task, imgsz, 1, seed),
+              "random batch 3": _random_input(task, imgsz, 3, seed + 1),
+              "val images": task.model_inputs(next(iter(val)), torch.Generator().manual_seed(seed))}
     with atomic_path(out_onnx) as tmp:  # a model that fails parity is never published
-        export_onnx(model, example, tmp, opset=export_cfg["opset"], input_names=family.input_names, output_names=outputs,
+        export_onnx(model, example, tmp, opset=export_cfg["opset"], input_names=task.input_names, output_names=outputs,
                     metadata=metadata)
         parity = check_parity(model, tmp, inputs, export_cfg["parity_tol"], export_cfg["parity_rtol"])
     report = {"checkpoint": str(checkpoint), "onnx": str(out_onnx), "opset": export_cfg["opset"],
-              "inputs": {name: ["batch", *x.shape[1:]] for name, x in zip(family.input_names, as_tuple(example))},
+              "inputs": {name: ["batch", *x.shape[1:]] for name, x in zip(task.input_names, as_tuple(example))},
               "outputs": outputs, **metadata,
               "params": count_params(model), "flops": count_flops(model, example),
               "file_bytes": os.path.getsize(out_onnx), "parity": parity, "onnxruntime": ort.__version__,
@@ -81,7 +82,7 @@ def export_stage(*, checkpoint: str | os.PathLike, manifest_path: str | os.PathL
     return report
 
 
-def _calibration_batches(family: Task, manifest: dict, imgsz, n: int, seed: int) -> list:
+def _calibration_batches(task: Task, manifest: dict, imgsz, n: int, seed: int) -> list:
     """`n` training images spread evenly over the split's items, preprocessed as for evaluation, one per batch.
 
     Batch 1 keeps every calibration batch the same shape, which the histogram calibrators need.
@@ -89,10 +90,10 @@ def _calibration_batches(family: Task, manifest: dict, imgsz, n: int, seed: int)
     items = manifest["splits"]["train"]
     step = max(len(items) // n, 1)
     subset = {**manifest, "splits": {**manifest["splits"], "train": items[::step][:n]}}
-    loader = family.loader(subset, "train", train=False, imgsz=imgsz, batch_size=1, workers=0, seed=seed)
+    loader = task.loader(subset, "train", train=False, imgsz=imgsz, batch_size=1, workers=0, seed=seed)
     generator = torch.Generator().manual_seed(seed)
     # islice: a split whose items are files of many images (diffusion's IDX) gives its first n
-    return [numpy_inputs(family.model_inputs(batch, generator)) for batch in itertools.islice(loader, n)]
+    return [numpy_inputs(task.model_inputs(batch, generator)) for batch in itertools.islice(loader, n)]
 
 
 def _quantize_settings(meta: dict, export_cfg: dict) -> dict:
@@ -114,9 +115,9 @@ def quantize_stage(*, onnx_path: str | os.PathLike, report_path: str | os.PathLi
     `export.sensitivity`). See `export.quantize` for why. The report records the calibration
     method, the output error against FP32 on the calibration images and, for "auto", the per-layer table.
     """
-    meta = read_metadata(onnx_path)
-    family, imgsz = get_task(meta["family"]), meta["imgsz"]
-    batches = _calibration_batches(family, read_json(manifest_path), imgsz, export_cfg["calibration_images"], seed)
+    loaded = load_onnx(onnx_path)
+    meta, imgsz = loaded.meta, loaded.imgsz
+    batches = _calibration_batches(loaded.task, read_json(manifest_path), imgsz, export_cfg["calibration_images"], seed)
     settings = _quantize_settings(meta, export_cfg)
     float_layers, selection = export_cfg["int8_float_layers"], None
     if float_layers == "auto":
@@ -154,21 +155,17 @@ def evaluate_onnx_stage(*, onnx_path: str | os.PathLike, report_path: str | os.P
     `export_cfg["threads"]`.
     """
     eval_cfg = with_evaluator(eval_cfg, evaluator)
-    meta, report = read_metadata(onnx_path), read_json(report_path)
-    manifest = read_json(manifest_path)
-    family, imgsz = get_task(meta["family"]), meta["imgsz"]
-    loader = family.loader(manifest, "val", train=False, imgsz=imgsz, batch_size=eval_cfg["batch_size"],
-                           workers=0, seed=seed)
-    model = OrtModel(onnx_path, threads)
-    metrics = family.evaluate(model, loader, torch.device("cpu"), eval_cfg, manifest)
-    latency = ort_latency(onnx_path, _random_input(family, imgsz, 1, seed), threads=export_cfg["threads"],
+    loaded, report, manifest = load_onnx(onnx_path, threads), read_json(report_path), read_json(manifest_path)
+    task, imgsz, meta, model = loaded.task, loaded.imgsz, loaded.meta, loaded.model
+    loader = task.loader(manifest, "val", train=False, imgsz=imgsz, batch_size=eval_cfg["batch_size"],
+                         workers=0, seed=seed)
+    metrics = task.evaluate(model, loader, torch.device("cpu"), eval_cfg, manifest)
+    latency = ort_latency(onnx_path, _random_input(task, imgsz, 1, seed), threads=export_cfg["threads"],
                           runs=export_cfg["latency_runs"], warmup=export_cfg["latency_warmup"])
-    result = {"stage": meta["stage"], "task": family.family, "checkpoint": str(onnx_path),
-              "format": f"onnx_{meta['precision']}", "runtime": f"onnxruntime {ort.__version__} CPU",
-              "metrics": metrics, "fitness": family.fitness(metrics), "params": report["params"],
-              "flops": report["flops"], "file_bytes": os.path.getsize(onnx_path), "imgsz": imgsz,
-              "latency_ms": latency, "network_calls": family.network_calls(model, eval_cfg),
-              "data": str(manifest_path)}
+    result = metrics_record(stage=meta["stage"], task=task, path=onnx_path, metrics=metrics, params=report["params"],
+                            flops=report["flops"], imgsz=imgsz, manifest_path=manifest_path,
+                            network_calls=task.network_calls(model, eval_cfg), format=f"onnx_{meta['precision']}",
+                            runtime=f"onnxruntime {ort.__version__} CPU", latency_ms=latency)
     if meta["precision"] == "fp32":
         result["parity_max_abs_diff"] = report["parity"]["max_abs_diff"]
     else:  # how it was quantized, for the report's INT8 rows
