@@ -94,8 +94,8 @@ def _merge_lora_options(p: argparse.ArgumentParser) -> None:
 
 def _import_weights(cfg: dict | None, args: argparse.Namespace) -> dict:
     family = args.task or (cfg or defaults())["task"]
-    return dict(path_in=args.weights_in, path_out=args.weights_out, family=family,
-                model_cfg=cfg["model"] if cfg and cfg["task"] == family else None)
+    model_cfg = (cfg if cfg and cfg["task"] == family else defaults(family))["model"]  # resolved here, once
+    return dict(path_in=args.weights_in, path_out=args.weights_out, family=family, model_cfg=model_cfg)
 
 
 def _import_weights_options(p: argparse.ArgumentParser) -> None:
@@ -129,7 +129,7 @@ def _check_config(**_: object) -> None:
 
 def _train_options(p: argparse.ArgumentParser) -> None:
     _stage(TRAINED_STAGES)(p)
-    p.add_argument("--init", type=Path, default=None, help="start from this checkpoint (e.g. results/baseline.pt)")
+    p.add_argument("--init", type=Path, default=None, help="start from this checkpoint instead of the stage's parent in the chain (results/baseline.pt for sparse)")
 
 
 def _deployed_stage(p: argparse.ArgumentParser) -> None:

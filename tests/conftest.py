@@ -97,7 +97,10 @@ def tiny_run(tmp_path_factory) -> Path:
     """The tiny detection config run once through the default target (every stage evaluated),
     once per test session: the first worker that needs it builds it, the other waits and reuses it.
     Tests read it, or copy it before running snakemake in it."""
-    shared = tmp_path_factory.getbasetemp().parent  # every worker's basetemp sits in one folder
+    # Under xdist every worker's basetemp sits in the session's folder; without it (-n 0) the
+    # basetemp is the session's own (its parent holds every earlier session's: not to be reused).
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     workdir = shared / "tiny"
     with FileLock(str(shared / "tiny.lock")):
         if not (workdir / "results/summary.md").exists():

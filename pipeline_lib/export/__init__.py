@@ -7,7 +7,7 @@ kernels ORT runs and where the time goes, and `settings` names the export keys e
 pipeline's deployment steps are `pipeline_lib.steps.export`). The names below are imported on first use (PEP 562), so the
 workflow reads `export.settings` without loading torch and ONNX Runtime.
 """
-import importlib
+from ..lazy import lazy_exports
 
 _WHERE = {
     "analysis": ("kernel_counts", "op_profile"),
@@ -18,11 +18,4 @@ _WHERE = {
     "runtime": ("OrtModel", "LoadedOnnx", "load_onnx", "make_session", "read_metadata", "session_options"),
     "sensitivity": ("output_error", "run_outputs", "select_float_layers"),
 }
-_MODULE = {name: module for module, names in _WHERE.items() for name in names}
-__all__ = list(_MODULE)
-
-
-def __getattr__(name: str):
-    if name in _MODULE:
-        return getattr(importlib.import_module(f".{_MODULE[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _WHERE)

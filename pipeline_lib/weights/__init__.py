@@ -165,13 +165,11 @@ def write_imported(path_in: str | os.PathLike, path_out: str | os.PathLike, task
 
 
 def import_weights_file(*, path_in: str | os.PathLike, path_out: str | os.PathLike, family: str,
-                        model_cfg: dict | None) -> dict:
-    """`python -m pipeline_lib import-weights IN OUT`: IN converted for `family`; model_cfg None = its defaults."""
-    from ..config import defaults
+                        model_cfg: dict) -> dict:
+    """`python -m pipeline_lib import-weights IN OUT`: IN converted for `family` with a resolved `model` section."""
     from ..tasks import get_task
 
-    task = get_task(family)
-    imported = write_imported(path_in, path_out, task, model_cfg or defaults(family)["model"])
+    imported = write_imported(path_in, path_out, get_task(family), model_cfg)
     return {"arch": imported.arch, "transferred": imported.report.transferred, "total": imported.report.total}
 
 

@@ -77,6 +77,33 @@ def read_yolov5(path: Path) -> tuple[dict, dict[str, torch.Tensor], list[str], i
     if cls.rsplit(".", 1)[-1] not in _MODEL_CLASSES:
         raise _fail(path, f"its model is a {cls}; slimflow imports YOLOv5 detection models (DetectionModel)")
     seq = (net.get("_modules") or {}).get("model")
+    layers = _layers(path, seq)
+    anchors, stride = _detect_head(path, layers[-1])
+    yaml_cfg = net.get("yaml") if isinstance(net.get("yaml"), dict) else {}
+    gd, gw = yaml_cfg.get("depth_multiple"), yaml_cfg.get("width_multiple")
+    if not (isinstance(gd, (int, float)) and isinstance(gw, (int, float))):
+        raise _fail(path, "its model has no yaml with depth_multiple and width_multiple (not a YOLOv5 model)")
+    nc = int(layers[-1].get("nc", net.get("nc", 0)))
+    # Backbone bottlenecks add their input unless the yaml turned shortcuts off; all four C3 agree.
+    shortcut = bool(layers[2]["_modules"]["m"]["_modules"]["0"].get("add", True))
+    scale = next((k for k, v in SCALES.items() if v == (gd, gw)), None)
+    kwargs = {"nc": nc, "scale": scale or "l", "anchors": (anchors.float() * stride.float().view(-1, 1, 1)).view(
+        len(STRIDES), -1).tolist(), "shortcut": shortcut, "act": _activation(path, seq)}
+    if scale is None:  # yolov5x and custom multiples
+        kwargs.update(depth_multiple=float(gd), width_multiple=float(gw))
+    state = {}
+    for layer, (_, _, ours) in zip(layers, LAYOUT):
+        if ours is not None:
+            state.update(record_state_dict(layer, f"{ours}."))
+    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in state.values() if t.is_floating_point()})
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    source = f"YOLOv5 {cls.rsplit('.', 1)[-1]} ({'ema' if use_ema else 'model'}, {'/'.join(dtypes)}, " \
+             f"depth {gd} width {gw}, {kwargs['act']}, nc {nc})"
+    return kwargs, state, _names(net.get("names"), nc), _trained_imgsz(tree), source
+
+
+def _layers(path: Path, seq: dict | None) -> list:
+    """The model's layer records, checked against YOLOv5 v6/v7's P5 layout."""
     layers = [(seq.get("_modules") or {}).get(str(i)) for i in range(len(seq.get("_modules") or {}))] if seq else []
     if len(layers) != len(LAYOUT):
         raise _fail(path, f"{len(layers)} layers, but slimflow's detector is YOLOv5 v6/v7's {len(LAYOUT)}-layer "
@@ -87,6 +114,11 @@ def read_yolov5(path: Path) -> tuple[dict, dict[str, torch.Tensor], list[str], i
             raise _fail(path, f"layer {i} is {found} (from {layer.get('f') if isinstance(layer, dict) else '?'}), "
                               f"YOLOv5 v6/v7 has {kind} (from {source}) there: slimflow's detector cannot take this "
                               "architecture (v5.0 and earlier used Focus and SPP)")
+    return layers
+
+
+def _activation(path: Path, seq: dict) -> str:
+    """The one activation after every conv (SiLU, ReLU or LeakyReLU(0.1)); BatchNorm eps must be YOLOv5's."""
     acts, eps = set(), set()
     for where, rec in _records(seq, "model"):
         if _kind(rec) == "Conv" and isinstance((rec.get("_modules") or {}).get("act"), dict):
@@ -101,7 +133,11 @@ def read_yolov5(path: Path) -> tuple[dict, dict[str, torch.Tensor], list[str], i
         raise _fail(path, f"mixes activations {sorted(acts)}; slimflow's detector uses one after every conv")
     if any(abs(e - _BN_EPS) > 1e-12 for e in eps):
         raise _fail(path, f"BatchNorm eps {sorted(eps)}; slimflow's detector uses YOLOv5's {_BN_EPS}")
-    detect = layers[-1]
+    return acts.pop()
+
+
+def _detect_head(path: Path, detect: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(anchors in strides, strides) of the Detect layer: three levels at slimflow's strides."""
     anchors = (detect.get("_buffers") or {}).get("anchors")
     stride = detect.get("stride")
     if not isinstance(anchors, torch.Tensor) or anchors.dim() != 3 or anchors.shape[0] != len(STRIDES):
@@ -109,31 +145,15 @@ def read_yolov5(path: Path) -> tuple[dict, dict[str, torch.Tensor], list[str], i
     if not isinstance(stride, torch.Tensor) or stride.float().tolist() != [float(s) for s in STRIDES]:
         raise _fail(path, f"Detect strides {stride.tolist() if isinstance(stride, torch.Tensor) else stride}; "
                           f"slimflow's detector has {list(STRIDES)}")
-    yaml_cfg = net.get("yaml") if isinstance(net.get("yaml"), dict) else {}
-    gd, gw = yaml_cfg.get("depth_multiple"), yaml_cfg.get("width_multiple")
-    if not (isinstance(gd, (int, float)) and isinstance(gw, (int, float))):
-        raise _fail(path, "its model has no yaml with depth_multiple and width_multiple (not a YOLOv5 model)")
-    nc = int(detect.get("nc", net.get("nc", 0)))
-    # Backbone bottlenecks add their input unless the yaml turned shortcuts off; all four C3 agree.
-    shortcut = bool(layers[2]["_modules"]["m"]["_modules"]["0"].get("add", True))
-    scale = next((k for k, v in SCALES.items() if v == (gd, gw)), None)
-    kwargs = {"nc": nc, "scale": scale or "l", "anchors": (anchors.float() * stride.float().view(-1, 1, 1)).view(
-        len(STRIDES), -1).tolist(), "shortcut": shortcut, "act": acts.pop()}
-    if scale is None:  # yolov5x and custom multiples
-        kwargs.update(depth_multiple=float(gd), width_multiple=float(gw))
-    state = {}
-    for layer, (_, _, ours) in zip(layers, LAYOUT):
-        if ours is not None:
-            state.update(record_state_dict(layer, f"{ours}."))
-    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in state.values() if t.is_floating_point()})
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    return anchors, stride
+
+
+def _trained_imgsz(tree: dict) -> int | None:
+    """The image size YOLOv5's train.py recorded in `opt`, when it is a multiple of 32."""
     opt = tree.get("opt") if isinstance(tree.get("opt"), dict) else {}
     imgsz = opt.get("imgsz", opt.get("img_size"))
     imgsz = imgsz[0] if isinstance(imgsz, (list, tuple)) and imgsz else imgsz
-    imgsz = int(imgsz) if isinstance(imgsz, int) and not isinstance(imgsz, bool) and imgsz % 32 == 0 else None
-    source = f"YOLOv5 {cls.rsplit('.', 1)[-1]} ({'ema' if use_ema else 'model'}, {'/'.join(dtypes)}, " \
-             f"depth {gd} width {gw}, {kwargs['act']}, nc {nc})"
-    return kwargs, state, _names(net.get("names"), nc), imgsz, source
+    return int(imgsz) if isinstance(imgsz, int) and not isinstance(imgsz, bool) and imgsz % 32 == 0 else None
 
 
 def _arch_name(kwargs: dict) -> str:

@@ -96,6 +96,29 @@ def _background(rng: np.random.Generator, cam: Camera, h: int, w: int, difficult
     return img
 
 
+def _torso(draw: ImageDraw.ImageDraw, ident: Identity, jit, view: int, side: int, frame: tuple) -> tuple:
+    """The torso, its pattern and a bag seen from the front or back; returns the upper garment's colour."""
+    cx, bw, y_neck, y_hip, s = frame
+    upper, accent = _c(ident.upper, jit()), _c(ident.accent, jit())
+    torso = [cx - bw, y_neck, cx + bw, y_hip]
+    draw.rectangle(torso, fill=upper)
+    if ident.pattern == 1:
+        for k in range(4):
+            y = y_neck + (k + 0.5) * (y_hip - y_neck) / 4
+            draw.rectangle([cx - bw, y, cx + bw, y + 3.5 * s], fill=accent)
+    elif ident.pattern == 2:  # split: which half shows the accent flips with the view
+        left = (view == 0) == (side > 0) if view == 2 else view == 0
+        draw.rectangle([cx - bw, y_neck, cx, y_hip] if left else [cx, y_neck, cx + bw, y_hip], fill=accent)
+    elif ident.pattern == 3 and view == 0:
+        draw.rectangle([cx - bw * 0.5, y_neck + 6 * s, cx + bw * 0.5, y_neck + 20 * s], fill=accent)
+    if ident.bag is not None and view == 1:
+        draw.rectangle([cx - bw * 0.8, y_neck + 3 * s, cx + bw * 0.8, y_neck + 28 * s], fill=_c(ident.bag, jit()))
+    elif ident.bag is not None and view == 0:
+        draw.line([(cx - bw * 0.6, y_neck), (cx - bw * 0.6, y_neck + 24 * s)], fill=_c(ident.bag, jit()), width=max(1, round(2 * s)))
+        draw.line([(cx + bw * 0.6, y_neck), (cx + bw * 0.6, y_neck + 24 * s)], fill=_c(ident.bag, jit()), width=max(1, round(2 * s)))
+    return upper
+
+
 def _c(colour: np.ndarray, jitter: np.ndarray) -> tuple[int, int, int]:
     return tuple(int(v) for v in np.clip(colour * jitter, 0, 255))
 
@@ -130,23 +153,7 @@ def render_person(img: Image.Image, ident: Identity, rng: np.random.Generator, d
             draw.polygon([leg[0], leg[1], ((hip_x + foot_x) / 2 + 5 * s, knee_y), ((hip_x + foot_x) / 2 - 5 * s, knee_y)], fill=lower)
         draw.ellipse([foot_x - 6 * s, y_foot - 3 * s, foot_x + 6 * s, y_foot + 1 * s], fill=_c(ident.shoes, jit()))
     # torso and its pattern
-    upper, accent = _c(ident.upper, jit()), _c(ident.accent, jit())
-    torso = [cx - bw, y_neck, cx + bw, y_hip]
-    draw.rectangle(torso, fill=upper)
-    if ident.pattern == 1:
-        for k in range(4):
-            y = y_neck + (k + 0.5) * (y_hip - y_neck) / 4
-            draw.rectangle([cx - bw, y, cx + bw, y + 3.5 * s], fill=accent)
-    elif ident.pattern == 2:  # split: which half shows the accent flips with the view
-        left = (view == 0) == (side > 0) if view == 2 else view == 0
-        draw.rectangle([cx - bw, y_neck, cx, y_hip] if left else [cx, y_neck, cx + bw, y_hip], fill=accent)
-    elif ident.pattern == 3 and view == 0:
-        draw.rectangle([cx - bw * 0.5, y_neck + 6 * s, cx + bw * 0.5, y_neck + 20 * s], fill=accent)
-    if ident.bag is not None and view == 1:
-        draw.rectangle([cx - bw * 0.8, y_neck + 3 * s, cx + bw * 0.8, y_neck + 28 * s], fill=_c(ident.bag, jit()))
-    elif ident.bag is not None and view == 0:
-        draw.line([(cx - bw * 0.6, y_neck), (cx - bw * 0.6, y_neck + 24 * s)], fill=_c(ident.bag, jit()), width=max(1, round(2 * s)))
-        draw.line([(cx + bw * 0.6, y_neck), (cx + bw * 0.6, y_neck + 24 * s)], fill=_c(ident.bag, jit()), width=max(1, round(2 * s)))
+    upper = _torso(draw, ident, jit, view, side, (cx, bw, y_neck, y_hip, s))
     # arms swing against the legs
     arm = upper if ident.sleeves else skin
     swing = rng.uniform(-6, 6) * s
