@@ -18,29 +18,18 @@ from __future__ import annotations
 
 import re
 
+from .registry import has_evaluator
+from .targets import is_timed, target_kind
 from .widths import resolve_round_to
 
-__all__ = ["LINEAGE_PATTERN", "DATA_PATTERN", "TARGET_KEYS", "target_kind", "is_timed", "iteration_lineages", "sweep_lineages",
+__all__ = ["LINEAGE_PATTERN", "DATA_PATTERN", "iteration_lineages", "sweep_lineages",
            "sweep_lineage", "sweep_point", "sweep_label", "parent", "teacher", "prune_settings", "iteration_ratios",
            "data_folder", "manifest", "evaluator", "dataset_settings"]
 
 # Snakemake wildcard constraint for {lineage}; the empty alternative is the main chain.
 LINEAGE_PATTERN = r"(|iter/[1-9][0-9]*/|sweep/(r0\.[0-9]+|flops0\.[0-9]+|speedup[0-9.]+|latency_ms[0-9.]+)/)"
-# prune.target's goals: a fraction of the unpruned FLOPs, a latency, a speedup (slimming.target)
-TARGET_KEYS = ("flops", "latency_ms", "speedup")
 # ... and for {data} in results/data/{data}dataset.json: the experiment's data, or the finetune's own.
 DATA_PATTERN = r"(|finetune/)"
-
-
-def target_kind(target: dict) -> tuple[str, float]:
-    """(key, value) of a validated prune target's one goal: ("flops", 0.43), ("speedup", 2.5)."""
-    (kind,) = [k for k in TARGET_KEYS if k in target]
-    return kind, float(target[kind])
-
-
-def is_timed(target: dict) -> bool:
-    """Whether a prune target is judged by a measured latency (so by timing on this machine)."""
-    return "flops" not in target
 
 
 def iteration_ratios(prune_cfg: dict) -> list[float]:
@@ -142,10 +131,8 @@ def manifest(artifact: str, config: dict) -> str:
 
 
 def evaluator(artifact: str, config: dict) -> str | None:
-    """The family's evaluator trained on the artifact's dataset (`tasks.has_evaluator`: diffusion's
+    """The family's evaluator trained on the artifact's dataset (`registry.has_evaluator`: diffusion's
     digit judge), beside its manifest; None for a family that scores without one."""
-    from .tasks import has_evaluator
-
     return f"results/data/{data_folder(artifact, config)}evaluator.pt" if has_evaluator(config["task"]) else None
 
 

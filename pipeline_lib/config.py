@@ -20,9 +20,11 @@ from typing import Any, Mapping, Sequence
 import jsonschema
 import yaml
 
+from .chain import sweep_lineage
 from .errors import ConfigError, UserError
 from .io import read_yaml_mapping
-from .tasks import families, family_check, schema_path
+from .registry import families, family_check, schema_path
+from .targets import TARGET_KEYS
 
 __all__ = ["SCHEMA_PATH", "TRAINED_STAGES", "schema", "load_config", "read_config_files", "validate_config",
            "stage_config", "config_hash", "defaults"]
@@ -222,8 +224,6 @@ def _sorted_keys(node: Any) -> Any:
 
 def _check_across_keys(config: dict) -> None:
     """Rules a JSON schema cannot say: they relate two keys, or values after formatting."""
-    from .chain import TARGET_KEYS, sweep_lineage
-
     prune = config["prune"]
     if isinstance(prune["ratio"], list) and len(prune["ratio"]) != prune["iterations"]:
         raise ConfigError(("prune", "ratio"), f"{len(prune['ratio'])} ratios given for prune.iterations="

@@ -16,7 +16,8 @@ import torch
 from .chain import sweep_label, sweep_point
 from .checkpoint import load_checkpoint
 from .io import atomic_path, read_json, write_text
-from .report_plots import plt, prune_request, save_figure as _save
+from .plotting import plt, save_figure as _save
+from .report_plots import prune_request
 from .tasks import get_task
 
 

@@ -22,7 +22,9 @@ import torch
 from torch import nn
 
 from ..checkpoint import FORMAT, save_checkpoint
+from ..config import defaults
 from ..errors import UserError
+from ..registry import get_task
 from ..torchfile import load_sealed
 from .safe_pickle import Refused, read_torch_pickle
 
@@ -167,9 +169,6 @@ def write_imported(path_in: str | os.PathLike, path_out: str | os.PathLike, task
 def import_weights_file(*, path_in: str | os.PathLike, path_out: str | os.PathLike, family: str,
                         model_cfg: dict | None) -> dict:
     """`python -m pipeline_lib import-weights IN OUT`: IN converted for `family`; model_cfg None = its defaults."""
-    from ..config import defaults
-    from ..tasks import get_task
-
     task = get_task(family)
     imported = write_imported(path_in, path_out, task, model_cfg or defaults(family)["model"])
     return {"arch": imported.arch, "transferred": imported.report.transferred, "total": imported.report.total}
@@ -180,8 +179,6 @@ def check_weights(config: dict, cache: dict) -> None:
     path = config["model"].get("weights")
     if not path:
         return
-    from ..tasks import get_task
-
     stat = Path(path).stat() if Path(path).is_file() else None
     stamp = [str(path), config["task"], stat.st_size, stat.st_mtime_ns] if stat else None
     if stamp is not None and cache.get("weights") == stamp:
