@@ -1,5 +1,5 @@
-"""Experiment config: YAML validated against workflow/schemas/config.schema.yaml, with the chosen
-family's keys (pipeline_lib/tasks/<task>/schema.yaml) merged in.
+"""Experiment config: YAML validated against pipeline_lib/schemas/config.schema.yaml, with the chosen
+family's keys (pipeline_lib/tasks/<task>/schema.yaml) merged in; both ship inside the package.
 
     cfg = load_config("config/config.yaml")      # defaults filled, or UserError in one line
     train_cfg = stage_config(cfg, "baseline")      # train + stages.baseline overrides
@@ -29,7 +29,7 @@ from .targets import TARGET_KEYS
 __all__ = ["SCHEMA_PATH", "TRAINED_STAGES", "schema", "load_config", "read_config_files", "validate_config",
            "stage_config", "config_hash", "defaults"]
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"  # package data
 
 
 def _read_schema(path: Path) -> dict:
