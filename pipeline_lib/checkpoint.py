@@ -12,31 +12,21 @@ load; a checkpoint whose parts do not fit together is a UserError naming the fil
 from __future__ import annotations
 
 import os
-import platform
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from . import __version__
 from .errors import UserError
 from .torchfile import load_sealed, save_sealed
+from .versions import versions
 
 __all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "check_checkpoint", "checkpoint_imgsz", "load_weights",
-           "match_widths", "versions"]
+           "match_widths"]
 
 FORMAT = "slimflow/ckpt-v1"
 _KEYS = ("format", "arch", "state_dict", "meta")
-
-
-def versions() -> dict[str, str | None]:
-    import torchvision
-
-    from .provenance import git_revision
-
-    return {"slimflow": __version__, "git": git_revision(), "torch": str(torch.__version__),
-            "torchvision": str(torchvision.__version__), "python": platform.python_version()}
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, arch: dict, meta: dict[str, Any]) -> None:

@@ -1,5 +1,5 @@
-"""Experiment config: YAML validated against workflow/schemas/config.schema.yaml, with the chosen
-family's keys (pipeline_lib/tasks/<task>/schema.yaml) merged in.
+"""Experiment config: YAML validated against pipeline_lib/schemas/config.schema.yaml, with the chosen
+family's keys (pipeline_lib/tasks/<task>/schema.yaml) merged in; both ship inside the package.
 
     cfg = load_config("config/config.yaml")      # defaults filled, or UserError in one line
     train_cfg = stage_config(cfg, "baseline")      # train + stages.baseline overrides
@@ -20,14 +20,16 @@ from typing import Any, Mapping, Sequence
 import jsonschema
 import yaml
 
+from .chain import sweep_lineage
 from .errors import ConfigError, UserError
 from .io import read_yaml_mapping
-from .tasks import families, family_check, schema_path
+from .registry import families, family_check, schema_path
+from .targets import TARGET_KEYS
 
 __all__ = ["SCHEMA_PATH", "TRAINED_STAGES", "schema", "load_config", "read_config_files", "validate_config",
            "stage_config", "config_hash", "defaults"]
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"  # package data
 
 
 def _read_schema(path: Path) -> dict:
@@ -222,9 +224,6 @@ def _sorted_keys(node: Any) -> Any:
 
 def _check_across_keys(config: dict) -> None:
     """Rules a JSON schema cannot say: they relate two keys, or values after formatting."""
-    from .chain import sweep_lineage
-    from .targets import TARGET_KEYS
-
     prune = config["prune"]
     if isinstance(prune["ratio"], list) and len(prune["ratio"]) != prune["iterations"]:
         raise ConfigError(("prune", "ratio"), f"{len(prune['ratio'])} ratios given for prune.iterations="

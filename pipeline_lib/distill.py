@@ -17,8 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .contracts import Criterion, StatefulCriterion
 from .engine.ema import unwrap
-from .tasks import Criterion, LoadedModel, StatefulCriterion, Task, load_model
+from .tasks import LoadedModel, Task, load_model
 
 __all__ = ["teacher_mode", "load_teacher", "Distillation"]
 

@@ -22,7 +22,7 @@ from . import chain
 from .config import TRAINED_STAGES, stage_config
 from .export.settings import rule_settings
 from .layout import DEPLOYED, EVALUATED, Artifact, DataFolder, Exported, Results, onnx_prefix
-from .tasks import has_evaluator, validation_settings
+from .registry import has_evaluator, validation_settings
 
 __all__ = ["STEPS", "PLOTS", "inputs", "outputs", "params", "step_args", "summary_rows", "onnx_rows"]
 

@@ -13,30 +13,14 @@ and the report would link numbers to the wrong weights. That is a UserError nami
 """
 from __future__ import annotations
 
-import functools
 import os
-import subprocess
-from pathlib import Path
 
 from .checkpoint import load_checkpoint
 from .errors import UserError
 from .io import sha256_file, write_json
+from .versions import git_revision
 
-__all__ = ["git_revision", "provenance", "write_provenance", "provenance_markdown"]
-
-
-@functools.lru_cache(maxsize=1)
-def git_revision() -> str | None:
-    """The commit of slimflow's own source tree ("<sha>-dirty" with local changes); None outside git."""
-    source = Path(__file__).resolve().parent.parent
-    try:
-        def git(*args: str) -> str:
-            return subprocess.run(["git", *args], cwd=source, capture_output=True, text=True, timeout=10,
-                                  check=True).stdout.strip()
-        commit = git("rev-parse", "HEAD")
-        return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
+__all__ = ["provenance", "write_provenance", "provenance_markdown"]
 
 
 def provenance(checkpoints: list[str | os.PathLike]) -> dict:

@@ -17,7 +17,7 @@ import torch
 from .chain import sweep_label, sweep_point
 from .checkpoint import load_checkpoint
 from .io import atomic_path, read_json
-from .report_plots import plt, save_figure as _save
+from .plotting import plt, save_figure as _save
 from .tasks import get_task
 
 

@@ -14,33 +14,20 @@ import os
 import tempfile
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from PIL import Image
 
-matplotlib.use("Agg")  # files only; no display on servers and cluster nodes
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from .chain import sweep_label  # noqa: E402
-from .targets import target_kind  # noqa: E402
-from .io import atomic_path, read_json  # noqa: E402
-from .tasks import get_task  # noqa: E402
+from .chain import sweep_label
+from .io import read_json
+from .plotting import plt, save_figure
+from .targets import target_kind
+from .tasks import get_task
 
 log = logging.getLogger("slimflow")
 
-__all__ = ["plt", "save_figure", "plot_channels", "prune_request", "pareto_front", "plot_pareto", "sweep_points", "montage",
+__all__ = ["plot_channels", "prune_request", "pareto_front", "plot_pareto", "sweep_points", "montage",
            "draw_samples", "write_plots"]
-
-
-def save_figure(fig, out_png: str | os.PathLike) -> Path:
-    """Write a figure as PNG atomically and close it."""
-    fig.tight_layout()
-    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return Path(out_png)
 
 
 def plot_channels(prune_report: dict, out_png: str | os.PathLike) -> Path:

@@ -1,6 +1,10 @@
-"""The vocabulary of a prune target: which goals there are and how to read one.
+"""A prune target's vocabulary: the goals `prune.target` (and a `prune.sweep` point) may name.
 
-    target_kind({"speedup": 2.5})   # ("speedup", 2.5)
+    target_kind({"speedup": 2.5})     # ("speedup", 2.5)
+    is_timed({"flops": 0.4})          # False: FLOPs are counted, latencies are measured
+
+Config validation, the chain's folder names, the search in `slimming.target` and the report all
+speak it, so it sits on the ground floor (docs/ARCHITECTURE.md) and imports nothing.
 """
 from __future__ import annotations
 

@@ -26,9 +26,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..contracts import Criterion, StatefulCriterion
 from ..errors import UserError
 from ..failpoints import failpoint
-from ..tasks.base import Criterion, StatefulCriterion
 from ..torchfile import load_sealed, save_sealed
 from . import distributed
 from .loggers import make_loggers

@@ -21,11 +21,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..targets import is_timed, target_kind
 from ..errors import UserError
 from ..inputs import Inputs
 from ..io import read_json, write_json
 from ..profile import count_flops
+from ..targets import is_timed, target_kind
 from .plan import PrunePlan, Scored, feasible_threshold, plan_at_threshold, prune_model
 
 __all__ = ["target_goal", "candidate_thresholds", "bisect", "infeasible_message",

@@ -3,8 +3,9 @@
 A family is a sub-package `pipeline_lib/tasks/<family>/` that exposes `TASK`, an instance of a
 `Task` subclass, and owns `schema.yaml`, the JSON-schema fragment of its config keys (merged
 under `task: <family>` by `pipeline_lib.config`). The engine, the slimming code, the export and
-the steps see only what this module declares, so adding a family touches nothing outside its
-folder, `config/`, `tests/` and docs.
+the steps see only what this module and `pipeline_lib.contracts` (Manifest, Batch, Criterion,
+ImageSize) declare, so adding a family touches nothing outside its folder, `config/`, `tests/`
+and docs.
 
     task = get_task("detection")
     manifest = task.prepare_dataset(cfg["dataset"], Path("results/data"), seed=0)   # a Manifest
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Protocol, Sequence, TypedDict, Union, runtime_checkable
+from typing import Any, Sequence
 
 import torch
 import torchvision.transforms.v2.functional as F
@@ -24,56 +25,9 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["Task", "Manifest", "Batch", "Criterion", "StatefulCriterion", "ImageSize", "input_size", "ResizedImages"]
+from ..contracts import Batch, Criterion, ImageSize, Manifest, input_size
 
-# The network's input size: one int (a square) or (height, width). Configs write a list [h, w].
-ImageSize = Union[int, tuple[int, int], list[int]]
-
-
-def input_size(imgsz: ImageSize) -> tuple[int, int]:
-    """(h, w) of an ImageSize: an int is a square, a pair is [h, w]."""
-    return (imgsz, imgsz) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
-
-
-class Manifest(TypedDict):
-    """What `prepare_dataset` returns and the pipeline writes to results/data/dataset.json.
-
-    These keys are read outside the family (logs, checkpoints' meta, provenance, the report);
-    a family adds keys of its own beside them (e.g. detection's `coco_gt`).
-    """
-
-    task: str  # the family that wrote it
-    names: list[str]  # class (detection), identity (reid) or keypoint (pose) names
-    counts: dict[str, Any]  # per split: images, boxes, identities ... for the log and the report
-    checksums: dict[str, str]  # content hashes: a changed dataset must not resume an old run
-    splits: dict[str, list[dict]]  # split -> items; "train" and "val" at least
-
-
-class Batch(TypedDict, total=False):
-    """A loader's batch: a dict of tensors (moved to the device as a whole by the engine).
-
-    `images` is the one key every family provides and code outside the family reads (export
-    parity, INT8 calibration): float32 in [0, 1], (B, 3, H, W) at the configured imgsz. Everything
-    else (targets, ids, original sizes) belongs to the family's criterion and evaluate.
-    """
-
-    images: torch.Tensor
-
-
-@runtime_checkable
-class Criterion(Protocol):
-    """`criterion(model, batch) -> (loss, {name: float})`: the engine's view of a family's loss."""
-
-    def __call__(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]: ...
-
-
-@runtime_checkable
-class StatefulCriterion(Criterion, Protocol):
-    """A criterion with learned state (ReID's class centres): saved in the resume state, restored on resume."""
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+__all__ = ["Task", "ResizedImages"]
 
 
 class ResizedImages(Dataset):

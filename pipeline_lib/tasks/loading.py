@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..checkpoint import checkpoint_imgsz, load_checkpoint, load_weights
+from ..contracts import ImageSize
 from ..errors import UserError
 from ..slimming.plan import drop_blocks
 from . import families, get_task
-from .base import ImageSize, Task
+from .base import Task
 
 __all__ = ["build_from_checkpoint", "LoadedModel", "load_model"]
 

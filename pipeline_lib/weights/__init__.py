@@ -23,6 +23,7 @@ from torch import nn
 
 from ..checkpoint import FORMAT, save_checkpoint
 from ..errors import UserError
+from ..registry import get_task
 from ..torchfile import load_sealed
 from .safe_pickle import Refused, read_torch_pickle
 
@@ -167,8 +168,6 @@ def write_imported(path_in: str | os.PathLike, path_out: str | os.PathLike, task
 def import_weights_file(*, path_in: str | os.PathLike, path_out: str | os.PathLike, family: str,
                         model_cfg: dict) -> dict:
     """`python -m pipeline_lib import-weights IN OUT`: IN converted for `family` with a resolved `model` section."""
-    from ..tasks import get_task
-
     imported = write_imported(path_in, path_out, get_task(family), model_cfg)
     return {"arch": imported.arch, "transferred": imported.report.transferred, "total": imported.report.total}
 
@@ -178,8 +177,6 @@ def check_weights(config: dict, cache: dict) -> None:
     path = config["model"].get("weights")
     if not path:
         return
-    from ..tasks import get_task
-
     stat = Path(path).stat() if Path(path).is_file() else None
     stamp = [str(path), config["task"], stat.st_size, stat.st_mtime_ns] if stat else None
     if stamp is not None and cache.get("weights") == stamp:

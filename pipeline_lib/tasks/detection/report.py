@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...report_plots import plt, save_figure
+from ...plotting import plt, save_figure
 from .evaluate import coco_eval
 
 __all__ = ["precision_array", "class_ap", "write_figures"]

@@ -18,10 +18,10 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from torchvision.transforms.v2 import functional as F
 
+from ...contracts import ImageSize, input_size
 from ...engine.utils import make_loader
 from ...errors import UserError
 from ...io import sha256_file
-from ..base import ImageSize, input_size
 from .idx import FILES, NAMES, find_split_files, read_idx, read_split
 from .synthetic import generate_digits
 

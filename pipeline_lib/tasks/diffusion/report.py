@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...report_plots import plt, save_figure
+from ...plotting import plt, save_figure
 
 __all__ = ["sample_grids"]
 

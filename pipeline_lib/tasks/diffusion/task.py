@@ -23,9 +23,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ...contracts import input_size
 from ...errors import UserError
 from ...io import read_json, write_json
-from ..base import Task, input_size
+from ..base import Task
 from . import data
 from .frechet import feature_stats, frechet_distance
 from .judge import DigitJudge, judge_outputs, load_judge, save_judge, train_judge

@@ -16,10 +16,11 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ...contracts import input_size
 from ...engine.utils import make_loader
 from ...errors import UserError
 from ...io import read_json, write_json
-from ..base import Task, input_size
+from ..base import Task
 from .data import ReIDDataset
 from .market import index_market
 from .evaluate import distance_matrix, market1501_metrics
