@@ -6,6 +6,7 @@ from snakemake.utils import min_version
 
 from pipeline_lib.config import read_config_files
 from pipeline_lib.errors import UserError
+from pipeline_lib.layout import Results
 
 min_version("8.20")
 
@@ -29,7 +30,7 @@ if not workflow.overwrite_configfiles:
 
 
 # The HTML report's first page: the run's summary written by the report rule, else the chain alone.
-report_page = os.path.abspath("results/report.rst")
+report_page = os.path.abspath(Results().report_page)
 
 
 report: report_page if os.path.exists(report_page) else "workflow/report/workflow.rst"

@@ -18,6 +18,7 @@ import pandas as pd  # noqa: E402
 
 from .errors import UserError  # noqa: E402
 from .io import atomic_path  # noqa: E402
+from .layout import Results  # noqa: E402
 
 __all__ = ["read_runs", "compare"]
 
@@ -26,7 +27,7 @@ _COST = ["params", "flops", "latency_ms", "file_bytes", "speedup_vs_baseline"]
 
 
 def _summary_path(run: Path) -> Path:
-    for candidate in (run / "results" / "summary.csv", run / "summary.csv"):
+    for candidate in (run / Results().summary_csv, run / "summary.csv"):  # a run folder, or its results folder
         if candidate.is_file():
             return candidate
     raise UserError(f"{run}: no results/summary.csv (run `snakemake --directory {run}` first, or name the run's folder)")

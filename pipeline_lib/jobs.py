@@ -21,7 +21,7 @@ from typing import Callable
 from . import chain
 from .config import TRAINED_STAGES, stage_config
 from .export.settings import rule_settings
-from .layout import DEPLOYED, EVALUATED, Artifact, DataFolder, Exported, Results, onnx_prefix
+from .layout import DEPLOYED, EVALUATED, RESULTS, Artifact, DataFolder, Exported, Results, onnx_prefix
 from .registry import has_evaluator, validation_settings
 
 __all__ = ["STEPS", "PLOTS", "inputs", "outputs", "params", "step_args", "summary_rows", "onnx_rows"]
@@ -106,7 +106,7 @@ def _latency_torch(a: Artifact, config: dict) -> tuple[dict, dict]:
 
 # --- reports --------------------------------------------------------------------------------------------------
 
-def onnx_rows(config: dict, results: str = "results") -> list[Exported]:
+def onnx_rows(config: dict, results: str = RESULTS) -> list[Exported]:
     """The exported models the report shows: baseline and deployed FP32, then deployed INT8."""
     return [Exported(onnx_prefix(stage), precision, results) for stage, precision in
             [("baseline", "fp32"), (DEPLOYED, "fp32")] + ([(DEPLOYED, "int8")] if config["export"]["int8"] else [])]

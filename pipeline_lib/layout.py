@@ -17,13 +17,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-__all__ = ["EVALUATED", "DEPLOYED", "Artifact", "Exported", "DataFolder", "Results", "onnx_prefix"]
+__all__ = ["EVALUATED", "DEPLOYED", "RESULTS", "Artifact", "Exported", "DataFolder", "Results", "onnx_prefix"]
 
 # Every artifact a chain writes, in chain order (each is evaluated: results/{lineage}metrics/{stage}.json).
 EVALUATED = ("baseline", "sparse", "pruned", "pruned_finetuned")
 # The artifact that is deployed: its ONNX metrics are results/metrics/onnx_{precision}.json.
 DEPLOYED = "pruned_finetuned"
-RESULTS = "results"
+RESULTS = "results"  # the results folder, relative to the run's working directory
 
 
 @dataclass(frozen=True)

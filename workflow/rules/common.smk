@@ -7,6 +7,8 @@ from pipeline_lib.config import TRAINED_STAGES, read_config_files, stage_config,
 from pipeline_lib.errors import UserError
 from pipeline_lib.layout import DEPLOYED, EVALUATED, Artifact, DataFolder, Exported, Results
 
+RESULTS = Results()  # the run's results folder (pipeline_lib.layout names every file in it)
+
 
 def config_sources():
     """The config files in Snakemake's merge order: the Snakefile's `configfile:` first (unless
@@ -31,7 +33,7 @@ from pipeline_lib.preflight import check_device, preflight
 
 if workflow.is_main_process:
     try:
-        preflight(config, "results", ".snakemake/slimflow/preflight.json")
+        preflight(config, RESULTS.root, ".snakemake/slimflow/preflight.json")
     except UserError as error:
         sys.exit(f"slimflow error: {error}")
 
@@ -51,7 +53,6 @@ TRAINED = list(TRAINED_STAGES)
 LORA = [stage for stage in TRAINED if stage_config(config, stage).get("lora")]
 ITERATIONS = slim_chain.iteration_lineages(config["prune"])[:-1]  # earlier iterations; the last is the main chain
 SWEEP = slim_chain.sweep_lineages(config["prune"])
-RESULTS = Results()
 # What a rule's output, log and benchmark patterns are made of (pipeline_lib.layout).
 ARTIFACT, DATA, EXPORTED = Artifact("{lineage}", "{stage}"), DataFolder("{data}"), Exported("{prefix}", "{precision}")
 
