@@ -58,9 +58,9 @@ ARTIFACT, DATA, EXPORTED = Artifact("{lineage}", "{stage}"), DataFolder("{data}"
 
 
 def all_targets():
-    targets = [RESULTS.summary_md] + [
-        RESULTS.plot(f"{name}.png") for name in ("bn_gamma", "training_curves", "latency")
-    ]
+    """Every file the report writes (a missing one is rebuilt only when something asks for it), the sweep's, and
+    every LoRA adapter."""
+    targets = list(jobs.outputs("report", RESULTS).values())
     if SWEEP:
         targets += list(jobs.outputs("sweep_report", RESULTS).values())
     return targets + lora_adapters()
