@@ -7,7 +7,8 @@ input (a dataset with a broken label, a damaged checkpoint) would have destroyed
 `results/data/dataset.json` or `metrics/baseline.json` — and a new dataset.json reruns the whole
 chain. So `workflow/rules/common.smk` runs, after config validation and before any job:
 
-- the family's dataset check (`Task.check_dataset`: structure and labels, no image decoding),
+- the family's dataset check (`checks.check_dataset`: structure and labels, no image decoding;
+  pose: also one `evaluate.sigmas` value per keypoint),
 - `model.weights`, read as the baseline stage will read it (a refused pickle stops here),
 - an integrity check of every `*.pt` under results/ (the checksum in each file; for a published
   checkpoint also its format, meta.imgsz, and that its weights load into its arch),
@@ -57,17 +58,20 @@ def _unchanged(entry: dict | None) -> bool:
 
 def check_dataset(config: dict, cache: dict) -> None:
     """The family's pre-run check of each dataset (the experiment's, and the finetune's own when
-    set), skipped when nothing it read has changed since it passed."""
+    set), skipped when nothing it read, nor a setting it was given, has changed since it passed.
+    A family whose `checks.py` lists EVALUATE_KEYS gets those `evaluate` settings too."""
     from .tasks import family_check
 
     check = family_check(config["task"], "check_dataset")
+    # `evaluate` keys the family's check also reads (pose: the sigmas, one per keypoint of the dataset)
+    evaluate = {k: config["evaluate"][k] for k in family_check(config["task"], "EVALUATE_KEYS") or ()}
     for folder in dict.fromkeys(data_folder(artifact, config) for artifact in ("baseline", "pruned_finetuned")):
         dataset_cfg = dataset_settings(folder, config)[0]
-        key = config_hash({"task": config["task"], "dataset": dataset_cfg})
+        key = config_hash({"task": config["task"], "dataset": dataset_cfg, **({"evaluate": evaluate} if evaluate else {})})
         entry = cache.get(f"dataset:{folder}")
         if entry is not None and entry.get("key") == key and _unchanged(entry):
             continue
-        read = check(dataset_cfg) if check else []
+        read = (check(dataset_cfg, evaluate) if evaluate else check(dataset_cfg)) if check else []
         cache[f"dataset:{folder}"] = {"key": key, "files": _stamps(read)}
 
 

@@ -44,7 +44,7 @@ def write_config(path: Path, base: str = "test.yaml", **sections) -> Path:
 
 
 # Files whose parametrized cases are independent processes on cheap (or session-wide) fixtures.
-SPREAD = ("test_bad_inputs.py", "test_docs_commands.py")
+SPREAD = ("test_bad_inputs.py", "test_bad_datasets.py", "test_docs_commands.py")
 
 
 def _unit(nodeid: str) -> str:
@@ -107,6 +107,14 @@ def tiny_run(tmp_path_factory) -> Path:
             workdir.mkdir(exist_ok=True)
             run_snakemake(workdir, REPO / "config" / "test.yaml")
     return workdir
+
+
+@pytest.fixture(scope="session")  # the bad-input cases are spread over the workers (SPREAD)
+def valid(tmp_path_factory) -> Path:
+    """The valid detection layout the bad-input cases start from (bad_inputs.valid_layout), once per worker."""
+    from bad_inputs import valid_layout
+
+    return valid_layout(tmp_path_factory.mktemp("valid") / "repo")
 
 
 def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -2,6 +2,8 @@
 generator's determinism, flip pairs from names, and the crops the loader makes."""
 import copy
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import torch
 
 from pipeline_lib.errors import UserError
 from pipeline_lib.tasks.pose.task import TASK
+from pipeline_lib.tasks.pose.checks import check_dataset
 from pipeline_lib.tasks.pose.coco import flip_pairs, index_coco_keypoints, locate
 from pipeline_lib.tasks.pose.synthetic import KEYPOINTS, generate_coco_keypoints
 
@@ -103,6 +106,9 @@ def test_bad_annotation_is_one_line_naming_file_and_annotation(dataset, tmp_path
     assert "\n" not in text
     assert text.startswith(f"{root / 'annotations' / 'person_keypoints_train.json'}: annotation 1 (image ")
     assert __import__("re").search(message, text), text
+    with pytest.raises(UserError) as before_any_job:  # the preflight's check says the same
+        check_dataset({"path": str(root)}, {"sigmas": [0.1] * 17})
+    assert str(before_any_job.value) == text
 
 
 def test_missing_and_broken_images_and_files_are_named(dataset, tmp_path):
@@ -113,6 +119,8 @@ def test_missing_and_broken_images_and_files_are_named(dataset, tmp_path):
     (root / "images" / "train" / "000002.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(UserError, match=r"image 2: .*000002\.jpg is not a readable image"):
         index_coco_keypoints(root, tmp_path / "gt")
+    with pytest.raises(UserError, match=r"image 2: .*000002\.jpg is not a readable image"):
+        check_dataset({"path": str(root)}, {"sigmas": [0.1] * 17})  # the header alone, before any job
     (root / "annotations" / "person_keypoints_train.json").write_text('{"images": [\n oops')
     with pytest.raises(UserError, match=r"person_keypoints_train\.json:2: not valid JSON"):
         index_coco_keypoints(root, tmp_path / "gt")
@@ -155,3 +163,17 @@ def test_unflipped_crop_keeps_keypoints_where_the_person_is(dataset):
     back = joints @ inverse[:, :2].T + inverse[:, 2]
     labelled = kps[:, 2] > 0
     assert np.allclose(back[labelled], kps[labelled, :2], atol=1e-3)
+
+
+def test_pre_run_check_reads_without_torch_or_writing_and_counts_the_sigmas(dataset, tmp_path):
+    root = dataset[0]
+    before = _files(root)
+    read = check_dataset({"path": str(root)}, {"sigmas": [0.1] * 17})
+    assert root / "annotations" / "person_keypoints_val.json" in read and root / "images/train/000001.jpg" in read
+    assert _files(root) == before
+    with pytest.raises(UserError, match=r"^evaluate\.sigmas: 16 values for the 17 keypoints of .*person_keypoints_train\.json"):
+        check_dataset({"path": str(root)}, {"sigmas": [0.1] * 16})
+    with pytest.raises(UserError, match=r"^evaluate\.sigmas: 5 values for the 17 keypoints of the embedded generator"):
+        check_dataset({"path": None}, {"sigmas": [0.1] * 5})
+    probe = "import sys; from pipeline_lib.tasks.pose import checks; assert 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", probe]).returncode == 0

@@ -3,6 +3,7 @@
     index = index_coco_keypoints(Path("data/coco"))   # UserError naming file and annotation id on bad data
     index["names"], index["flip_pairs"]               # keypoint names; [[1, 2], [3, 4], ...] left/right pairs
     index["splits"]["train"][0]                       # {"image", "image_id", "id", "bbox", "keypoints", "size"}
+    names, read = check_coco_keypoints(Path("data/coco"))  # the pre-run check: same rules, image headers only
 
 Layout (`dataset.path`): a folder with `annotations/person_keypoints_<split>.json` and the images
 of each split in `images/<split>/`, for the splits train and val. COCO 2017's own names also work:
@@ -12,6 +13,8 @@ The keypoint category (the one with a `keypoints` list) gives the names, the ske
 the `left_` / `right_` prefixes, the pairs a horizontal flip swaps: nothing assumes COCO's 17.
 People with no labelled keypoint and crowd regions are kept in the evaluation ground truth (COCOeval
 ignores them) but not indexed for training or cropping.
+
+Imports no torch: the preflight (before Snakemake schedules a job) runs `check_coco_keypoints`.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from ...errors import UserError
 from ...io import sha256_file, write_json
 
-__all__ = ["SPLITS", "locate", "flip_pairs", "index_coco_keypoints"]
+__all__ = ["SPLITS", "locate", "flip_pairs", "index_coco_keypoints", "check_coco_keypoints", "check_sigmas"]
 
 SPLITS = ("train", "val")
 
@@ -96,13 +99,16 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _check_image(path: Path, where: str, width: int, height: int) -> None:
+def _check_image(path: Path, where: str, width: int, height: int, verify: bool) -> None:
+    """The image exists, its header decodes, its size is the JSON's; `verify` reads the file through
+    (truncation shows then, not mid-training), else only the header is read (the pre-run check)."""
     if not path.is_file():
         raise UserError(f"{where}: file {path} is missing (add it or remove the image and its annotations)")
     try:
         with Image.open(path) as im:
             size = im.size
-            im.verify()  # reads the file through: truncation shows here, not mid-training
+            if verify:
+                im.verify()
     except (OSError, UnidentifiedImageError, SyntaxError) as e:
         raise UserError(f"{where}: {path} is not a readable image ({type(e).__name__}); replace or remove it") from None
     if size != (width, height):
@@ -139,23 +145,23 @@ def _check_annotation(path: Path, ann: dict, images: dict, k: int) -> str | None
     return None
 
 
-def _index_split(ann_path: Path, image_dir: Path, gt_path: Path) -> tuple[dict, list[dict], str]:
-    """Validate one split; write its normalised ground truth; return (category, people, checksum)."""
-    data = _read(ann_path)
-    cat = _category(ann_path, data)
-    k = len(cat["keypoints"])
+def _images(ann_path: Path, data: dict, image_dir: Path, verify: bool) -> dict[int, dict]:
+    """id -> image entry, each checked (`_check_image`)."""
     images = {}
-    digest = hashlib.sha256(f"{ann_path.name}:{sha256_file(ann_path)}\n".encode())
     for im in data["images"]:
         if not (isinstance(im, dict) and isinstance(im.get("file_name"), str) and
                 all(isinstance(im.get(key), int) for key in ("id", "width", "height"))):
             raise UserError(f"{ann_path}: image {im.get('id') if isinstance(im, dict) else im!r}: needs id, file_name, width and height")
         if im["id"] in images:
             raise UserError(f"{ann_path}: image {im['id']}: duplicate image id")
-        _check_image(image_dir / im["file_name"], f"{ann_path}: image {im['id']}", im["width"], im["height"])
+        _check_image(image_dir / im["file_name"], f"{ann_path}: image {im['id']}", im["width"], im["height"], verify)
         images[im["id"]] = im
-        digest.update(f"{im['file_name']}:{sha256_file(image_dir / im['file_name'])}\n".encode())
-    people, gt_anns, seen = [], [], set()
+    return images
+
+
+def _annotations(ann_path: Path, data: dict, cat: dict, images: dict):
+    """Each annotation of the keypoint category, checked, with its count of labelled keypoints."""
+    k, seen = len(cat["keypoints"]), set()
     for ann in data["annotations"]:
         if not isinstance(ann, dict) or ann.get("category_id") != cat["id"]:
             continue  # other categories: not people
@@ -166,21 +172,72 @@ def _index_split(ann_path: Path, image_dir: Path, gt_path: Path) -> tuple[dict, 
         problem = _check_annotation(ann_path, ann, images, k)
         if problem:
             raise UserError(f"{ann_path}: annotation {ann_id} (image {ann.get('image_id')}): {problem}")
-        labelled = sum(ann["keypoints"][3 * j + 2] > 0 for j in range(k))
+        yield ann, sum(ann["keypoints"][3 * j + 2] > 0 for j in range(k))
+
+
+def _nobody(ann_path: Path) -> UserError:
+    return UserError(f"{ann_path}: no person with a labelled keypoint (v > 0): nothing to train or evaluate on")
+
+
+def _index_split(ann_path: Path, image_dir: Path, gt_path: Path) -> tuple[dict, list[dict], str]:
+    """Validate one split; write its normalised ground truth; return (category, people, checksum)."""
+    data = _read(ann_path)
+    cat = _category(ann_path, data)
+    images = _images(ann_path, data, image_dir, verify=True)
+    digest = hashlib.sha256(f"{ann_path.name}:{sha256_file(ann_path)}\n".encode())
+    for im in images.values():
+        digest.update(f"{im['file_name']}:{sha256_file(image_dir / im['file_name'])}\n".encode())
+    people, gt_anns = [], []
+    for ann, labelled in _annotations(ann_path, data, cat, images):
         x, y, w, h = ann["bbox"]
         gt_anns.append({**ann, "num_keypoints": labelled, "iscrowd": int(ann.get("iscrowd", 0)),
                         "area": float(ann.get("area", w * h))})
         if labelled and not ann.get("iscrowd", 0):
             im = images[ann["image_id"]]
-            people.append({"image": str(image_dir / im["file_name"]), "image_id": im["id"], "id": ann_id,
+            people.append({"image": str(image_dir / im["file_name"]), "image_id": im["id"], "id": ann["id"],
                            "bbox": [float(v) for v in ann["bbox"]], "keypoints": [float(v) for v in ann["keypoints"]],
                            "size": [im["width"], im["height"]]})
     if not people:
-        raise UserError(f"{ann_path}: no person with a labelled keypoint (v > 0): nothing to train or evaluate on")
+        raise _nobody(ann_path)
     # COCOeval reads num_keypoints, iscrowd and area: write them all, whatever the source left out
     write_json(gt_path, {"images": list(images.values()), "annotations": gt_anns,
                          "categories": [{**cat, "skeleton": cat.get("skeleton", [])}]})
     return cat, people, digest.hexdigest()
+
+
+def _keypoint_names(files: dict, cats: dict) -> list[str]:
+    """The keypoint names both splits share (UserError when they differ, or a flip cannot pair them)."""
+    names = cats["train"]["keypoints"]
+    if cats["val"]["keypoints"] != names:
+        raise UserError(f"{files['val'][0]}: keypoint names differ from {files['train'][0]}'s (both splits must "
+                        "name the same keypoints in the same order)")
+    flip_pairs(names, f"{files['train'][0]}: categories")
+    return list(names)
+
+
+def check_coco_keypoints(root: Path) -> tuple[list[str], list[Path]]:
+    """The pre-run check: both splits' JSON, annotations and image headers (no pixel decoding, no
+    files written); return the keypoint names and every file and folder read."""
+    files = locate(root)
+    read, cats = [Path(root), Path(root) / "annotations"], {}
+    for split, (ann_path, image_dir) in files.items():
+        data = _read(ann_path)
+        cats[split] = _category(ann_path, data)
+        images = _images(ann_path, data, image_dir, verify=False)
+        people = [ann for ann, labelled in _annotations(ann_path, data, cats[split], images)
+                  if labelled and not ann.get("iscrowd", 0)]
+        if not people:
+            raise _nobody(ann_path)
+        read += [ann_path, image_dir, *(image_dir / im["file_name"] for im in images.values())]
+    return _keypoint_names(files, cats), read
+
+
+def check_sigmas(sigmas: list[float], k: int, where: str) -> list[float]:
+    """`evaluate.sigmas` holds one OKS constant per keypoint (UserError naming the key otherwise)."""
+    if len(sigmas) != k:
+        raise UserError(f"evaluate.sigmas: {len(sigmas)} values for the {k} keypoints of {where} "
+                        "(give one OKS sigma per keypoint, in their order)")
+    return list(sigmas)
 
 
 def index_coco_keypoints(root: Path, gt_dir: Path) -> dict:
@@ -192,11 +249,8 @@ def index_coco_keypoints(root: Path, gt_dir: Path) -> dict:
         cats[split], splits[split], checksums[split] = _index_split(ann_path, image_dir, Path(gt[split]))
         counts[split] = {"images": len({p["image_id"] for p in splits[split]}), "people": len(splits[split]),
                          "keypoints": sum(sum(v > 0 for v in p["keypoints"][2::3]) for p in splits[split])}
-    names = cats["train"]["keypoints"]
-    if cats["val"]["keypoints"] != names:
-        raise UserError(f"{files['val'][0]}: keypoint names differ from {files['train'][0]}'s (both splits must "
-                        "name the same keypoints in the same order)")
-    return {"root": str(Path(root).resolve()), "names": list(names), "skeleton": cats["train"].get("skeleton", []),
+    names = _keypoint_names(files, cats)
+    return {"root": str(Path(root).resolve()), "names": names, "skeleton": cats["train"].get("skeleton", []),
             "flip_pairs": flip_pairs(names, f"{files['train'][0]}: categories"), "category_id": cats["train"]["id"],
             "coco_gt": gt, "image_dirs": {s: str(d) for s, (_, d) in files.items()},
             "counts": counts, "checksums": checksums, "splits": splits}

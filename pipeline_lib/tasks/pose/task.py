@@ -20,7 +20,7 @@ from ...engine.utils import make_loader
 from ...errors import UserError
 from ...io import read_json, write_json
 from ..base import Task, input_size
-from .coco import index_coco_keypoints
+from .coco import check_sigmas, index_coco_keypoints
 from .data import PoseDataset, lower_body
 from .evaluate import COCO_SIGMAS, METRIC_KEYS, coco_keypoint_metrics, coco_results, predict
 from .loss import JointsMSELoss, distill_loss
@@ -89,11 +89,7 @@ class PoseTask(Task):
         return distill_loss(student_out, teacher_out)
 
     def _sigmas(self, eval_cfg: dict, manifest: dict) -> list[float]:
-        sigmas = eval_cfg.get("sigmas") or COCO_SIGMAS
-        if len(sigmas) != len(manifest["names"]):
-            raise UserError(f"evaluate.sigmas: {len(sigmas)} values for the {len(manifest['names'])} keypoints of "
-                            f"{manifest['coco_gt']['val']} (give one OKS sigma per keypoint, in their order)")
-        return list(sigmas)
+        return check_sigmas(eval_cfg.get("sigmas") or COCO_SIGMAS, len(manifest["names"]), manifest["coco_gt"]["val"])
 
     def _detection_loader(self, path: str, loader: DataLoader, manifest: dict) -> DataLoader:
         """Crops of a COCO detection results file's person boxes, in place of the ground-truth boxes."""
