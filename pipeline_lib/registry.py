@@ -65,7 +65,7 @@ def validation_settings(config: dict) -> dict:
 
 
 def family_check(family: str, name: str) -> Callable | None:
-    """The function `name` ("check_config", "check_dataset") of the family's `checks.py`, or None
+    """The name `name` ("check_config", "check_dataset", "EVALUATE_KEYS") of the family's `checks.py`, or None
     when the family has no such check."""
     module = f"{_PACKAGE}.{family}.checks"
     try:

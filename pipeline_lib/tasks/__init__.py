@@ -6,7 +6,8 @@
 
 A new family is a folder `pipeline_lib/tasks/<name>/` with `__init__.py` (its docstring and
 light facts such as HAS_EVALUATOR), `task.py` exposing `TASK` (see `base.py`), a `schema.yaml`
-with its config keys, and optionally `checks.py` with `check_config` / `check_dataset`; nothing
+with its config keys, and optionally `checks.py` with `check_config` / `check_dataset` (and
+EVALUATE_KEYS, the `evaluate` keys its dataset check also reads); nothing
 else names it (docs/FAMILIES.md).
 
 The registry (`families`, `get_task`, `family_check`, ...) lives in `pipeline_lib.registry`, on
