@@ -59,10 +59,9 @@ def _checkpoint(a: Artifact | None, results: str) -> str | None:
 
 def _train(a: Artifact, config: dict) -> tuple[dict, dict]:
     weights = config["model"].get("weights") if a.stage == "baseline" else None  # the user's own: a change retrains
-    files = {"manifest_path": _stage_data(a, config)["manifest_path"],
-             "init_checkpoint": _checkpoint(chain.parent(a.lineage, a.stage, config), a.results),
+    files = {"init_checkpoint": _checkpoint(chain.parent(a.lineage, a.stage, config), a.results),
              "teacher_checkpoint": _checkpoint(chain.teacher(a.lineage, a.stage, config), a.results),
-             "weights": weights}
+             "weights": weights, "manifest_path": _stage_data(a, config)["manifest_path"]}
     return {k: v for k, v in files.items() if v is not None}, {
         "label": a.label, "train_cfg": stage_config(config, a.stage), "model_cfg": config["model"],
         "family": config["task"], "validation": validation_settings(config), "seed": config["seed"],
