@@ -34,6 +34,14 @@ def run_snakemake(workdir: Path, configfile: Path, *args: str, check: bool = Tru
     return proc
 
 
+def chain_run(tmp_path_factory, config: str, *targets: str) -> Path:
+    """config/<config> run once through snakemake (to `targets`, or the default target) in a folder
+    of its own: the body of a test module's fixture."""
+    workdir = tmp_path_factory.mktemp(Path(config).stem)
+    run_snakemake(workdir, REPO / "config" / config, *targets)
+    return workdir
+
+
 def write_config(path: Path, base: str = "test.yaml", **sections) -> Path:
     """A copy of config/<base> with some sections updated (dicts are merged one level deep)."""
     cfg = yaml.safe_load((REPO / "config" / base).read_text())

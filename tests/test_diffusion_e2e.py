@@ -11,7 +11,7 @@ import torch
 from pipeline_lib.io import sha256_file
 from pipeline_lib.tasks.diffusion.idx import FILES, read_idx
 
-from conftest import REPO, one_error_line, run_snakemake, write_config
+from conftest import REPO, chain_run, one_error_line, run_snakemake, write_config
 
 pytestmark = pytest.mark.e2e  # runs the real snakemake, CLI or a training
 
@@ -20,9 +20,7 @@ STAGES = ("baseline", "sparse", "pruned", "pruned_finetuned")
 
 @pytest.fixture(scope="module")
 def diffusion_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("diffusion")
-    run_snakemake(workdir, REPO / "config" / "test_diffusion.yaml")
-    return workdir
+    return chain_run(tmp_path_factory, "test_diffusion.yaml")
 
 
 def test_digits_are_written_as_idx_and_judged_by_a_trained_classifier(diffusion_run):

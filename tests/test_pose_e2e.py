@@ -7,7 +7,7 @@ import torch
 
 from pipeline_lib.io import sha256_file
 
-from conftest import REPO, run_snakemake, write_config
+from conftest import chain_run, run_snakemake, write_config
 
 pytestmark = pytest.mark.e2e  # runs the real snakemake, CLI or a training
 
@@ -16,9 +16,7 @@ STAGES = ("baseline", "sparse", "pruned", "pruned_finetuned")
 
 @pytest.fixture(scope="module")
 def pose_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("pose")
-    run_snakemake(workdir, REPO / "config" / "test_pose.yaml")
-    return workdir
+    return chain_run(tmp_path_factory, "test_pose.yaml")
 
 
 def test_dataset_is_written_in_coco_keypoints_layout(pose_run):
@@ -53,8 +51,12 @@ def test_chain_prunes_hrnet_and_keeps_the_heatmap_head(pose_run):
     assert "train/heatmap" in history[0] and "metrics/AP" in history[0]
 
 
-def test_pose_architecture_name_is_checked(tmp_path):
-    config = write_config(tmp_path / "c.yaml", base="test_pose.yaml", model={"name": "resnet18"})
+@pytest.mark.parametrize("base, name, allowed", [
+    ("test_pose.yaml", "resnet18", "['hrnet_small', 'hrnet_w32', 'hrnet_w48']"),
+    ("test_reid.yaml", "yolov5n", "['resnet18', 'resnet34', 'resnet50', 'resnet101']"),
+])
+def test_a_family_checks_its_architecture_name(tmp_path, base, name, allowed):
+    config = write_config(tmp_path / "c.yaml", base=base, model={"name": name})
     proc = run_snakemake(tmp_path, config, "results/baseline.pt", check=False)
     assert proc.returncode != 0
     # Snakemake's notice of the default profile (profiles/default) is the one other line; the file
@@ -62,4 +64,5 @@ def test_pose_architecture_name_is_checked(tmp_path):
     lines = [line for line in (proc.stdout + proc.stderr).splitlines()
              if line.strip() and not line.startswith("Using workflow specific profile")]
     assert len(lines) == 1 and lines[0].startswith(f"slimflow config error: {config.relative_to(tmp_path)}:")
-    assert "model.name: 'resnet18' is not one of ['hrnet_small', 'hrnet_w32', 'hrnet_w48']" in lines[0]
+    assert f"model.name: '{name}' is not one of {allowed}" in lines[0]
+    assert not (tmp_path / "results").exists()  # stopped before any job

@@ -6,7 +6,7 @@ import torch
 
 from pipeline_lib.io import sha256_file
 
-from conftest import REPO, run_snakemake, write_config
+from conftest import chain_run
 
 pytestmark = pytest.mark.e2e  # runs the real snakemake, CLI or a training
 
@@ -15,10 +15,8 @@ STAGES = ("baseline", "pruned", "pruned_finetuned")
 
 @pytest.fixture(scope="module")
 def reid_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("reid")
-    run_snakemake(workdir, REPO / "config" / "test_reid.yaml", "results/pruned_finetuned.pt",
-                  *(f"results/metrics/{s}.json" for s in STAGES))
-    return workdir
+    return chain_run(tmp_path_factory, "test_reid.yaml", "results/pruned_finetuned.pt",
+                     *(f"results/metrics/{s}.json" for s in STAGES))
 
 
 def test_dataset_is_written_and_indexed_in_market_layout(reid_run):
@@ -52,16 +50,3 @@ def test_chain_prunes_through_the_generic_slimming_code(reid_run):
     assert ckpt["state_dict"]["classifier.weight"].shape == (8, 512)
     history = (reid_run / "results/train/baseline.csv").read_text().splitlines()
     assert "train/triplet" in history[0] and "metrics/mAP" in history[0]
-
-
-def test_reid_backbone_name_is_checked(tmp_path):
-    config = write_config(tmp_path / "c.yaml", base="test_reid.yaml", model={"name": "yolov5n", "imgsz": 32})
-    proc = run_snakemake(tmp_path, config, "results/baseline.pt", check=False)
-    assert proc.returncode != 0
-    # Snakemake's notice of the default profile is the one other line; the file is named as seen
-    # from the run's folder (--directory).
-    lines = [line for line in (proc.stdout + proc.stderr).splitlines()
-             if line.strip() and not line.startswith("Using workflow specific profile")]
-    assert len(lines) == 1 and lines[0].startswith(f"slimflow config error: {config.relative_to(tmp_path)}:")
-    assert "model.name: 'yolov5n' is not one of ['resnet18', 'resnet34', 'resnet50', 'resnet101']" in lines[0]
-    assert not (tmp_path / "results").exists()  # stopped before any job
