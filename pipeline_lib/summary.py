@@ -15,7 +15,7 @@ from .report import accuracy_reference
 from .report_plots import prune_request
 
 __all__ = ["reference_line", "int8_vs_fp32", "per_output_line", "short_table", "training_cost", "prune_lines",
-           "write_summary", "landing_page"]
+           "write_summary", "CHAIN", "landing_page"]
 
 
 def reference_line(table: pd.DataFrame, metric: str) -> str:
@@ -157,8 +157,24 @@ def write_summary(table: pd.DataFrame, out_csv: str | os.PathLike, out_md: str |
     write_text(out_md, head + "".join(f"\n## {title}\n\n{body}\n" for title, body in details.items()))
 
 
-_CHAIN = """prepare_dataset → train baseline → train sparse (L1 on BN γ) → prune → train finetune
-→ evaluate every stage → export ONNX → quantize INT8 → evaluate in ONNX Runtime → report"""
+# The chain as a short list: Snakemake's report shows the first page in a column 32rem wide beside
+# its rule graph, so a wide literal block would scroll and a wide table would run under the graph.
+CHAIN = ["prepare the dataset",
+         "train: baseline → sparse (L1 on BN γ) → prune → finetune",
+         "evaluate every stage",
+         "export ONNX → quantize INT8 → evaluate in ONNX Runtime",
+         "report"]
+
+# The first page's table leaves out what the pruning lines or summary.md say (params, GFLOPs, epochs,
+# one call's latency where an output takes several): it must fit that 32rem column.
+_PAGE_DROPS = ("params (M)", "GFLOPs", "epochs")
+
+
+def _page_table(table: pd.DataFrame, metric: str) -> str:
+    """The first page's summary table as a reStructuredText grid table (short_table's, narrower)."""
+    short = short_table(table, metric, size=True)
+    drops = [*_PAGE_DROPS, *(["latency (ms)"] if "per output (ms)" in short else [])]
+    return short.drop(columns=[c for c in drops if c in short]).to_markdown(index=False, tablefmt="grid")
 
 
 def landing_page(table: pd.DataFrame, metric: str, prune_report: dict | None = None) -> str:
@@ -167,13 +183,14 @@ def landing_page(table: pd.DataFrame, metric: str, prune_report: dict | None = N
 
     `table` is `summary_table`'s; `metric` the headline accuracy column; `prune_report` prune.json.
     """
-    rows = short_table(table, metric, size=True).to_markdown(index=False, tablefmt="grid")
-    page = ["slimflow run", "============", "", "The chain (each arrow is a file)::", "",
-            *["    " + line for line in _CHAIN.splitlines()], "", "Summary", "-------", "",
+    page = ["slimflow run", "============", "", "The chain (each step reads the files the one before wrote):", "",
+            *[f"#. {step}" for step in CHAIN], "", "Summary", "-------", "",
             f"Headline accuracy {metric}; latency is the median at batch 1 on CPU (PyTorch eager for checkpoints, "
             "ONNX Runtime for exported models); speedup against the baseline in the same runtime."
             f"{per_output_line(table)} "
-            f"{reference_line(table, metric).replace('**', '*')}", "", rows, ""]
+            f"{reference_line(table, metric).replace('**', '*')} FLOPs and params: the pruning below; epochs: "
+            "results/summary.md.",
+            "", _page_table(table, metric), ""]
     if prune_report is not None:
         page += ["Pruning", "-------", "", *prune_lines(prune_report), ""]
     page += ["The plots are under the categories on the left (slimming, training, deployment, evaluation, sample "

@@ -1,8 +1,11 @@
 """The HTML report of the tiny run, opened in headless Chromium: its first page shows the summary
-table and the prune ratios, and every image it carries renders (decodes to a non-empty picture).
+table and the prune ratios, laid out so that nothing covers the table and nothing scrolls sideways
+at 1280 and 2560 px, and every image it carries renders (decodes to a non-empty picture).
 
 Chromium is Debian's `chromium` package (.ci/run installs it where CI is root with apt-get).
 """
+import html
+import json
 import re
 import shutil
 import subprocess
@@ -22,10 +25,11 @@ EXPECTED_IMAGES = {"bn_gamma.png", "channels.png", "training_curves.png", "laten
                    "pruned_finetuned.png"}
 
 
-def rendered_dom(page, budget_ms=20000) -> str:
+def rendered_dom(page, budget_ms=20000, width=1280) -> str:
     """The page's DOM after its scripts ran (virtual time), as Chromium prints it."""
     proc = subprocess.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                           f"--virtual-time-budget={budget_ms}", "--dump-dom", page.as_uri()],
+                           f"--window-size={width},1000", f"--virtual-time-budget={budget_ms}", "--dump-dom",
+                           page.as_uri()],
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
@@ -73,3 +77,46 @@ def test_every_image_in_the_report_renders(report_html, tmp_path):
     for entry in sizes:
         width, height = entry.split("=")[1].split("x")
         assert int(width) > 50 and int(height) > 50, f"image {entry} did not render"
+
+
+# Run in the report once Snakemake's app drew the first page (its text column `.prose`, the rule graph
+# beside it): every cell of the summary table is the topmost element at its centre (nothing drawn over
+# it), and no element of the text scrolls sideways or sticks out of its column.
+LAYOUT_PROBE = """<script>setTimeout(() => {
+  const box = el => { const r = el.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+  const text = document.querySelector(".prose"), table = text.querySelector("table");
+  const graph = document.querySelector("#rulegraph canvas, #rulegraph svg");
+  const found = {table: box(table), graph: graph && box(graph), column: box(text), covered: [], wide: []};
+  for (const el of text.querySelectorAll("*")) {
+    if (el.scrollWidth > el.clientWidth + 1 || box(el)[2] > found.column[2] + 1)
+      found.wide.push(el.tagName + ": " + el.textContent.slice(0, 60));
+  }
+  for (const cell of table.querySelectorAll("th, td")) {
+    cell.scrollIntoView({block: "center", inline: "center"});
+    const [l, t, r, b] = box(cell), hit = document.elementFromPoint((l + r) / 2, (t + b) / 2);
+    if (!hit || !cell.contains(hit)) found.covered.push(cell.textContent.trim() + " under " + (hit ? hit.tagName : "none"));
+  }
+  const out = document.createElement("pre"); out.id = "layout-probe"; out.textContent = JSON.stringify(found);
+  document.body.appendChild(out);
+}, 5000);</script>"""
+
+
+def first_page_layout(report, tmp_path, width: int) -> dict:
+    """The first page's boxes at a window `width` px wide (LAYOUT_PROBE's findings)."""
+    probed = tmp_path / f"probed-{width}.html"
+    page, end, rest = report.read_text().rpartition("</body>")
+    probed.write_text(page + LAYOUT_PROBE + end + rest)
+    found = re.search(r'<pre id="layout-probe">(.*?)</pre>', rendered_dom(probed, width=width), re.S)
+    assert found, "the report's first page did not render"
+    return json.loads(html.unescape(found.group(1)))
+
+
+@pytest.mark.parametrize("width", [1280, 2560])
+def test_nothing_covers_the_summary_table_and_nothing_scrolls_sideways(report_html, tmp_path, width):
+    layout = first_page_layout(report_html, tmp_path, width)
+    assert layout["graph"], "no rule graph on the first page"
+    table, graph = layout["table"], layout["graph"]
+    apart = table[2] <= graph[0] or graph[2] <= table[0] or table[3] <= graph[1] or graph[3] <= table[1]
+    assert apart, f"the rule graph {graph} overlaps the summary table {table}"
+    assert not layout["covered"], f"table cells drawn over: {layout['covered']}"
+    assert not layout["wide"], f"wider than the text column {layout['column']}: {layout['wide']}"
