@@ -12,6 +12,7 @@ only `io`, and importing it selects the Agg backend before pyplot loads.
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -21,7 +22,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from .io import atomic_path  # noqa: E402
 
-__all__ = ["plt", "save_figure"]
+__all__ = ["plt", "save_figure", "wrapped"]
+
+
+def wrapped(fig, text: str, fontsize: float = 12.0, share: float = 1.0) -> str:
+    """`text` broken into lines that fit `share` of the figure's width at `fontsize` points (a
+    character is taken as 0.6 of the font size wide, which holds for DejaVu Sans' digits and letters)."""
+    width_pt = fig.get_figwidth() * 72 * share
+    return "\n".join(textwrap.wrap(text, max(20, int(width_pt / (0.6 * fontsize)))))
 
 
 def save_figure(fig, out_png: str | os.PathLike) -> Path:

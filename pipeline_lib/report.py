@@ -107,9 +107,10 @@ def plot_latency(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
     y = range(len(timed))
     ax.barh(y, timed["latency_ms"], xerr=[[0] * len(timed), timed["latency_p90_ms"] - timed["latency_ms"]],
             color=["tab:gray" if r == "torch" else "tab:blue" for r in timed["runtime"]])
-    for i, (_, row) in enumerate(timed.iterrows()):
-        ax.annotate(f" {row['speedup_vs_baseline']:.2f}x faster, FLOPs x{row['flops_vs_baseline']:.2f}",
-                    (row["latency_ms"], i), va="center", fontsize=8)
+    for i, (_, row) in enumerate(timed.iterrows()):  # past the whisker's end, never through it
+        end = row["latency_ms"] if pd.isna(row["latency_p90_ms"]) else max(row["latency_p90_ms"], row["latency_ms"])
+        ax.annotate(f"{row['speedup_vs_baseline']:.2f}x faster, FLOPs x{row['flops_vs_baseline']:.2f}", (end, i),
+                    xytext=(5, 0), textcoords="offset points", va="center", fontsize=8)
     ax.set_yticks(list(y), timed["stage"])
     ax.invert_yaxis()
     ax.set(xlabel="latency at batch 1, ms (median; whisker: p90)", title="latency (grey: PyTorch eager, blue: ONNX Runtime)")

@@ -20,7 +20,7 @@ from PIL import Image
 
 from .chain import sweep_label
 from .io import read_json
-from .plotting import plt, save_figure
+from .plotting import plt, save_figure, wrapped
 from .targets import target_kind
 from .tasks import get_task
 
@@ -45,9 +45,10 @@ def plot_channels(prune_report: dict, out_png: str | os.PathLike) -> Path:
     step = max(1, len(names) // 60)  # at most ~60 names on the axis
     ax.set_xticks(x[::step], names[::step], rotation=90, fontsize=6)
     ax.set_xlim(-1, len(names))
-    ax.set(ylabel="channels", title=f"channels per BatchNorm layer: {before.sum()} → {after.sum()} "
-           f"({prune_request(prune_report).removeprefix('- ').replace('**', '')}; achieved ratio "
-           f"{prune_report['ratio_achieved']:.3g})")
+    request = prune_request(prune_report).removeprefix("- ").replace("**", "")
+    ax.set_ylabel("channels")
+    ax.set_title(wrapped(fig, f"channels per BatchNorm layer: {before.sum()} → {after.sum()}; {request}; "
+                         f"achieved ratio {prune_report['ratio_achieved']:.3g}"))
     ax.legend(fontsize=8)
     return save_figure(fig, out_png)
 
@@ -79,15 +80,28 @@ def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _points(ax, x, y, labels, **style):
+    """Labelled points (no legend entry when there are none); a label that would print over an earlier
+    one (less than a line apart, horizontally within that label's width) moves up a line."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if not len(x):
+        return
     ax.scatter(x, y, zorder=3, **style)
-    for xi, yi, label in zip(x, y, labels):
-        ax.annotate(label, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.autoscale_view()
+    at = ax.transData.transform(np.column_stack([x, y])) * 72 / ax.figure.dpi  # in points
+    placed = []  # (x, y, width) of each label, in points
+    for (px, py), xi, yi, label in zip(at, x, y, labels):
+        lift = 4
+        while any(abs(py + lift - qy) < 9 and -4.2 * len(label) < px - qx < w for qx, qy, w in placed):
+            lift += 9
+        placed.append((px, py + lift, 4.2 * len(str(label))))
+        ax.annotate(label, (xi, yi), textcoords="offset points", xytext=(4, lift), fontsize=7)
 
 
 def _front(ax, x, y):
+    """The dashed Pareto front, in the legend only where it is drawn: two points or more."""
     x, y = np.asarray(x, float), np.asarray(y, float)
-    if len(x):
-        front = pareto_front(x, y)
+    front = pareto_front(x, y) if len(x) else []
+    if len(front) > 1:
         ax.step(x[front], y[front], where="post", color="grey", ls="--", label="Pareto front")
 
 
@@ -115,7 +129,8 @@ def plot_pareto(table: pd.DataFrame, metric: str, out_png: str | os.PathLike, sw
     _front(ax_flops, gflops, accuracy)
     ax_flops.set(xlabel="GFLOPs per image", ylabel=metric, title="accuracy against FLOPs (PyTorch checkpoints)")
     for ax in (ax_lat, ax_flops):
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     return save_figure(fig, out_png)
 
 
