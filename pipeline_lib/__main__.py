@@ -75,7 +75,7 @@ def _lineage_artifact(args: argparse.Namespace) -> Artifact:
 
 def _predict(cfg: dict, args: argparse.Namespace) -> dict:
     return dict(model_path=args.model, source=args.source, out_dir=args.out, config=cfg, batch_size=args.batch_size,
-                device=cfg["device"] if cfg else "cpu")
+                device=cfg["device"] if cfg else "cpu", eval_threshold=args.eval_threshold)
 
 
 def _compare(cfg: dict | None, args: argparse.Namespace) -> dict:
@@ -147,6 +147,8 @@ def _predict_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", type=Path, required=True, help="an image, or a folder of images (searched recursively)")
     p.add_argument("--out", type=Path, required=True, help="folder for predictions.json and the drawn images")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    p.add_argument("--eval-threshold", action="store_true",
+                   help="keep boxes from evaluate.conf_thres (0.001: what mAP scored) instead of 0.25")
 
 
 def _compare_options(p: argparse.ArgumentParser) -> None:

@@ -24,9 +24,13 @@ from .export.runtime import load_onnx
 from .io import write_json
 from .tasks import load_model
 
-__all__ = ["IMAGE_SUFFIXES", "list_images", "predict"]
+__all__ = ["IMAGE_SUFFIXES", "DEPLOY_CONF", "list_images", "predict"]
 
 log = logging.getLogger("slimflow")
+
+# The score a deployed detector keeps a box from (ultralytics saves its predictions from 0.25); evaluation
+# keeps nearly all (evaluate.conf_thres, 0.001) because mAP integrates over every score.
+DEPLOY_CONF = 0.25
 
 IMAGE_SUFFIXES = {".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"}
 
@@ -57,15 +61,19 @@ def _open(model_path: Path, device: str, threads: int):
 
 
 def predict(*, model_path: str | os.PathLike, source: str | os.PathLike, out_dir: str | os.PathLike,
-            config: dict | None = None, batch_size: int = 8, device: str = "cpu", threads: int = 1) -> dict:
+            config: dict | None = None, batch_size: int = 8, device: str = "cpu", threads: int = 1,
+            eval_threshold: bool = False) -> dict:
     """Predict every image of `source`; write out_dir/predictions.json and the drawn images.
 
     Thresholds come from `config["evaluate"]` when the config is for the model's family, else
-    from the family's defaults.
+    from the family's defaults; a score threshold (`conf_thres`) is raised to `DEPLOY_CONF` unless
+    `eval_threshold` (then the predictions are exactly those evaluation scored).
     """
     model_path, source, out_dir = Path(model_path), Path(source), Path(out_dir)
     task, model, imgsz, names, dev = _open(model_path, device, threads)
     eval_cfg = config["evaluate"] if config and config.get("task") == task.family else defaults(task.family)["evaluate"]
+    if "conf_thres" in eval_cfg and not eval_threshold:
+        eval_cfg = {**eval_cfg, "conf_thres": max(eval_cfg["conf_thres"], DEPLOY_CONF)}
     paths = list_images(source)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = []

@@ -134,36 +134,55 @@ def plot_pareto(table: pd.DataFrame, metric: str, out_png: str | os.PathLike, sw
     return save_figure(fig, out_png)
 
 
-def montage(images: list[Path], title: str, out_png: str | os.PathLike) -> Path:
-    """Images side by side (wide ones, like ranked strips, one per row) under one title."""
-    opened = [np.asarray(Image.open(p).convert("RGB")) for p in images]
-    wide = np.mean([im.shape[1] / im.shape[0] for im in opened]) > 2
-    rows, cols = (len(opened), 1) if wide else (1, len(opened))
-    h, w = opened[0].shape[:2]
-    scale = 9.0 / (w * cols)  # inches per pixel: 9 inches wide in all
-    fig, axes = plt.subplots(rows, cols, figsize=(9, max(h * rows * scale, 1.0) + 0.6), squeeze=False)
-    for ax, im in zip(axes.flat, opened):
-        ax.imshow(im, interpolation="nearest")
-        ax.axis("off")
+def montage(images: list[Path], title: str, out_png: str | os.PathLike, truth: list[Path] = ()) -> Path:
+    """Images side by side (wide ones, like ranked strips, one per row) under one title; `truth`, the
+    same images with their ground truth, as a row above the predictions, each row named."""
+    rows = [("ground truth", list(truth)), ("predictions", images)] if truth else [("", images)]
+    opened = [[np.asarray(Image.open(p).convert("RGB")) for p in row] for _, row in rows]
+    wide = not truth and np.mean([im.shape[1] / im.shape[0] for im in opened[0]]) > 2
+    grid = [[im] for im in opened[0]] if wide else opened
+    n_rows, n_cols = len(grid), max(len(row) for row in grid)
+    h, w = grid[0][0].shape[:2]
+    scale = 9.0 / (w * n_cols)  # inches per pixel: 9 inches wide in all
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(9, max(h * n_rows * scale, 1.0) + 0.6 + 0.3 * bool(truth)),
+                             squeeze=False)
+    for r, row in enumerate(grid):
+        for c, ax in enumerate(axes[r]):
+            ax.axis("off")
+            if c < len(row):
+                ax.imshow(row[c], interpolation="nearest")
+        if truth:
+            axes[r][0].set_title(rows[r][0], loc="left", fontsize=10)
     fig.suptitle(title)
     return save_figure(fig, out_png)
+
+
+def _drawn(task, items, names, folder: Path, prefix: str) -> list[Path]:
+    """Each (image, prediction or truth) drawn by the family into folder/<prefix><i>.png (those it draws)."""
+    drawn = []
+    for i, (image, boxes) in enumerate(items):
+        out = folder / f"{prefix}{i}.png"
+        if task.draw(Path(image), boxes, names, out):
+            drawn.append(out)
+    return drawn
 
 
 def draw_samples(task, manifest: dict, predictions: dict[str, str | os.PathLike], out_dir: str | os.PathLike,
                  n: int = 4) -> list[Path]:
     """One PNG per stage (out_dir/<stage>.png) of `n` val images with the stage's predictions drawn by the
-    family (`task.report_samples` picks them, `task.draw` draws them); none for a family that draws nothing."""
+    family (`task.report_samples` picks them, `task.draw` draws them), below the same images with their
+    ground truth where the family has it (`task.report_truth`); none for a family that draws nothing."""
     written = []
-    for stage, path in predictions.items():
-        with tempfile.TemporaryDirectory() as tmp:
-            drawn = []
-            for i, (image, prediction) in enumerate(task.report_samples(manifest, Path(path), n)):
-                out = Path(tmp) / f"{i}.png"
-                if task.draw(Path(image), prediction, manifest["names"], out):
-                    drawn.append(out)
-            if drawn:
-                written.append(montage(drawn, f"{stage}: predictions on val images",
-                                       Path(out_dir) / f"{stage.replace('/', '_')}.png"))
+    with tempfile.TemporaryDirectory() as tmp:
+        for stage, path in predictions.items():
+            samples = task.report_samples(manifest, Path(path), n)
+            truth = task.report_truth(manifest, len(samples))
+            shown = _drawn(task, samples, manifest["names"], Path(tmp), f"{stage.replace('/', '_')}-")
+            if shown:
+                truth_drawn = _drawn(task, zip([image for image, _ in samples], truth), manifest["names"],
+                                     Path(tmp), "truth-") if len(truth) == len(samples) else []
+                written.append(montage(shown, f"{stage}: predictions on val images", truth=truth_drawn,
+                                       out_png=Path(out_dir) / f"{stage.replace('/', '_')}.png"))
     return written
 
 

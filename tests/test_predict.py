@@ -45,7 +45,8 @@ def test_predict_equals_the_evaluation_path(tiny_run, tmp_path, monkeypatch, mod
     assert sorted(ids) == [str(p) for p in sorted(folder.iterdir())], "the val folder holds exactly the val split"
     model = OrtModel(model_path) if model_path.endswith(".onnx") else load_model(model_path).model
     expected = _evaluation_predictions(model, manifest, tmp_path)
-    result = predict(model_path=model_path, source=folder, out_dir=tmp_path / "pred", batch_size=EVAL_BATCH)
+    result = predict(model_path=model_path, source=folder, out_dir=tmp_path / "pred", batch_size=EVAL_BATCH,
+                     eval_threshold=True)
     assert expected, "the tiny model found nothing: the comparison would be empty"
     assert _as_evaluation(result, ids) == expected
     assert result["family"] == "detection" and result["names"] == manifest["names"]
@@ -64,9 +65,11 @@ def test_predict_cli_draws_boxes_from_the_int8_model(tiny_run, tmp_path):
     (record,) = result["images"]
     drawn = Path(record["drawn"])
     assert drawn == tmp_path / "out" / image.name
-    with Image.open(drawn) as im, Image.open(image) as src:
-        assert im.size == src.size
+    with Image.open(drawn) as im, Image.open(image) as src:  # a small image is drawn enlarged, labels legible
+        scale = im.size[0] // src.size[0]
+        assert scale * src.size[0] >= 320 and im.size == (scale * src.size[0], scale * src.size[1])
     assert all(set(d) == {"category_id", "score", "bbox"} for d in record["predictions"])
+    assert all(d["score"] >= 0.25 for d in record["predictions"]), "predict keeps a deployed detector's boxes"
 
 
 def test_predict_without_drawing_writes_json_only(tiny_run, tmp_path, monkeypatch):

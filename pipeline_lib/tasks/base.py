@@ -177,6 +177,11 @@ class Task(ABC):
         Default: none (the report then shows no sample predictions)."""
         return []
 
+    def report_truth(self, manifest: Manifest, n: int) -> list[Any]:
+        """The ground truth of `report_samples`' images, in the form `draw` takes (drawn beside each
+        stage's predictions). Default: none (the samples then show predictions only)."""
+        return []
+
     def report_figures(self, manifest: Manifest, predictions: dict[str, Path], out_dir: Path) -> list[Path]:
         """Figures of the family's evaluation from each stage's predictions file ({stage label: path}),
         written as titled PNGs into `out_dir`; returns their paths. Default: none."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
 from torch import nn
 from torchvision.ops import box_convert
 
@@ -23,9 +22,6 @@ from .synthetic import generate_synthetic
 from .yolo_format import coco_ground_truth, image_size, index_yolo_dataset
 
 __all__ = ["DetectionTask", "TASK"]
-
-_PALETTE = [(255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 157, 151), (146, 204, 23), (255, 178, 29),
-            (52, 69, 147), (207, 210, 49), (132, 56, 255), (255, 149, 200)]
 
 
 class _Criterion:
@@ -120,19 +116,11 @@ class DetectionTask(Task):
         return coco_detection_metrics(read_json(manifest["coco_gt"]["val"]), detections)
 
     def draw(self, image_path, prediction, names, out_path, min_score=0.25):
-        """Boxes with class name and score (those scoring at least `min_score`)."""
-        with Image.open(image_path) as im:
-            image = im.convert("RGB")
-        pen = ImageDraw.Draw(image)
-        for det in prediction:
-            if det["score"] < min_score:
-                continue
-            x, y, w, h = det["bbox"]
-            colour = _PALETTE[det["category_id"] % len(_PALETTE)]
-            name = names[det["category_id"]] if det["category_id"] < len(names) else str(det["category_id"])
-            pen.rectangle([x, y, x + w, y + h], outline=colour, width=max(1, round(max(image.size) / 200)))
-            pen.text((x + 2, max(y - 11, 0)), f"{name} {det['score']:.2f}", fill=colour)
-        image.save(out_path)
+        """Boxes with class name and score on a filled label (those scoring at least `min_score`;
+        ground truth, without scores, all), a legend when many classes show (draw.draw_boxes)."""
+        from .draw import draw_boxes
+
+        draw_boxes(Path(image_path), prediction, names, Path(out_path), min_score)
         return True
 
     def import_weights(self, path, model_cfg, manifest):
@@ -161,6 +149,12 @@ class DetectionTask(Task):
         for det in read_json(predictions_path):
             found.setdefault(det["image_id"], []).append(det)
         return [(Path(item["image"]), found.get(item["image_id"], [])) for item in manifest["splits"]["val"][:n]]
+
+    def report_truth(self, manifest, n):
+        """The labelled boxes of the first n val images (report_samples' images), as `draw` takes them."""
+        return [[{"category_id": int(c), "bbox": [(cx - w / 2) * it["width"], (cy - h / 2) * it["height"],
+                                                  w * it["width"], h * it["height"]]}
+                 for c, cx, cy, w, h in it["boxes"]] for it in manifest["splits"]["val"][:n]]
 
     def report_figures(self, manifest, predictions, out_dir):
         """PR curves at IoU 0.5 and per-class AP of each stage, from COCOeval's precision array."""
