@@ -10,17 +10,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")  # files only; no display on servers and cluster nodes
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+from .errors import UserError
+from .io import atomic_path
+from .layout import Results
+from .plotting import plt, save_figure
 
-from .errors import UserError  # noqa: E402
-from .io import atomic_path  # noqa: E402
-from .layout import Results  # noqa: E402
-
-__all__ = ["read_runs", "compare"]
+__all__ = ["read_runs", "summary_cells", "compare"]
 
 # Columns every summary has, beside the family's metrics (whose first is the headline accuracy).
 _COST = ["params", "flops", "latency_ms", "file_bytes", "speedup_vs_baseline"]
@@ -50,32 +47,55 @@ def _headline(table: pd.DataFrame) -> str:
     return [c for c in table.columns if c not in ("run", "stage", "runtime")][0]
 
 
+def summary_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """A summary's numbers as summary.md prints them: params and FLOPs in millions ("1.77 M"), file size
+    in MiB, other numbers to three decimals, "–" where a number does not apply (never nan)."""
+    shown = table.copy()
+    units = {"params": (1e6, "M"), "flops": (1e6, "M"), "file_bytes": (2**20, "MiB")}
+    for col in shown.columns:
+        scale, unit = units.get(col, (None, None))
+        shown[col] = shown[col].map(lambda v: "–" if pd.isna(v) else f"{v / scale:.2f} {unit}" if scale
+                                    else f"{v:.3f}" if isinstance(v, float) else v)
+    return shown
+
+
+_MARKERS = "osD^vP*Xhp"
+
+
+def _plot(table: pd.DataFrame, metric: str, out_png: str | os.PathLike) -> None:
+    """Headline accuracy against FLOPs of each run's checkpoints: a colour per run, a marker per stage,
+    points only (stages are no series: a line through them would invent values between them)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    rows = table[table["runtime"] == "torch"]
+    stages = list(dict.fromkeys(rows["stage"]))
+    colours = {run: f"C{k % 10}" for k, run in enumerate(dict.fromkeys(rows["run"]))}
+    for _, row in rows.iterrows():
+        ax.scatter(row["flops"] / 1e6, row[metric], facecolors="none", edgecolors=colours[row["run"]], s=60,
+                   linewidths=1.6, zorder=3, marker=_MARKERS[stages.index(row["stage"]) % len(_MARKERS)])
+    # hollow markers: stages at the same point (a pruned model and its finetune) stay visible
+    handles = [plt.Line2D([], [], ls="", marker="o", color=c, label=run) for run, c in colours.items()]
+    handles += [plt.Line2D([], [], ls="", marker=_MARKERS[k % len(_MARKERS)], mfc="none", color="grey", label=stage)
+                for k, stage in enumerate(stages)]
+    ax.set(xlabel="MFLOPs per image", ylabel=metric, title=f"{metric} against FLOPs, per run (checkpoints)")
+    ax.grid(alpha=0.3)
+    ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5),
+              title="colour: run\nmarker: stage", title_fontsize=8)
+    save_figure(fig, out_png)
+
+
 def compare(runs: list[str | os.PathLike], out_png: str | os.PathLike | None = None,
             out_csv: str | os.PathLike | None = None) -> str:
-    """The runs' summaries as one markdown table (returned); optionally the plot and the table as CSV.
-
-    The plot: headline accuracy against FLOPs, one colour per run, one point per artifact.
-    """
+    """The runs' summaries as one markdown table (returned, numbers as summary.md prints them);
+    optionally the plot (headline accuracy against FLOPs, a colour per run, a marker per stage) and the
+    table as CSV (the numbers unformatted)."""
     table = read_runs(runs)
     metric = _headline(table)
-    shown = table[["run", "stage", metric, *[c for c in _COST if c in table.columns]]]
-    text = shown.to_markdown(index=False, floatfmt=".4g")
+    shown = summary_cells(table[["run", "stage", metric, *[c for c in _COST if c in table.columns]]])
+    text = shown.to_markdown(index=False, disable_numparse=True,
+                             colalign=["left", "left", *["right"] * (len(shown.columns) - 2)])
     if out_csv is not None:
         with atomic_path(out_csv) as tmp:
             table.to_csv(tmp, index=False)
     if out_png is not None:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        torch_rows = table[table["runtime"] == "torch"]
-        for run, rows in torch_rows.groupby("run", sort=False):
-            ax.plot(rows["flops"] / 1e6, rows[metric], "o-", label=run)
-            for _, row in rows.iterrows():
-                ax.annotate(row["stage"], (row["flops"] / 1e6, row[metric]), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")
-        ax.set(xlabel="MFLOPs per image", ylabel=metric, title=f"{metric} against FLOPs, per run")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        with atomic_path(out_png) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-        plt.close(fig)
+        _plot(table, metric, out_png)
     return text

@@ -10,6 +10,7 @@ import os
 
 import pandas as pd
 
+from .compare import summary_cells
 from .io import atomic_path, write_text
 from .report import accuracy_reference
 from .report_plots import prune_request
@@ -137,11 +138,7 @@ def write_summary(table: pd.DataFrame, out_csv: str | os.PathLike, out_md: str |
     pruning, every metric of every artifact, and `sections` ({title: markdown})."""
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
-    shown = table.drop(columns=["runtime"])
-    for col in ("params", "flops", "file_bytes"):
-        shown[col] = shown[col].map(lambda v: f"{v / 1e6:.2f} M" if col != "file_bytes" else f"{v / 2**20:.2f} MiB")
-    for col in shown.columns[1:]:  # "–" where a number does not apply (no latency for that artifact), not nan
-        shown[col] = shown[col].map(lambda v: "–" if pd.isna(v) else f"{v:.3f}" if isinstance(v, float) else v)
+    shown = summary_cells(table.drop(columns=["runtime"]))  # "1.77 M", "–" where a number does not apply
     head = "# slimflow summary\n\n"
     if metric is not None:
         head += (f"{metric} is the headline accuracy; latency: median at batch 1 on CPU (ms); speedup against the "

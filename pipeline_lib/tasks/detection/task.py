@@ -151,10 +151,14 @@ class DetectionTask(Task):
         return [(Path(item["image"]), found.get(item["image_id"], [])) for item in manifest["splits"]["val"][:n]]
 
     def report_truth(self, manifest, n):
-        """The labelled boxes of the first n val images (report_samples' images), as `draw` takes them."""
+        """The labelled boxes of the first n val images (report_samples' images), as `draw` takes them
+        (none when the manifest's items carry no boxes)."""
+        items = manifest["splits"]["val"][:n]
+        if not all({"boxes", "width", "height"} <= set(it) for it in items):
+            return []
         return [[{"category_id": int(c), "bbox": [(cx - w / 2) * it["width"], (cy - h / 2) * it["height"],
                                                   w * it["width"], h * it["height"]]}
-                 for c, cx, cy, w, h in it["boxes"]] for it in manifest["splits"]["val"][:n]]
+                 for c, cx, cy, w, h in it["boxes"]] for it in items]
 
     def report_figures(self, manifest, predictions, out_dir):
         """PR curves at IoU 0.5 and per-class AP of each stage, from COCOeval's precision array."""
