@@ -21,12 +21,15 @@ __all__ = ["versions", "git_revision"]
 
 @functools.lru_cache(maxsize=1)
 def git_revision() -> str | None:
-    """The commit of slimflow's own source tree ("<sha>-dirty" with local changes); None outside git."""
+    """The commit of slimflow's own source tree ("<sha>-dirty" with local changes); None outside a
+    checkout of slimflow (an installed wheel has no commit)."""
     source = Path(__file__).resolve().parent.parent
     try:
         def git(*args: str) -> str:
             return subprocess.run(["git", *args], cwd=source, capture_output=True, text=True, timeout=10,
                                   check=True).stdout.strip()
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != source:
+            return None  # an installed package (site-packages), perhaps inside another project's repository
         commit = git("rev-parse", "HEAD")
         return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
     except (OSError, subprocess.SubprocessError):
