@@ -1,6 +1,6 @@
 """What made an artifact: slimflow's version and commit, torch's, torchvision's and Python's.
 
-    versions()       # {"slimflow": "0.1.0", "git": "3f2c...-dirty", "torch": "2.6.0", "torchvision": ..., "python": ...}
+    versions()       # {"slimflow": "0.2.0", "git": "3f2c...-dirty", "torch": "2.6.0", "torchvision": ..., "python": ...}
     git_revision()   # the commit alone (provenance.json), None outside a git checkout
 
 Every checkpoint's meta carries `versions()` (`checkpoint.save_checkpoint`) and provenance.json
