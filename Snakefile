@@ -14,12 +14,14 @@ min_version("8.20")
 # The default experiment, config/config.yaml, unless --configfile names the experiment (one or more
 # files, later ones winning): a ReID or pose config cannot be laid over the detector's. With
 # --directory RUN, RUN/config/config.yaml if it has one, else the repository's (README).
+# Used as a module (docs/DEPLOY.md), the user's Snakefile names the config (`configfile:` and
+# `config: config`): Snakemake skips this file's `configfile:` then, and nothing is read here.
 default_config = (
     "config/config.yaml"
     if os.path.exists("config/config.yaml")
-    else os.path.join(workflow.basedir, "config/config.yaml")
+    else workflow.current_basedir.join("config/config.yaml").get_path_or_uri(secret_free=True)
 )
-if not workflow.overwrite_configfiles:
+if not workflow.overwrite_configfiles and not workflow.configfiles:
     # Read strictly first: Snakemake's loader reports a YAML mistake without the file or the line.
     try:
         read_config_files([default_config])
@@ -29,7 +31,8 @@ if not workflow.overwrite_configfiles:
     configfile: default_config
 
 
-# The HTML report's first page: the run's summary written by the report rule, else the chain alone.
+# The HTML report's first page: the run's summary written by the report rule (under the working
+# directory: the user's), else the chain alone (a path relative to this file, as in a module).
 report_page = os.path.abspath(Results().report_page)
 
 

@@ -18,9 +18,11 @@ from typing import Callable
 
 import yaml
 
+from . import __version__
 from .chain import LINEAGE_PATTERN
 from .config import TRAINED_STAGES, defaults, load_config, stage_config
 from .errors import UserError
+from .io import read_yaml_mapping
 from .layout import DEPLOYED, EVALUATED, Artifact, DataFolder, Exported, Results, onnx_prefix
 from .runner import run_logged
 
@@ -123,8 +125,18 @@ def _lineage_stage(p: argparse.ArgumentParser) -> None:
                    help="the artifact: results/STAGE.pt (e.g. pruned, sweep/r0.5/pruned)")
 
 
-def _check_config(**_: object) -> None:
-    """Nothing to run: loading the config validated it (file:line of the first mistake)."""
+def _set_keys(node: object, prefix: tuple = ()) -> set[tuple]:
+    """The dotted keys a config file sets: its leaves (an empty mapping, such as `distill: {}`, is one)."""
+    if not isinstance(node, dict) or not node:
+        return {prefix}
+    return set().union(*(_set_keys(value, (*prefix, key)) for key, value in node.items()))
+
+
+def _check_config(paths: list[Path], settings: list[str], task: str) -> str:
+    """Loading the config validated it (file:line of the first mistake); what passed, in one line."""
+    keys = set().union(*(_set_keys(read_yaml_mapping(path, "config")) for path in paths),
+                       *({tuple(s.partition("=")[0].split("."))} for s in settings))
+    return f"ok: {' + '.join(map(str, paths))} ({task}, {len(keys)} key{'s' * (len(keys) != 1)} set)"
 
 
 def _train_options(p: argparse.ArgumentParser) -> None:
@@ -166,7 +178,9 @@ def _step(where: str) -> Callable:
 
 # command: (step, its keyword arguments from the config and args, help, options)
 COMMANDS = {
-    "check-config": (_check_config, lambda cfg, args: {}, "validate the config files (merged in order) and exit", None),
+    "check-config": (_check_config, lambda cfg, args: dict(paths=_config_paths(args), settings=args.settings,
+                                                           task=cfg["task"]),
+                     "validate the config files (merged in order) and say what they set", None),
     "prepare-dataset": (".steps:prepare_dataset", _job("prepare_dataset", lambda a: DataFolder("", str(a.results))),
                         "validate or generate the dataset; write its manifest", None),
     "train": (".steps:train_stage", _train, "train one stage with the shared engine", _train_options),
@@ -212,7 +226,7 @@ def _check_inputs(command: str, kwargs: dict) -> None:
     for key, writer in _INPUTS.items():
         path = kwargs.get(key)
         if path is not None and command != "prepare-dataset" and not Path(path).exists():
-            raise UserError(f"{path}: not found (written by `python -m pipeline_lib {writer}` or by snakemake; "
+            raise UserError(f"{path}: not found (written by `{program()} {writer}` or by snakemake; "
                             f"see --results)")
 
 
@@ -224,8 +238,15 @@ class _OneLineParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def program() -> str:
+    """The name the user typed: `slimflow` (the installed script) or `python -m pipeline_lib`."""
+    name = Path(sys.argv[0]).name
+    return "python -m pipeline_lib" if name in ("__main__.py", "-m", "") else name
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="python -m pipeline_lib", description=__doc__.splitlines()[0])
+    parser = _OneLineParser(prog=program(), description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"slimflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
     for name, (_, _, help_text, options) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -243,10 +264,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _config_paths(args: argparse.Namespace) -> list[Path]:
+    """The --config files, else config/config.yaml (none for a command whose config is optional)."""
+    return getattr(args, "config", None) or ([] if args.command in OPTIONAL_CONFIG else [Path("config/config.yaml")])
+
+
 def _run(args: argparse.Namespace):
     step, make_kwargs, _, _ = COMMANDS[args.command]
     cfg = None
-    configs = getattr(args, "config", None) or ([] if args.command in OPTIONAL_CONFIG else [Path("config/config.yaml")])
+    configs = _config_paths(args)
     if args.command not in NEEDS_NO_CONFIG and configs:
         cfg = apply_settings(configs, args.settings)
     elif getattr(args, "settings", None):
@@ -254,7 +280,7 @@ def _run(args: argparse.Namespace):
     kwargs = make_kwargs(cfg, args)
     _check_inputs(args.command, kwargs)
     result = (step if callable(step) else _step(step))(**kwargs)
-    if args.command == "compare":
+    if args.command in ("compare", "check-config"):
         print(result)
     return result
 

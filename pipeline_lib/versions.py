@@ -1,6 +1,6 @@
 """What made an artifact: slimflow's version and commit, torch's, torchvision's and Python's.
 
-    versions()       # {"slimflow": "0.1.0", "git": "3f2c...-dirty", "torch": "2.6.0", "torchvision": ..., "python": ...}
+    versions()       # {"slimflow": "0.2.0", "git": "3f2c...-dirty", "torch": "2.6.0", "torchvision": ..., "python": ...}
     git_revision()   # the commit alone (provenance.json), None outside a git checkout
 
 Every checkpoint's meta carries `versions()` (`checkpoint.save_checkpoint`) and provenance.json
@@ -21,12 +21,15 @@ __all__ = ["versions", "git_revision"]
 
 @functools.lru_cache(maxsize=1)
 def git_revision() -> str | None:
-    """The commit of slimflow's own source tree ("<sha>-dirty" with local changes); None outside git."""
+    """The commit of slimflow's own source tree ("<sha>-dirty" with local changes); None outside a
+    checkout of slimflow (an installed wheel has no commit)."""
     source = Path(__file__).resolve().parent.parent
     try:
         def git(*args: str) -> str:
             return subprocess.run(["git", *args], cwd=source, capture_output=True, text=True, timeout=10,
                                   check=True).stdout.strip()
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != source:
+            return None  # an installed package (site-packages), perhaps inside another project's repository
         commit = git("rev-parse", "HEAD")
         return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
     except (OSError, subprocess.SubprocessError):

@@ -4,6 +4,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,6 +13,8 @@ from pipeline_lib.__main__ import COMMANDS, apply_settings
 from pipeline_lib.errors import UserError
 
 from conftest import REPO
+
+REPO_BIN = Path(sys.executable).parent  # the installed `slimflow` script of this environment
 
 STEPS = {"prepare-dataset", "train", "prune", "evaluate", "export", "quantize", "evaluate-onnx", "latency", "report",
          "predict", "compare"}
@@ -76,3 +79,24 @@ def test_compare_prints_and_plots_two_runs(tiny_run, tmp_path):
     both = pd.read_csv(tmp_path / "c.csv")
     assert list(both["run"].unique()) == [tiny_run.name, "other"]
     assert (tmp_path / "c.png").stat().st_size > 10_000
+
+
+@pytest.mark.e2e
+def test_version_and_the_program_name_the_user_typed():
+    from pipeline_lib import __version__
+
+    proc = cli("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"slimflow {__version__}", proc.stderr
+    assert cli("--help").stdout.startswith("usage: python -m pipeline_lib ")
+    script = subprocess.run([str(REPO_BIN / "slimflow"), "--help"], capture_output=True, text=True, timeout=60,
+                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert script.returncode == 0 and script.stdout.startswith("usage: slimflow "), script.stderr
+
+
+@pytest.mark.e2e
+def test_check_config_says_what_it_checked():
+    proc = cli("check-config", "--config", "config/test.yaml", "--config", "config/ratio05.yaml", "--set", "seed=3")
+    assert proc.returncode == 0, proc.stderr
+    # test.yaml sets 17 keys; ratio05.yaml adds prune.target (its prune.ratio and --set's seed are in test.yaml too)
+    assert proc.stdout.strip() == "ok: config/test.yaml + config/ratio05.yaml (detection, 18 keys set)"
+    assert cli("check-config", "--config", "config/test_reid.yaml").stdout.startswith("ok: config/test_reid.yaml (reid, ")

@@ -1,8 +1,9 @@
 """workflow/envs: what `snakemake --sdm conda` needs, checked without conda (its channels are out of reach).
 
 Every rule names an environment file that exists; each file is valid YAML on conda-forge with
-pinned majors for python, pytorch and torchvision and every runtime dependency of pyproject.toml;
-the post-deploy script installs this checkout's pipeline_lib into the environment it runs in.
+pinned majors for python, pytorch and torchvision and every runtime dependency of pyproject.toml
+(and of its `tb` extra), each with pyproject's bounds; the post-deploy script installs this
+checkout's pipeline_lib into the environment it runs in, and says what to do where there is none.
 (`snakemake --lint`, which flags a rule without `conda:`, is checked in test_e2e_detection.py.)
 """
 from __future__ import annotations
@@ -10,12 +11,15 @@ from __future__ import annotations
 import pytest
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
 import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
 from conftest import REPO
 
@@ -63,9 +67,10 @@ def test_environments_are_conda_forge_with_pinned_majors():
         assert env["channels"] == ["conda-forge", "nodefaults"], path.name
         specs = conda_specs(env)
         for name, major in (("python", "3"), ("pytorch", "2"), ("torchvision", "0")):
-            # "=3.11" pins major and minor; ">=2.5,<3" pins the major.
+            # "=3.11" pins major and minor; ">=2.5,<3" pins the major, ">=2.5,<2.15" a range inside it.
             spec = specs[name]
-            assert re.fullmatch(rf"={major}(\.\d+)*(\.\*)?(=\S+)?", spec) or re.search(rf"<{int(major) + 1}\b", spec), \
+            assert re.fullmatch(rf"={major}(\.\d+)*(\.\*)?(=\S+)?", spec) or \
+                re.search(rf"<({int(major) + 1}\b|{major}\.\d)", spec), \
                 f"{path.name}: {name} {spec!r} does not pin major {major}"
 
 
@@ -78,6 +83,26 @@ def test_environment_has_every_runtime_dependency():
         wanted = CONDA_NAMES.get(_name(dep), _name(dep))
         if wanted is not None:
             assert wanted in conda or _name(dep) in pip, f"{dep} missing from slimflow.yaml"
+
+
+def test_shared_dependencies_have_the_same_bounds():
+    """pyproject.toml and slimflow.yaml agree on every package both name (conda's `>=2.5,<2.15` is
+    pip's), so `pip install slimflow` and `--sdm conda` allow the same versions."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pyproject = {_name(r): Requirement(r).specifier
+                 for r in project["dependencies"] + project["optional-dependencies"]["tb"]}
+    env = yaml.safe_load((ENVS / "slimflow.yaml").read_text())
+    conda = {name: SpecifierSet(spec.replace(" ", "")) for name, spec in conda_specs(env).items()
+             if name in {CONDA_NAMES.get(n, n) for n in pyproject}}  # python's "=3.11" is conda's spelling
+    pip = {_name(r): Requirement(r).specifier for e in env["dependencies"] if isinstance(e, dict) for r in e["pip"]}
+    compared = 0
+    for name, spec in pyproject.items():
+        wanted = CONDA_NAMES.get(name, name)
+        theirs = conda.get(wanted, pip.get(name))
+        if wanted is not None and theirs is not None:
+            assert theirs == spec, f"{name}: pyproject.toml {spec or 'any'}, slimflow.yaml {theirs or 'any'}"
+            compared += 1
+    assert compared >= 17 and "tensorboard" in conda, compared
 
 
 def _name(requirement: str) -> str:
@@ -99,3 +124,13 @@ def test_post_deploy_script_installs_this_checkout(tmp_path):
     origin = subprocess.run([python, "-c", "import importlib.util as u; print(u.find_spec('pipeline_lib').origin)"],
                             cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert Path(origin) == REPO / "pipeline_lib" / "__init__.py"
+
+
+def test_post_deploy_script_without_a_checkout_says_what_to_set(tmp_path):
+    # A module fetched with github(...): Snakemake runs a copy of the script from a temporary file.
+    script = tmp_path / "a" / "b" / "slimflow.post-deploy.sh"
+    script.parent.mkdir(parents=True)
+    shutil.copy(ENVS / "slimflow.post-deploy.sh", script)
+    env = {k: v for k, v in os.environ.items() if k != "SLIMFLOW_SOURCE"}
+    proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 1 and "set SLIMFLOW_SOURCE" in proc.stderr, proc.stderr

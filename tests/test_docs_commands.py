@@ -55,6 +55,10 @@ NOT_RUN = [
      "tests/test_vs_ultralytics.py runs the ultralytics side in one where SLIMFLOW_ULTRALYTICS_PYTHON names it"),
     (r"python benchmarks/vs_ultralytics\.py ", "trains both detectors for many minutes each",
      "tests/test_vs_ultralytics.py runs the script on a tiny digits dataset for one epoch"),
+    (r"^pip (wheel --no-deps -w dist \.|install dist/slimflow-)", "builds and installs slimflow into the environment "
+     "running the tests", "tests/test_wheel.py builds the wheel and installs it into a fresh environment"),
+    (r"^snakedeploy deploy-workflow https://", "fetches a release from GitHub (and snakedeploy is not installed here)",
+     "tests/test_module.py runs the project it writes (docs/module/Snakefile, the module a local path)"),
 ]
 # Parts of lines changed here: (regex, replacement, why).
 REWRITES = [
@@ -162,7 +166,7 @@ def test_documented_block_runs_on_a_fresh_clone(document, lineno, lines, tmp_pat
     runnable = [line for line, _ in script if line is not None]
     if not runnable:
         pytest.skip("; ".join(note for _, note in script))  # listed in NOT_RUN with what covers them
-    copy = fresh_copy(tmp_path / "repo")
+    copy = fresh_copy(tmp_path / "slimflow")  # as `git clone` names it (docs/DEPLOY.md)
     text = "\n".join(runnable)
     if re.search(r"^python |--report", text, re.M):
         use_tiny_configs(copy)
