@@ -6,7 +6,9 @@
 """
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +75,31 @@ def assert_same_run(a: Path, b: Path) -> None:
     da, db = (pd.read_csv(r / "train/baseline.csv").drop(columns=list(TIMED)) for r in (a, b))
     pd.testing.assert_frame_equal(da, db, check_exact=True)
     assert not (b / "work/baseline/last.pt").exists()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, read from /proc (torchrun starts its ranks in sessions of their own,
+    so killing torchrun's process group leaves them running)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a launcher and every process it started; reap the launcher."""
+    for pid in [proc.pid, *descendants(proc.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()

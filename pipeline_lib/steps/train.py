@@ -87,6 +87,9 @@ def train_stage(*, srun: dict | None = None, **fields) -> None:
     if spec.train_cfg["batch_size"] % nprocs:
         raise UserError(f"train.batch_size={spec.train_cfg['batch_size']} is the total over {nprocs} processes "
                         f"({'train.nprocs' if world is None and not srun else 'the launcher'}): make it a multiple of {nprocs}")
+    if nprocs > 1 and (world is None or world.rank == 0):
+        how = f"joined {world.source}'s process group" if world else "srun tasks" if srun else "spawned here"
+        log.info("%s: %d training processes (%s)", spec.label, nprocs, how)
     distributed.launch(_train_process, nprocs=nprocs, launcher="srun" if srun else "spawn",
                        srun={**srun, "scratch": spec.workdir} if srun else None, spec=spec)
 
