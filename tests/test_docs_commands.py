@@ -55,6 +55,10 @@ NOT_RUN = [
      "tests/test_vs_ultralytics.py runs the ultralytics side in one where SLIMFLOW_ULTRALYTICS_PYTHON names it"),
     (r"python benchmarks/vs_ultralytics\.py ", "trains both detectors for many minutes each",
      "tests/test_vs_ultralytics.py runs the script on a tiny digits dataset for one epoch"),
+    (r"^torchrun ", "starts ranks on GPUs or waits for other nodes to join",
+     "tests/test_launchers.py trains the tiny baseline under torchrun --nproc-per-node 2"),
+    (r"benchmarks/gpu_check\.sh", "needs a CUDA GPU (the dry run takes minutes)",
+     "tests/test_gpu_check.py runs --dry-run and the real run's refusal without a GPU"),
 ]
 # Parts of lines changed here: (regex, replacement, why).
 REWRITES = [

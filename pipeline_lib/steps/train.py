@@ -85,8 +85,11 @@ def train_stage(*, srun: dict | None = None, **fields) -> None:
     if nprocs != spec.train_cfg["nprocs"]:  # recorded as run: another world size is another run (resume, meta)
         spec = dataclasses.replace(spec, train_cfg={**spec.train_cfg, "nprocs": nprocs})
     if spec.train_cfg["batch_size"] % nprocs:
-        raise UserError(f"train.batch_size={spec.train_cfg['batch_size']} is the total over {nprocs} processes "
-                        f"({'train.nprocs' if world is None and not srun else 'the launcher'}): make it a multiple of {nprocs}")
+        over = f"train.nprocs={nprocs}" if world is None and not srun else f"the launcher's {nprocs}"
+        raise UserError(f"train.batch_size={spec.train_cfg['batch_size']} is the total over {over} processes: "
+                        f"make it a multiple of {nprocs}")
+    if world is not None and world.rank != 0:  # every rank runs the CLI under torchrun: rank 0 alone speaks
+        log.setLevel(logging.WARNING)
     if nprocs > 1 and (world is None or world.rank == 0):
         how = f"joined {world.source}'s process group" if world else "srun tasks" if srun else "spawned here"
         log.info("%s: %d training processes (%s)", spec.label, nprocs, how)
