@@ -86,6 +86,7 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config([Path(p).resolve() for p in args.configfile])
     out = args.json.resolve() if args.json else None
+    Path(args.directory).mkdir(parents=True, exist_ok=True)
     os.chdir(args.directory)
     task, device = get_task(config["task"]), torch.device(args.device)
     seed_everything(config["seed"])

@@ -153,6 +153,7 @@ def test_train_rule_starts_two_srun_tasks_inside_its_sbatch_job(slurm_cluster, t
     profile.mkdir()
     (profile / "config.yaml").write_text(yaml.safe_dump({"set-resources": {"train": {
         "mpi": "srun", "tasks": 2, "cpus_per_task": 1, "mem_mb": 2000, "runtime": 15}}}))
+    (tmp_path / "ref").mkdir()
     root = tiny_ddp_root(tmp_path / "ref")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
     run(train_cmd(root, "ref"), root, env)
