@@ -151,7 +151,7 @@ def test_train_rule_starts_two_srun_tasks_inside_its_sbatch_job(slurm_cluster, t
     step starts its two ranks with srun; the baseline equals the built-in two-process launch's."""
     profile = tmp_path / "ddp-profile"
     profile.mkdir()
-    (profile / "config.yaml").write_text(yaml.safe_dump({"set-resources": {"train": {
+    (profile / "config.yaml").write_text(yaml.safe_dump({"set-threads": {"train": 1}, "set-resources": {"train": {
         "mpi": "srun", "tasks": 2, "cpus_per_task": 1, "mem_mb": 2000, "runtime": 15}}}))
     (tmp_path / "ref").mkdir()
     root = tiny_ddp_root(tmp_path / "ref")
@@ -159,7 +159,7 @@ def test_train_rule_starts_two_srun_tasks_inside_its_sbatch_job(slurm_cluster, t
     run(train_cmd(root, "ref"), root, env)
     cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path / "run"), "--configfile",
            str(root / "config.yaml"), "--profile", str(PROFILE), "--profile", str(TEST_PROFILE), "--profile",
-           str(profile), "--set-threads", "train=1", "results/baseline.pt"]
+           str(profile), "results/baseline.pt"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:] + _tails(tmp_path / "run/results/logs")
     assert "baseline: 2 training processes (srun tasks)" in (tmp_path / "run/results/logs/train-baseline.log").read_text()
