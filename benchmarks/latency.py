@@ -9,11 +9,14 @@ fixed intra-op threads, warmup, then median and p90. The models are timed in int
 rounds (each round times every model once), so a burst of load on a shared machine hits all of
 them alike; speedups are against the first model, over all runs and paired per round (the
 median of per-round ratios, which cancels slower phases of a shared host). `--profile` adds ORT's
-time per op type.
+time per op type. `--provider cuda` (or `tensorrt`) runs the .onnx files on ONNX Runtime's CUDA
+(TensorRT) execution provider instead, and fails when that provider cannot be used (ORT would
+otherwise fall back to the CPU without a word); `--json` also writes the table's numbers.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -28,10 +31,27 @@ from pipeline_lib.inputs import as_tuple, ort_feed
 from pipeline_lib.tasks import get_task, load_model
 
 
-def _runner(path: Path, threads: int, batch: int, imgsz: int | None):
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+
+
+def _session(path: Path, threads: int, provider: str):
+    """slimflow's CPU session, or one on `provider` (refused when ORT would run it elsewhere)."""
+    if provider == "cpu":
+        return make_session(path, threads)
+    import onnxruntime as ort
+    name = PROVIDERS[provider]
+    if name not in ort.get_available_providers():
+        raise UserError(f"ONNX Runtime {ort.__version__} has no {name} (available: {ort.get_available_providers()})")
+    session = ort.InferenceSession(str(path), providers=[name, "CPUExecutionProvider"])
+    if session.get_providers()[0] != name:
+        raise UserError(f"{path}: ONNX Runtime fell back to {session.get_providers()} instead of {name}")
+    return session
+
+
+def _runner(path: Path, threads: int, batch: int, imgsz: int | None, provider: str = "cpu"):
     """(runtime name, example input, zero-argument callable running one forward pass)."""
     if path.suffix == ".onnx":
-        session, meta = make_session(path, threads), read_metadata(path)
+        session, meta = _session(path, threads, provider), read_metadata(path)
         if "family" in meta:  # slimflow's export: the family makes inputs of the right shapes and ranges
             x = get_task(meta["family"]).example_input(imgsz or meta["imgsz"], batch)
         else:
@@ -41,7 +61,7 @@ def _runner(path: Path, threads: int, batch: int, imgsz: int | None):
                 raise UserError(f"{path}: input {inp.name} has symbolic dims {inp.shape}; give --imgsz")
             x = torch.rand(batch, *dims)
         feed = ort_feed(session, x)
-        return "onnxruntime", x, lambda: session.run(None, feed)
+        return f"onnxruntime {provider}", x, lambda: session.run(None, feed)
     loaded = load_model(path)
     x = loaded.task.example_input(imgsz or loaded.imgsz, batch)
 
@@ -62,10 +82,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--imgsz", type=int, default=None,
                    help="input size for .pt checkpoints (default: the one trained at) and .onnx with symbolic H/W")
     p.add_argument("--profile", action="store_true", help="also print ORT's time per op type for each .onnx")
+    p.add_argument("--provider", choices=sorted(PROVIDERS), default="cpu", help="ONNX Runtime's execution provider")
+    p.add_argument("--json", type=Path, help="also write each model's median and p90 ms here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
-        runners = [_runner(m, args.threads, args.batch, args.imgsz) for m in args.models]
+        runners = [_runner(m, args.threads, args.batch, args.imgsz, args.provider) for m in args.models]
     except UserError as e:
         sys.exit(f"slimflow error: {e}")
     per_round = max(args.runs // args.rounds, 1)
@@ -89,9 +111,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {path} | {runtime} | {tuple(as_tuple(x)[0].shape)} | {s['median']:.3f} | {s['p90']:.3f} | "
               f"{stats[0]['median'] / s['median']:.2f}x | {np.median(r):.2f}x ({np.percentile(r, 10):.2f}–"
               f"{np.percentile(r, 90):.2f}) |")
+    if args.json:
+        args.json.write_text(json.dumps({str(path): {"runtime": runtime, "median_ms": s["median"], "p90_ms": s["p90"]}
+                                         for path, (runtime, _, _), s in zip(args.models, runners, stats)}, indent=1))
     if args.profile:
         for path, (runtime, x, _) in zip(args.models, runners):
-            if runtime == "onnxruntime":
+            if runtime.startswith("onnxruntime"):
                 prof = op_profile(path, x, threads=args.threads, runs=args.runs)
                 print(f"\n{path}: {prof['model_run_us']:.0f} us per run (profiled), kernels {prof['kernel_us']:.0f} us\n")
                 print("| op | us per run | nodes |\n|---|---|---|")

@@ -59,6 +59,10 @@ NOT_RUN = [
      "running the tests", "tests/test_wheel.py builds the wheel and installs it into a fresh environment"),
     (r"^snakedeploy deploy-workflow https://", "fetches a release from GitHub (and snakedeploy is not installed here)",
      "tests/test_module.py runs the project it writes (docs/module/Snakefile, the module a local path)"),
+    (r"^torchrun ", "starts ranks on GPUs or waits for other nodes to join",
+     "tests/test_launchers.py trains the tiny baseline under torchrun --nproc-per-node 2"),
+    (r"benchmarks/gpu_check\.sh", "needs a CUDA GPU (the dry run takes minutes)",
+     "tests/test_gpu_check.py runs --dry-run and the real run's refusal without a GPU"),
 ]
 # Parts of lines changed here: (regex, replacement, why).
 REWRITES = [

@@ -17,11 +17,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from conftest import REPO, SNAKEMAKE
 
 sys.path.insert(0, str(REPO / "tests" / "slurm"))
 import cluster  # noqa: E402
+from launch_runs import assert_same_run, run, tiny_ddp_root, train_cmd  # noqa: E402
 
 PROFILE = REPO / "profiles" / "slurm"
 TEST_PROFILE = REPO / "tests" / "slurm" / "profile"
@@ -71,6 +73,22 @@ def test_local_profile_parses(tmp_path):
     assert "train" in job_resources(proc.stdout + proc.stderr)
 
 
+def test_ddp_profile_asks_for_tasks_on_nodes_and_srun_for_training(tmp_path):
+    proc = snakemake(tmp_path, "--profile", str(PROFILE), "--profile", str(REPO / "profiles" / "slurm-ddp"), "-n")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    resources = job_resources(proc.stdout + proc.stderr)
+    for line in resources["train"]:
+        assert "nodes=2" in line and "tasks_per_node=4" in line and "mpi=srun" in line and "gres=gpu:4" in line
+    assert all("mpi" not in line for line in resources["evaluate"])
+
+
+def test_launch_settings_read_the_train_rules_resources():
+    from pipeline_lib.steps.train import launch_settings
+    assert launch_settings({"mpi": "srun", "nodes": 2, "tasks_per_node": 4}) == {"srun": {"ntasks": 8, "nodes": 2}}
+    assert launch_settings({"mpi": "srun", "tasks": 2}) == {"srun": {"ntasks": 2, "nodes": 1}}
+    assert launch_settings({"gpu": 1, "tasks": 1}) == {}  # one process: today's single-GPU job
+
+
 @pytest.fixture(scope="module")
 def slurm_cluster():
     """A running single-node SLURM; its daemons are stopped when the module's tests are done."""
@@ -114,6 +132,38 @@ def test_tiny_chain_runs_through_sbatch(slurm_cluster, tmp_path):
 
     ckpt = torch.load(tmp_path / TARGET, weights_only=True)
     assert ckpt["format"] == "slimflow/ckpt-v1" and ckpt["meta"]["stage"] == "pruned_finetuned"
+
+
+@pytest.mark.e2e
+def test_srun_two_tasks_equal_the_builtin_two_process_launch(slurm_cluster, tmp_path):
+    """`srun -n 2 python -m pipeline_lib train ...`: each task joins the srun step's group (gloo)."""
+    root = tiny_ddp_root(tmp_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread a process in both runs: bit for bit
+    run(train_cmd(root, "ref"), root, env)
+    proc = run(["srun", "-n", "2", "-p", "local", "-t", "5", *train_cmd(root, "srun")], root, env)
+    assert_same_run(root / "ref", root / "srun")
+    assert proc.stderr.count("best epoch") == 1  # rank 0 alone publishes and logs
+
+
+@pytest.mark.e2e
+def test_train_rule_starts_two_srun_tasks_inside_its_sbatch_job(slurm_cluster, tmp_path):
+    """The train rule with `mpi: srun, tasks: 2` (as profiles/slurm-ddp asks): one sbatch job whose
+    step starts its two ranks with srun; the baseline equals the built-in two-process launch's."""
+    profile = tmp_path / "ddp-profile"
+    profile.mkdir()
+    (profile / "config.yaml").write_text(yaml.safe_dump({"set-threads": {"train": 1}, "set-resources": {"train": {
+        "mpi": "srun", "tasks": 2, "cpus_per_task": 1, "mem_mb": 2000, "runtime": 15}}}))
+    (tmp_path / "ref").mkdir()
+    root = tiny_ddp_root(tmp_path / "ref")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    run(train_cmd(root, "ref"), root, env)
+    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path / "run"), "--configfile",
+           str(root / "config.yaml"), "--profile", str(PROFILE), "--profile", str(TEST_PROFILE), "--profile",
+           str(profile), "results/baseline.pt"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:] + _tails(tmp_path / "run/results/logs")
+    assert "baseline: 2 training processes (srun tasks)" in (tmp_path / "run/results/logs/train-baseline.log").read_text()
+    assert_same_run(root / "ref", tmp_path / "run/results")
 
 
 def _tails(*folders: Path) -> str:

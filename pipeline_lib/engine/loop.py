@@ -34,9 +34,9 @@ from . import distributed
 from .loggers import make_loggers
 from .ema import ModelEMA, unwrap
 from .optim import build_optimizer, lr_lambda
-from .utils import rng_state, set_rng_state, to_device
+from .utils import amp_dtype, rng_state, set_rng_state, to_device
 
-__all__ = ["train", "TrainResult", "Hook", "TrainingDiverged"]
+__all__ = ["train", "TrainResult", "Hook", "TrainingDiverged", "channels_last"]
 
 log = logging.getLogger("slimflow")
 
@@ -158,15 +158,14 @@ def train(model: nn.Module, *, criterion: Criterion, train_loader: torch.utils.d
           hooks: Sequence[Hook] = (), desc: str = "train") -> TrainResult | None:
     Path(workdir).mkdir(parents=True, exist_ok=True)
     main = distributed.is_main()
-    use_amp = cfg["amp"] and device.type == "cuda"
     run = _Run(cfg, hooks, device, lr_lambda(cfg["scheduler"], cfg["epochs"], cfg["lrf"], cfg.get("milestones", ())),
-               (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if use_amp else None,
+               amp_dtype(cfg["amp"], device),
                train_loader.batch_size * distributed.world_size(), evaluate, fitness, Path(workdir), desc,
                make_loggers(cfg.get("loggers", []), Path(workdir)) if main else [])
     state = _setup(model, criterion, run, run_id)
     for epoch in range(state.epoch, cfg["epochs"]):
         t0 = time.time()
-        sums = _train_epoch(state, run, train_loader, epoch)
+        sums = distributed.all_mean(_train_epoch(state, run, train_loader, epoch))  # every rank's mean
         lrs = [group["lr"] for group in state.optimizer.param_groups]
         state.scheduler.step()
         if main:  # rank 0 evaluates, logs and writes the resume state for all ranks

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..errors import UserError
 
-__all__ = ["seed_everything", "select_device", "make_loader", "rng_state", "set_rng_state", "to_device",
+__all__ = ["seed_everything", "select_device", "make_loader", "rng_state", "set_rng_state", "to_device", "amp_dtype",
            "peak_memory_mb"]
 
 
@@ -100,3 +100,14 @@ def peak_memory_mb(device: torch.device) -> float:
         return torch.cuda.max_memory_allocated(device) / 2**20
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+def amp_dtype(setting: bool | str, device: torch.device) -> torch.dtype | None:
+    """`train.amp`: the autocast dtype, None for full precision. "auto" is CUDA only; true is also
+    bf16 on the CPU (no GradScaler), which is how the CPU tests check AMP's dtypes. On CUDA bf16
+    where the GPU has it, else fp16 with a GradScaler."""
+    if setting is False or (setting == "auto" and device.type != "cuda"):
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if device.type == "cpu" else None

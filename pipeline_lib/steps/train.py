@@ -7,6 +7,7 @@ artifact's lineage label (`sparse`, `iter/1/sparse`, `sweep/r0.5/pruned_finetune
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -31,7 +32,7 @@ from ..tasks import Criterion, Task, get_task, load_model
 from ..weights import import_weights
 from .records import NO_MANIFEST, check_names
 
-__all__ = ["StageSpec", "train_stage", "merge_lora"]
+__all__ = ["StageSpec", "train_stage", "launch_settings", "merge_lora"]
 
 log = logging.getLogger("slimflow")
 
@@ -67,20 +68,45 @@ def _section(label: str) -> str:
     return TRAINED_STAGES[label.rpartition("/")[2]]
 
 
-def train_stage(**fields) -> None:
+def train_stage(*, srun: dict | None = None, **fields) -> None:
     """Train one stage with the shared engine; publish the best weights as a checkpoint. `fields`
     are StageSpec's (`jobs.step_args("train", ...)` gives them).
 
     `init_checkpoint` starts from a parent artifact (its architecture and weights, e.g. a pruned
     model); without it the model is built from `model_cfg` (or `weights`). With `train.nprocs` > 1
     the stage runs in that many DDP processes (one per GPU, or gloo on CPU); `train.batch_size` is their total.
+    Started by torchrun or by a multi-task srun step, every process joins that process group and
+    its world size replaces nprocs; `srun={"ntasks": N, "nodes": M}` (snakemake's slurm executor,
+    `launch_settings`) starts N tasks with srun from inside the job.
     """
     spec = StageSpec(**fields)
-    nprocs = spec.train_cfg["nprocs"]
+    world = distributed.external_world()
+    nprocs = world.size if world else (srun or {}).get("ntasks", spec.train_cfg["nprocs"])
+    if nprocs != spec.train_cfg["nprocs"]:  # recorded as run: another world size is another run (resume, meta)
+        spec = dataclasses.replace(spec, train_cfg={**spec.train_cfg, "nprocs": nprocs})
     if spec.train_cfg["batch_size"] % nprocs:
-        raise UserError(f"train.batch_size={spec.train_cfg['batch_size']} is the total over train.nprocs={nprocs} "
-                        "processes: make it a multiple of nprocs")
-    distributed.launch(_train_process, nprocs=nprocs, spec=spec)
+        over = f"train.nprocs={nprocs}" if world is None and not srun else f"the launcher's {nprocs}"
+        raise UserError(f"train.batch_size={spec.train_cfg['batch_size']} is the total over {over} processes: "
+                        f"make it a multiple of {nprocs}")
+    if world is not None and world.rank != 0:  # every rank runs the CLI under torchrun: rank 0 alone speaks
+        log.setLevel(logging.WARNING)
+    if nprocs > 1 and (world is None or world.rank == 0):
+        how = f"joined {world.source}'s process group" if world else "srun tasks" if srun else "spawned here"
+        log.info("%s: %d training processes (%s)", spec.label, nprocs, how)
+    distributed.launch(_train_process, nprocs=nprocs, launcher="srun" if srun else "spawn",
+                       srun={**srun, "scratch": spec.workdir} if srun else None, spec=spec)
+
+
+def launch_settings(resources: dict) -> dict:
+    """What the train rule's SLURM resources say about starting its processes: with `mpi: srun`,
+    `srun={"ntasks": ..., "nodes": ...}` from `tasks` (or `tasks_per_node` x `nodes`); else nothing."""
+    if resources.get("mpi") != "srun":
+        return {}
+    nodes = int(resources.get("nodes") or 1)
+    ntasks = resources.get("tasks") or int(resources.get("tasks_per_node") or 1) * nodes
+    if int(ntasks) < 2:
+        raise UserError("resources mpi: srun for the train rule needs tasks (or tasks_per_node x nodes) of 2 or more")
+    return {"srun": {"ntasks": int(ntasks), "nodes": nodes}}
 
 
 @dataclass
