@@ -1,6 +1,7 @@
 """The shared training loop on a toy regression task: learning, EMA, resume, NaN guard."""
 import logging
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -199,3 +200,45 @@ def test_channels_last_trains_the_same_network_and_publishes_nchw_weights(tmp_pa
     for name, tensor in trained[True].items():
         assert tensor.is_contiguous(), name
         torch.testing.assert_close(tensor, trained[False][name], atol=1e-4, rtol=1e-4)
+
+
+def _sum_loss(model, batch):
+    x, y = batch
+    loss = ((model(x) - y) ** 2).sum()  # summed over this process's images, as YOLOv5's loss is
+    return loss, {"sse": loss.item()}
+
+
+def _one_step(out: str) -> None:
+    """One optimizer step on 16 samples (one batch over all processes), the weights saved to `out`."""
+    from pipeline_lib.engine import distributed
+
+    seed_everything(0)
+    model = nn.Linear(4, 1)
+    g = torch.Generator().manual_seed(5)
+    data = TensorDataset(torch.randn(16, 4, generator=g), torch.randn(16, 1, generator=g))
+    world = distributed.world_size()
+    loader = make_loader(data, batch_size=16 // world, shuffle=True, workers=0, seed=0)
+    cfg = _cfg(epochs=1, batch_size=16, nominal_batch_size=16, warmup_epochs=0, ema=False, lr0=0.01, clip_grad_norm=0)
+    result = train(model, criterion=_sum_loss, train_loader=loader, evaluate=lambda m: {"mse": 0.0},
+                   fitness=lambda m: 0.0, cfg=cfg, workdir=Path(out).parent / f"work{world}",
+                   device=torch.device("cpu"), run_id="r", loss_sums_over_batch=True)
+    if result is not None:
+        torch.save(model.state_dict(), out)
+
+
+def test_a_loss_summed_over_the_batch_steps_alike_in_one_process_and_in_two(tmp_path):
+    """DDP averages gradients over ranks; a loss summed over each rank's images is scaled by the
+    world size, so two processes of 8 images step as one process of 16 does."""
+    from pipeline_lib.engine import distributed
+
+    _one_step(str(tmp_path / "one.pt"))
+    distributed.launch(_one_step, nprocs=2, backend="gloo", out=str(tmp_path / "two.pt"))
+    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    assert not torch.equal(one["weight"], _initial_weight())  # it stepped
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=1e-5, atol=1e-6)
+
+
+def _initial_weight() -> torch.Tensor:
+    seed_everything(0)
+    return nn.Linear(4, 1).weight.detach()

@@ -4,10 +4,9 @@
                    fitness=task.fitness, cfg=stage_config(cfg, "baseline"), workdir=Path("results/work/baseline"),
                    device=torch.device("cpu"), run_id="ab12...")
 
-Family specifics come in through `criterion(model, batch) -> (loss, {name: float})` (a criterion
-with state of its own, such as ReID's class centres, also has `state_dict`/`load_state_dict`
-and resumes with the rest),
-`evaluate(model) -> metrics` and `fitness(metrics) -> float`; stage specifics (the sparsity
+Family specifics come in through `criterion(model, batch) -> (loss, {name: float})` (one with
+state, such as ReID's class centres, also has `state_dict`/`load_state_dict` and resumes with the
+rest), `evaluate(model) -> metrics` and `fitness(metrics) -> float`; stage specifics (the sparsity
 penalty) through hooks. Resume state lives in `workdir/last.pt`; it is reused only when its
 `run_id` matches, so a changed config starts over instead of resuming someone else's run.
 """
@@ -83,10 +82,6 @@ def _warmup(optimizer: torch.optim.Optimizer, ni: int, nw: int, epoch_lr: Sequen
             group["betas"] = (float(np.interp(ni, [0, nw], [cfg["warmup_momentum"], cfg["momentum"]])), group["betas"][1])
 
 
-def _save(path: Path, obj: dict) -> None:
-    save_sealed(path, obj)  # with a checksum: a damaged resume state is refused, never resumed
-
-
 @dataclass
 class _LoopState:
     """Everything a resumed run needs, with ONE state_dict: a new piece of state is added here only."""
@@ -139,6 +134,7 @@ class _Run:
     workdir: Path
     desc: str
     loggers: list = field(default_factory=list)
+    loss_scale: int = 1  # the world size for a loss summed over each process's batch (see train)
 
     @property
     def accumulate(self) -> int:
@@ -155,13 +151,16 @@ class _Run:
 def train(model: nn.Module, *, criterion: Criterion, train_loader: torch.utils.data.DataLoader,
           evaluate: Callable[[nn.Module], dict[str, float]], fitness: Callable[[dict], float],
           cfg: dict, workdir: Path, device: torch.device, run_id: str,
-          hooks: Sequence[Hook] = (), desc: str = "train") -> TrainResult | None:
+          hooks: Sequence[Hook] = (), desc: str = "train", loss_sums_over_batch: bool = False) -> TrainResult | None:
+    """Rank 0 returns the best weights. A loss summed over a process's images (YOLOv5's) is scaled by
+    the world size: DDP averages gradients over ranks, one process sums over the global batch."""
     Path(workdir).mkdir(parents=True, exist_ok=True)
     main = distributed.is_main()
     run = _Run(cfg, hooks, device, lr_lambda(cfg["scheduler"], cfg["epochs"], cfg["lrf"], cfg.get("milestones", ())),
                amp_dtype(cfg["amp"], device),
                train_loader.batch_size * distributed.world_size(), evaluate, fitness, Path(workdir), desc,
-               make_loggers(cfg.get("loggers", []), Path(workdir)) if main else [])
+               make_loggers(cfg.get("loggers", []), Path(workdir)) if main else [],
+               distributed.world_size() if loss_sums_over_batch else 1)
     state = _setup(model, criterion, run, run_id)
     for epoch in range(state.epoch, cfg["epochs"]):
         t0 = time.time()
@@ -219,7 +218,7 @@ def _end_epoch(state: _LoopState, run: _Run, row: dict[str, Any], lrs: list[floa
         row["fitness"] = score
         if score > state.best["fitness"]:
             state.best = {"fitness": score, "metrics": metrics, "epoch": epoch}
-            _save(run.best_path, {"state_dict": eval_model.state_dict(), "run_id": state.run_id})
+            save_sealed(run.best_path, {"state_dict": eval_model.state_dict(), "run_id": state.run_id})
     for hook in run.hooks:
         if hasattr(hook, "epoch_columns"):
             row.update(hook.epoch_columns(unwrap(state.model)))
@@ -231,7 +230,7 @@ def _end_epoch(state: _LoopState, run: _Run, row: dict[str, Any], lrs: list[floa
     state.epoch = epoch
     log.info("%s epoch %d/%d: %s", run.desc, epoch, epochs,
              ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
-    _save(run.last_path, state.state_dict())
+    save_sealed(run.last_path, state.state_dict())  # sealed: a damaged resume state is refused, never resumed
 
 
 def _train_epoch(state: _LoopState, run: _Run, loader: torch.utils.data.DataLoader, epoch: int) -> dict[str, float]:
@@ -263,7 +262,7 @@ def _train_epoch(state: _LoopState, run: _Run, loader: torch.utils.data.DataLoad
             good = f"{run.last_path} (after epoch {epoch})" if epoch else "none yet"
             raise TrainingDiverged(f"{run.desc}: loss is {loss.item()} at epoch {epoch + 1}, batch {i + 1}; "
                                    f"last good checkpoint: {good}. Lower train.lr0 or check the data.")
-        scaler.scale(loss).backward()
+        scaler.scale(loss * run.loss_scale).backward()
         if ni - last_step >= accumulate or i == nb - 1:  # epoch-local phase: resume-exact
             _step(state, run, epoch)
             last_step = ni

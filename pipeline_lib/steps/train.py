@@ -169,7 +169,7 @@ def _train_process(spec: StageSpec) -> None:
     result = train(model, criterion=criterion, train_loader=train_loader,
                    evaluate=lambda m: task.evaluate(m, val_loader, dev, spec.validation, manifest),
                    fitness=task.fitness, cfg=train_cfg, workdir=Path(spec.workdir), device=dev,
-                   run_id=run_hash, hooks=hooks, desc=spec.label)
+                   run_id=run_hash, hooks=hooks, desc=spec.label, loss_sums_over_batch=task.loss_sums_over_batch)
     if result is None:  # not rank 0
         return
     model.load_state_dict(result.state_dict)
