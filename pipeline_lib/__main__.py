@@ -21,6 +21,7 @@ import yaml
 from .chain import LINEAGE_PATTERN
 from .config import TRAINED_STAGES, defaults, load_config, stage_config
 from .errors import UserError
+from .io import sweep_temporaries
 from .layout import DEPLOYED, EVALUATED, Artifact, DataFolder, Exported, Results, onnx_prefix
 from .runner import run_logged
 
@@ -123,6 +124,11 @@ def _lineage_stage(p: argparse.ArgumentParser) -> None:
                    help="the artifact: results/STAGE.pt (e.g. pruned, sweep/r0.5/pruned)")
 
 
+def _snakemake_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("snakemake_args", nargs=argparse.REMAINDER, metavar="SNAKEMAKE_ARGS",
+                   help="snakemake's own arguments, e.g. -n --cores 4 --configfile config/my.yaml")
+
+
 def _check_config(**_: object) -> None:
     """Nothing to run: loading the config validated it (file:line of the first mistake)."""
 
@@ -194,8 +200,10 @@ COMMANDS = {
                        _import_weights_options),
     "compare": (".compare:compare", _compare, "the summaries of several runs side by side (table, optional plot)",
                 _compare_options),
+    "run": (".launch:run", lambda cfg, args: {"argv": args.snakemake_args},
+            "snakemake, with every config file read strictly first (no config file runs code)", _snakemake_args),
 }
-NEEDS_NO_CONFIG = {"compare", "merge-lora"}
+NEEDS_NO_CONFIG = {"compare", "merge-lora", "run"}
 OPTIONAL_CONFIG = {"predict", "import-weights"}  # a model knows its family; a config only supplies evaluate's thresholds
 
 
@@ -251,6 +259,7 @@ def _run(args: argparse.Namespace):
         raise UserError("--set needs --config (the file whose keys it overrides)")
     kwargs = make_kwargs(cfg, args)
     _check_inputs(args.command, kwargs)
+    sweep_temporaries(v for k, v in kwargs.items() if k.startswith("out_") and isinstance(v, (str, Path)))
     result = (step if callable(step) else _step(step))(**kwargs)
     if args.command == "compare":
         print(result)
@@ -258,6 +267,10 @@ def _run(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["run"] and argv[1:2] != ["-h"]:  # snakemake's options, passed on as they are
+        run_logged(None, lambda: _step(".launch:run")(argv[1:]))
+        return
     args = _parser().parse_args(argv)
     run_logged(None, lambda: _run(args))
 

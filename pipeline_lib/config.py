@@ -22,7 +22,7 @@ import yaml
 
 from .chain import sweep_lineage
 from .errors import ConfigError, UserError
-from .io import read_yaml_mapping
+from .io import read_config_file
 from .registry import families, family_check, schema_path
 from .targets import TARGET_KEYS
 
@@ -175,10 +175,10 @@ def _task(config: dict, locate) -> str:
 
 
 def read_config_files(sources: Sequence[str | Path]) -> None:
-    """Parse each config file strictly (a YAML error or a key given twice is a UserError naming
-    file:line); Snakemake's own loader silently keeps the last of two equal keys."""
+    """Parse each config file strictly (`read_config_file`); Snakemake's own loader silently keeps
+    the last of two equal keys and evaluates YTE templates."""
     for source in sources:
-        read_yaml_mapping(source, "config")
+        read_config_file(source)
 
 
 def validate_config(config: dict, sources: Sequence[str | Path] = (), overrides: Mapping | None = None) -> dict:
@@ -270,7 +270,7 @@ def load_config(paths: str | Path | Sequence[str | Path], overrides: Mapping | N
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     merged: dict = {}
     for path in paths:
-        merged = _merge(merged, read_yaml_mapping(path, "config"))
+        merged = _merge(merged, read_config_file(path))
     return validate_config(_merge(merged, dict(overrides or {})), paths, overrides)
 
 
