@@ -58,9 +58,9 @@ ARTIFACT, DATA, EXPORTED = Artifact("{lineage}", "{stage}"), DataFolder("{data}"
 
 
 def all_targets():
-    """Every file the report writes (a missing one is rebuilt only when something asks for it), the sweep's, and
-    every LoRA adapter."""
-    targets = list(jobs.outputs("report", RESULTS).values())
+    """Every file the report writes (a missing one is rebuilt only when something asks for it), every exported
+    model with its report, metrics and latency, the sweep's files, and every LoRA adapter."""
+    targets = list(jobs.outputs("report", RESULTS).values()) + jobs.deployment_files(config, RESULTS.root)
     if SWEEP:
         targets += list(jobs.outputs("sweep_report", RESULTS).values())
     return targets + lora_adapters()
