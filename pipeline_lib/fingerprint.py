@@ -16,7 +16,7 @@ import hashlib
 import os
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .io import os_error, sha256_file
 
@@ -53,11 +53,13 @@ def portable_path(path: str | os.PathLike) -> Path:
     return Path(os.path.relpath(absolute, cwd) if inside else absolute)
 
 
-def _digest(path: Path, stat: os.stat_result, hashes: dict, now: float) -> str:
+def _digest(path: Path, stat: os.stat_result, hashes: dict, now: float, verify: Callable[[Path], None] | None) -> str:
     key = str(path)
     entry = hashes.get(key)
     if entry is not None and entry[:2] == [stat.st_size, stat.st_mtime_ns] and now - entry[3] < _rehash_seconds():
         return entry[2]
+    if verify is not None:
+        verify(path)
     try:
         digest = sha256_file(path)
     except OSError as e:
@@ -66,10 +68,11 @@ def _digest(path: Path, stat: os.stat_result, hashes: dict, now: float) -> str:
     return digest
 
 
-def content_fingerprint(paths: Iterable[str | os.PathLike], root: str | os.PathLike, hashes: dict) -> str:
+def content_fingerprint(paths: Iterable[str | os.PathLike], root: str | os.PathLike, hashes: dict,
+                        verify: Callable[[Path], None] | None = None) -> str:
     """sha256 over (path relative to `root`, size, sha256) of every file in `paths` (folders are
     skipped: their files are listed; a missing file counts as absent). `hashes` is updated and
-    keeps only the files given."""
+    keeps only the files given; `verify(path)` runs on each file hashed anew (its check, cached so)."""
     now, h, seen = time.time(), hashlib.sha256(), set()
     for path in sorted({Path(p) for p in paths}):
         try:
@@ -80,7 +83,7 @@ def content_fingerprint(paths: Iterable[str | os.PathLike], root: str | os.PathL
         if not os.path.isfile(path):
             continue
         seen.add(str(path))
-        h.update(f"{os.path.relpath(path, root)}\0{stat.st_size}\0{_digest(path, stat, hashes, now)}\n".encode())
+        h.update(f"{os.path.relpath(path, root)}\0{stat.st_size}\0{_digest(path, stat, hashes, now, verify)}\n".encode())
     for stale in [k for k in hashes if k not in seen]:
         del hashes[stale]
     return f"sha256:{h.hexdigest()}"

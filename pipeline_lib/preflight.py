@@ -34,9 +34,9 @@ from .chain import parent as chain_parent
 from .config import config_hash
 from .errors import UserError
 from .fingerprint import content_fingerprint, dataset_root, rehash_due
-from .io import write_json
+from .io import os_error, write_json
 
-__all__ = ["CACHE", "preflight", "check_dataset", "dataset_fingerprint", "check_checkpoints", "check_lora_targets", "check_device"]
+__all__ = ["CACHE", "preflight", "check_dataset", "check_image", "check_writable", "dataset_fingerprint", "check_checkpoints", "check_lora_targets", "check_device"]
 
 log = logging.getLogger("slimflow")
 
@@ -58,6 +58,33 @@ def _stamps(paths) -> dict[str, list[int] | None]:
 
 def _unchanged(entry: dict) -> bool:
     return isinstance(entry.get("files"), dict) and all(_stamp(Path(p)) == s for p, s in entry["files"].items())
+
+
+_IMAGES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+_NOT_8_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}  # 16-bit or float: a loader's 8-bit conversion saturates
+
+
+def check_image(path: Path) -> None:
+    """An image file of a dataset, by its header and structure, without decoding its pixels (PIL's
+    verify(); a JPEG ends with its end marker); another file passes. UserError naming it otherwise."""
+    if path.suffix.lower() not in _IMAGES:
+        return
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            mode, jpeg = im.mode, im.format == "JPEG"
+            im.verify()
+        with open(path, "rb") as f:  # verify() reads a PNG to its end, not a JPEG: its end marker then
+            f.seek(max(0, os.path.getsize(path) - 65536))
+            truncated = jpeg and b"\xff\xd9" not in f.read()
+    except Exception as e:
+        raise UserError(f"{path}: unreadable image ({type(e).__name__}); remove it or replace it with a valid image") from None
+    if truncated:
+        raise UserError(f"{path}: unreadable image (a JPEG without its end: truncated); remove it or replace it")
+    if mode in _NOT_8_BIT:
+        raise UserError(f"{path}: a {mode} image (16-bit or float); slimflow reads 8-bit images: convert it to "
+                        "8 bits per channel (scaling, not clipping)")
 
 
 def _section(cache: dict, name: str) -> dict:
@@ -90,7 +117,7 @@ def _check_one_dataset(folder: str, config: dict, cache: dict) -> str | None:
         read = (check(dataset_cfg, evaluate) if evaluate else check(dataset_cfg)) if check else []
         hashes = entry.get("hashes", {}) if isinstance(entry, dict) else {}
         path = dataset_cfg.get("path")
-        fingerprint = None if path is None else content_fingerprint(read, dataset_root(path), hashes)
+        fingerprint = None if path is None else content_fingerprint(read, dataset_root(path), hashes, check_image)
         entry = cache[f"dataset:{folder}"] = {"key": key, "files": _stamps(read), "fingerprint": fingerprint,
                                               "hashes": hashes}
     _FINGERPRINTS[key] = entry["fingerprint"]
@@ -196,6 +223,21 @@ def preflight(config: dict, results: str | os.PathLike = "results", cache: str |
         check_exported(Path(results), config["export"], _section(state, "exported"))
     finally:  # what passed stays remembered, even when a later check fails
         _save_state(cache_path, state)
+
+
+def check_writable(results: str | os.PathLike) -> None:
+    """`results` and its folders take a new file (a read-only file system or folder is one UserError
+    line before any job, instead of Snakemake's traceback in the first job that writes there)."""
+    import tempfile
+
+    root = Path(results)
+    for folder in [root, *(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []:
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".slimflow-probe.", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise os_error(folder, e) from None
 
 
 def check_device(spec: str) -> None:
