@@ -65,6 +65,11 @@ def _fill_defaults(validator_class: type[jsonschema.Validator]) -> type[jsonsche
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
+# One rule for every integer key: an integer, never a float (JSON Schema's "integer" takes 4.0; a step would crash on it).
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=jsonschema.Draft202012Validator
+                                          .TYPE_CHECKER.redefine("integer", lambda _, x: type(x) is int))
+
+
 def _key_lines(text: str) -> dict[tuple, int]:
     """Map each key path in a YAML document to its 1-based line, e.g. ('train', 'epochs') -> 7."""
     lines: dict[tuple, int] = {}
@@ -192,9 +197,9 @@ def validate_config(config: dict, sources: Sequence[str | Path] = (), overrides:
         return _locate(path, sources, overrides)
 
     full = schema(_task(config, locate))
-    _raise_first_error(jsonschema.Draft202012Validator(full), config, locate)
+    _raise_first_error(_Validator(full), config, locate)
     config = copy.deepcopy(config)
-    _fill_defaults(jsonschema.Draft202012Validator)(full).validate(config)
+    _fill_defaults(_Validator)(full).validate(config)
     try:
         _check_across_keys(config)
         if check := family_check(config["task"], "check_config"):  # the family's rules a schema cannot say

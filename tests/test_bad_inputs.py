@@ -5,6 +5,7 @@ line or key), no traceback, and nothing in results/ changes (sha256 of every fil
 
 Bad datasets are in test_bad_datasets.py, the fault tests (failed rerun, corruption, full disk) in
 test_reliability_faults.py, what they share in bad_inputs.py."""
+import os
 import shutil
 from pathlib import Path
 
@@ -40,6 +41,15 @@ def _as(key, value):
 class _Exploit:
     def __reduce__(self):
         return (print, ("this would have run code",))
+
+
+class _SystemExploit:
+    def __reduce__(self):
+        return (os.system, ("touch escape_system",))
+
+
+def _system_exploit(root: Path):
+    torch.save({"format": "slimflow/ckpt-v1", "payload": _SystemExploit()}, root / "results/baseline.pt")
 
 
 def _pickle_exploit(root: Path):
@@ -134,6 +144,7 @@ CASES = [
     ("checkpoint for other classes", _checkpoint(lambda c: c["meta"].update(names=["x", "y"])), [EVAL],
      ["baseline.pt", "trained for 2 classes", "dataset.json"]),
     ("pickle that would run code", _pickle_exploit, CKPT, ["baseline.pt", "could run code"]),
+    ("pickle that would call os.system", _system_exploit, CKPT, ["baseline.pt", "could run code (posix.system)"]),
     ("truncated checkpoint", lambda r: (r / "results/baseline.pt").write_bytes((r / "results/baseline.pt").read_bytes()[:1000]),
      CKPT, ["baseline.pt", "not a loadable checkpoint"]),
     ("random bytes inside a checkpoint's tensors", lambda r: corrupt_tensor_bytes(r / "results/baseline.pt"), CKPT,

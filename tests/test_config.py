@@ -164,4 +164,4 @@ def test_the_checks_before_any_job_import_no_torch():
     found, modules = proc.stdout.rsplit(" ", 1)
     assert modules.strip() == "[]"
     assert found == str({"detection": (True, True, False), "diffusion": (False, True, True),
-                         "pose": (False, False, False), "reid": (False, True, False)})
+                         "pose": (False, True, False), "reid": (False, True, False)})

@@ -72,6 +72,8 @@ def test_a_checkpoint_without_checksum_still_loads_and_says_so(tmp_path, caplog)
     ("Weights only load failed. ...\n\tWeightsUnpickler error: Unsupported global: GLOBAL builtins.print was not an "
      "allowed global by default. Please use `torch.serialization.add_safe_globals([print])`", True),
     ("Weights only load failed.\n WeightsUnpickler error: unsupported GLOBAL __main__.Exploit", True),
+    ("Weights only load failed. In PyTorch 2.6, ...\n\n\nTrying to load unsupported GLOBAL posix.system whose module "
+     "posix is blocked.\n\nCheck the documentation of torch.load to learn more", True),  # torch 2.14: no marker line
     ("Weights only load failed. ...\n\tWeightsUnpickler error: Unsupported operand 93\n Check the "
      "documentation of torch.load ... add_safe_globals ...", False),  # damage, though the advice mentions globals
 ])
