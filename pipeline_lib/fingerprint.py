@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 
 from .io import os_error, sha256_file
 
-__all__ = ["REHASH_DAYS", "content_fingerprint", "rehash_due", "dataset_root", "portable_path"]
+__all__ = ["REHASH_DAYS", "content_fingerprint", "file_stamp", "rehash_due", "dataset_root", "portable_path"]
 
 REHASH_DAYS = 7.0
 
@@ -30,6 +30,15 @@ def _rehash_seconds() -> float:
         return float(os.environ.get("SLIMFLOW_REHASH_DAYS", REHASH_DAYS)) * 86400
     except ValueError:
         return REHASH_DAYS * 86400
+
+
+def file_stamp(path: str | os.PathLike) -> list[int] | None:
+    """[size, mtime_ns] of a file or folder (None when missing): what the pre-run caches compare."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
 
 
 def rehash_due(hashes: dict) -> bool:

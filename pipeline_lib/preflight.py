@@ -8,11 +8,14 @@ input (a dataset with a broken label, a damaged checkpoint) would have destroyed
 chain. So `workflow/rules/common.smk` runs, after config validation and before any job:
 
 - the family's dataset check (`checks.check_dataset`: structure and labels, no image decoding;
-  pose: also one `evaluate.sigmas` value per keypoint),
+  pose: also one `evaluate.sigmas` value per keypoint), then the dataset's content fingerprint
+  (`fingerprint.content_fingerprint`, prepare_dataset's param through `dataset_fingerprint`), each
+  image's header checked as it is hashed (`check_image`),
 - `model.weights`, read as the baseline stage will read it (a refused pickle stops here),
 - an integrity check of every `*.pt` under results/ (the checksum in each file; for a published
   checkpoint also its format, meta.imgsz, and that its weights load into its arch),
-- a LoRA stage's `targets` against its parent checkpoint, when that exists already.
+- a LoRA stage's `targets` against its parent checkpoint, when that exists already,
+- every ONNX file under results/export, and `export.int8_float_layers` (`export.checks`).
 
 `check_device` runs in Snakemake's `onstart` when jobs run on this machine (not at parse time:
 a cluster job may land on a node with the GPU the submitting machine lacks).
@@ -33,7 +36,7 @@ from .chain import data_folder, dataset_settings
 from .chain import parent as chain_parent
 from .config import config_hash
 from .errors import UserError
-from .fingerprint import content_fingerprint, dataset_root, rehash_due
+from .fingerprint import content_fingerprint, dataset_root, file_stamp, rehash_due
 from .io import os_error, write_json
 
 __all__ = ["CACHE", "preflight", "check_dataset", "check_image", "check_writable", "dataset_fingerprint", "check_checkpoints", "check_lora_targets", "check_device"]
@@ -44,20 +47,12 @@ CACHE = ".snakemake/slimflow/preflight.json"  # relative to the project folder (
 _FINGERPRINTS: dict[str, str | None] = {}  # this process's dataset checks: settings hash -> content fingerprint
 
 
-def _stamp(path: Path) -> list[int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns]
-
-
 def _stamps(paths) -> dict[str, list[int] | None]:
-    return {str(p): _stamp(Path(p)) for p in dict.fromkeys(str(p) for p in paths)}
+    return {str(p): file_stamp(Path(p)) for p in dict.fromkeys(str(p) for p in paths)}
 
 
 def _unchanged(entry: dict) -> bool:
-    return isinstance(entry.get("files"), dict) and all(_stamp(Path(p)) == s for p, s in entry["files"].items())
+    return isinstance(entry.get("files"), dict) and all(file_stamp(Path(p)) == s for p, s in entry["files"].items())
 
 
 _IMAGES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -149,7 +144,7 @@ def check_checkpoints(results: Path, cache: dict, family: str | None = None) -> 
     and that it is a `family` model)."""
     passed = _section(cache, "checkpoints")
     unchecked = {path: stamp for path in sorted(results.rglob("*.pt"))
-                 if (stamp := _stamp(path)) is not None and passed.get(str(path)) != [*stamp, family]}
+                 if (stamp := file_stamp(path)) is not None and passed.get(str(path)) != [*stamp, family]}
     if unchecked:  # torch only for a file to check
         from .checkpoint import FORMAT, check_checkpoint, checkpoint_imgsz
         from .tasks import build_from_checkpoint
@@ -176,7 +171,7 @@ def check_lora_targets(config: dict, results: Path, cache: dict) -> None:
     for artifact, section in TRAINED_STAGES.items():
         lora, parent = stage_config(config, artifact).get("lora"), chain_parent("", artifact, config)
         path = Path(replace(parent, results=str(results)).checkpoint) if lora and parent else None
-        stamp = _stamp(path) if path is not None else None
+        stamp = file_stamp(path) if path is not None else None
         if stamp is None or passed.get(section) == [str(path), *stamp, lora["targets"]]:
             continue
         from .adapters import resolve_targets  # torch: only for a parent to check

@@ -8,21 +8,13 @@ otherwise fail quantize_int8 or evaluate_onnx after Snakemake had deleted their 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..errors import UserError
+from ..fingerprint import file_stamp
 from ..layout import DEPLOYED, Artifact
 
 __all__ = ["check_exported"]
-
-
-def _stamp(path: Path) -> list[int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns]
 
 
 def _load(path: Path):
@@ -46,7 +38,7 @@ def check_exported(results: Path, export_cfg: dict, passed: dict) -> None:
     layers = export_cfg["int8_float_layers"]
     fp32 = Path(Artifact("", DEPLOYED, str(results)).onnx())
     for path in sorted((results / "export").glob("*.onnx")):
-        stamp = _stamp(path)
+        stamp = file_stamp(path)
         wanted = [*stamp, layers] if path == fp32 and isinstance(layers, list) and layers else stamp
         if stamp is None or passed.get(str(path)) == wanted:
             continue
