@@ -139,12 +139,14 @@ def dataset_fingerprint(folder: str, config: dict, cache: str | os.PathLike = CA
     return _FINGERPRINTS[key]
 
 
-def check_checkpoints(results: Path, cache: dict, family: str | None = None) -> None:
+def check_checkpoints(results: Path, cache: dict, family: str | None = None, weights: str | None = None) -> None:
     """Every torch file under `results`: its checksum (and for a published checkpoint, its parts
-    and that it is a `family` model)."""
+    and that it is a `family` model); `weights` (model.weights, kept there perhaps: a YOLOv5
+    best.pt) is the weights check's, read by the safe importer (docs/WEIGHTS.md)."""
     passed = _section(cache, "checkpoints")
-    unchecked = {path: stamp for path in sorted(results.rglob("*.pt"))
-                 if (stamp := file_stamp(path)) is not None and passed.get(str(path)) != [*stamp, family]}
+    own = {os.path.abspath(weights)} if weights else set()
+    unchecked = {path: stamp for path in sorted(results.rglob("*.pt")) if os.path.abspath(path) not in own
+                 and (stamp := file_stamp(path)) is not None and passed.get(str(path)) != [*stamp, family]}
     if unchecked:  # torch only for a file to check
         from .checkpoint import FORMAT, check_checkpoint, checkpoint_imgsz
         from .tasks import build_from_checkpoint
@@ -211,7 +213,7 @@ def preflight(config: dict, results: str | os.PathLike = "results", cache: str |
             from .weights import check_weights  # torch
 
             check_weights(config, state)
-        check_checkpoints(Path(results), state, config["task"])
+        check_checkpoints(Path(results), state, config["task"], config["model"].get("weights"))
         check_lora_targets(config, Path(results), state)
         from .export.checks import check_exported  # onnx: only for a file to check
 
