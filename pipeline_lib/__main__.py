@@ -16,41 +16,16 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-import yaml
-
 from . import __version__
 from .chain import LINEAGE_PATTERN
-from .config import TRAINED_STAGES, defaults, load_config, stage_config
+from .config import TRAINED_STAGES, defaults, stage_config
 from .errors import UserError
-from .io import read_yaml_mapping
+from .io import read_yaml_mapping, sweep_temporaries
 from .layout import DEPLOYED, EVALUATED, Artifact, DataFolder, Exported, Results, onnx_prefix
+from .overrides import apply_settings
 from .runner import run_logged
 
-__all__ = ["main", "apply_settings"]
-
-
-def apply_settings(config_paths: list[Path], assignments: list[str]) -> dict:
-    """The config files (merged in order, later ones winning) with `key.sub=value` assignments laid
-    over them (values read as YAML), validated as a whole."""
-    overrides: dict = {}
-    for assignment in assignments:
-        key, sep, value = assignment.partition("=")
-        if not sep or not key or any(not part for part in key.split(".")):
-            raise UserError(f"--set {assignment}: expected KEY=VALUE with a dotted key, e.g. train.epochs=5")
-        *parents, leaf = key.split(".")
-        node = overrides
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise UserError(f"--set {assignment}: {part} is not a section")
-        try:
-            node[leaf] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise UserError(f"--set {assignment}: the value is not valid YAML") from None
-    try:
-        return load_config(config_paths, overrides)
-    except UserError as e:
-        raise UserError(f"{e} (with --set {' '.join(assignments)})" if assignments else str(e)) from None
+__all__ = ["main"]
 
 
 # Each command: (function, its keyword arguments from (config, args), one-line help, extra options).
@@ -123,6 +98,11 @@ def _artifact(label: str) -> str:
 def _lineage_stage(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stage", default="baseline", type=_artifact,
                    help="the artifact: results/STAGE.pt (e.g. pruned, sweep/r0.5/pruned)")
+
+
+def _snakemake_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("snakemake_args", nargs=argparse.REMAINDER, metavar="SNAKEMAKE_ARGS",
+                   help="snakemake's own arguments, e.g. -n --cores 4 --configfile config/my.yaml")
 
 
 def _set_keys(node: object, prefix: tuple = ()) -> set[tuple]:
@@ -210,8 +190,10 @@ COMMANDS = {
                        _import_weights_options),
     "compare": (".compare:compare", _compare, "the summaries of several runs side by side (table, optional plot)",
                 _compare_options),
+    "run": (".launch:run", lambda cfg, args: {"argv": args.snakemake_args},
+            "snakemake, with every config file read strictly first (no config file runs code)", _snakemake_args),
 }
-NEEDS_NO_CONFIG = {"compare", "merge-lora"}
+NEEDS_NO_CONFIG = {"compare", "merge-lora", "run"}
 OPTIONAL_CONFIG = {"predict", "import-weights"}  # a model knows its family; a config only supplies evaluate's thresholds
 
 
@@ -279,6 +261,7 @@ def _run(args: argparse.Namespace):
         raise UserError("--set needs --config (the file whose keys it overrides)")
     kwargs = make_kwargs(cfg, args)
     _check_inputs(args.command, kwargs)
+    sweep_temporaries(v for k, v in kwargs.items() if k.startswith("out_") and isinstance(v, (str, Path)))
     result = (step if callable(step) else _step(step))(**kwargs)
     if args.command in ("compare", "check-config"):
         print(result)
@@ -286,6 +269,10 @@ def _run(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["run"] and argv[1:2] != ["-h"]:  # snakemake's options, passed on as they are
+        run_logged(None, lambda: _step(".launch:run")(argv[1:]))
+        return
     args = _parser().parse_args(argv)
     run_logged(None, lambda: _run(args))
 

@@ -30,6 +30,23 @@ def _summary_path(run: Path) -> Path:
     raise UserError(f"{run}: no results/summary.csv (run `snakemake --directory {run}` first, or name the run's folder)")
 
 
+def _read_summary(path: Path) -> pd.DataFrame:
+    """A run's summary.csv, with the columns compare reads; a damaged one is one UserError naming it."""
+    redo = "rerun the report (snakemake) to write it again"
+    try:
+        table = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise UserError(f"{path}: not a readable CSV ({type(e).__name__}); {redo}") from None
+    missing = [c for c in ("stage", "runtime", "flops") if c not in table.columns]
+    metrics = [c for c in table.columns if c not in ("stage", "runtime", *_COST)]
+    if missing or not metrics:
+        raise UserError(f"{path}: not a slimflow summary (no {', '.join(missing) or 'metric'} column); {redo}")
+    for column in ("flops", metrics[0]):
+        if not pd.api.types.is_numeric_dtype(table[column]):
+            raise UserError(f"{path}: column {column!r} holds values that are not numbers; {redo}")
+    return table
+
+
 def read_runs(runs: list[str | os.PathLike]) -> pd.DataFrame:
     """One table: every row of every run's summary, with the run's name in the first column."""
     if not runs:
@@ -37,7 +54,7 @@ def read_runs(runs: list[str | os.PathLike]) -> pd.DataFrame:
     names = [Path(r).name or str(r) for r in runs]
     if len(set(names)) < len(names):
         names = [str(r) for r in runs]
-    tables = [pd.read_csv(_summary_path(Path(run))).assign(run=name) for run, name in zip(runs, names)]
+    tables = [_read_summary(_summary_path(Path(run))).assign(run=name) for run, name in zip(runs, names)]
     table = pd.concat(tables, ignore_index=True)
     return table[["run", *[c for c in table.columns if c != "run"]]]
 

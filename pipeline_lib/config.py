@@ -22,7 +22,7 @@ import yaml
 
 from .chain import sweep_lineage
 from .errors import ConfigError, UserError
-from .io import read_yaml_mapping
+from .io import read_config_file
 from .registry import families, family_check, schema_path
 from .targets import TARGET_KEYS
 
@@ -63,6 +63,11 @@ def _fill_defaults(validator_class: type[jsonschema.Validator]) -> type[jsonsche
         yield from validate_properties(validator, properties, instance, schema)
 
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+# One rule for every integer key: an integer, never a float (JSON Schema's "integer" takes 4.0; a step would crash on it).
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=jsonschema.Draft202012Validator
+                                          .TYPE_CHECKER.redefine("integer", lambda _, x: type(x) is int))
 
 
 def _key_lines(text: str) -> dict[tuple, int]:
@@ -175,10 +180,10 @@ def _task(config: dict, locate) -> str:
 
 
 def read_config_files(sources: Sequence[str | Path]) -> None:
-    """Parse each config file strictly (a YAML error or a key given twice is a UserError naming
-    file:line); Snakemake's own loader silently keeps the last of two equal keys."""
+    """Parse each config file strictly (`read_config_file`); Snakemake's own loader silently keeps
+    the last of two equal keys and evaluates YTE templates."""
     for source in sources:
-        read_yaml_mapping(source, "config")
+        read_config_file(source)
 
 
 def validate_config(config: dict, sources: Sequence[str | Path] = (), overrides: Mapping | None = None) -> dict:
@@ -192,9 +197,9 @@ def validate_config(config: dict, sources: Sequence[str | Path] = (), overrides:
         return _locate(path, sources, overrides)
 
     full = schema(_task(config, locate))
-    _raise_first_error(jsonschema.Draft202012Validator(full), config, locate)
+    _raise_first_error(_Validator(full), config, locate)
     config = copy.deepcopy(config)
-    _fill_defaults(jsonschema.Draft202012Validator)(full).validate(config)
+    _fill_defaults(_Validator)(full).validate(config)
     try:
         _check_across_keys(config)
         if check := family_check(config["task"], "check_config"):  # the family's rules a schema cannot say
@@ -270,7 +275,7 @@ def load_config(paths: str | Path | Sequence[str | Path], overrides: Mapping | N
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     merged: dict = {}
     for path in paths:
-        merged = _merge(merged, read_yaml_mapping(path, "config"))
+        merged = _merge(merged, read_config_file(path))
     return validate_config(_merge(merged, dict(overrides or {})), paths, overrides)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ from .errors import UserError
 from .failpoints import failpoint
 
 __all__ = ["atomic_path", "write_bytes", "write_text", "write_json", "read_json", "read_yaml_mapping", "yaml_error_line",
+           "read_config_file", "sweep_temporaries",
            "StrictSafeLoader", "sha256_file", "os_error"]
 
 
@@ -87,6 +89,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
                 tmp.unlink(missing_ok=True)
 
 
+def sweep_temporaries(paths) -> None:
+    """Remove what a killed `atomic_path` left beside each of `paths` (`.<name>.*.tmp`): a step
+    calls it for its own outputs before it writes them, so a killed write is cleaned up by the
+    next run of the same step."""
+    for path in map(Path, paths):
+        if path.parent.is_dir():
+            for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
@@ -144,6 +157,9 @@ def yaml_error_line(path: str | os.PathLike, error: yaml.YAMLError) -> str:
     line = f":{mark.line + 1}" if mark else ""
     if isinstance(error, DuplicateKeyError):
         return f"{path}{line}: {error.problem}"
+    if "constructor for the tag" in str(getattr(error, "problem", "")):  # !!python/object/apply:os.system ...
+        tag = str(error.problem).rsplit(" ", 1)[-1]
+        return f"{path}{line}: the YAML tag {tag} is not allowed (slimflow reads plain values only; nothing is run)"
     return f"{path}{line}: not valid YAML ({getattr(error, 'problem', None) or error})"
 
 
@@ -154,17 +170,35 @@ def read_yaml_mapping(path: str | os.PathLike, what: str) -> dict:
     """
     path = Path(path)
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictSafeLoader) or {}  # empty file: empty mapping
+        raw = path.read_bytes()
+        data = yaml.load(raw.decode("utf-8"), Loader=StrictSafeLoader) or {}  # empty file: empty mapping
     except FileNotFoundError:
         raise UserError(f"{path}: {what} not found") from None
     except OSError as e:
         raise os_error(path, e, f"cannot read {what}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: the {what} is not UTF-8 text") from None
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: the {what} is not UTF-8 text (byte 0x{raw[e.start]:02x}; save it as UTF-8)") from None
     except yaml.YAMLError as e:
         raise UserError(yaml_error_line(path, e)) from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: the {what} must be a mapping of keys to values")
+    return data
+
+
+# Snakemake evaluates a config file holding this key as a YTE template: its `?` expressions run as Python.
+YTE_KEY = "__use_yte__"
+
+
+def read_config_file(path: str | os.PathLike) -> dict:
+    """A config file, read strictly: UTF-8, YAML without tags, a mapping at the top level, no key
+    given twice and no YTE template (a UserError naming file:line otherwise). Nothing in it runs."""
+    data = read_yaml_mapping(path, "config")
+    if YTE_KEY in data:
+        node = yaml.compose(Path(path).read_text(encoding="utf-8"))
+        line = next(k.start_mark.line + 1 for k, _ in node.value if k.value == YTE_KEY)
+        raise UserError(f"{path}:{line}: {YTE_KEY}: a YTE template, whose expressions would run as code; "
+                        "slimflow config files hold plain values (delete the key)")
     return data
 
 

@@ -22,9 +22,11 @@ from . import chain
 from .config import TRAINED_STAGES, stage_config
 from .export.settings import rule_settings
 from .layout import DEPLOYED, EVALUATED, RESULTS, Artifact, DataFolder, Exported, Results, onnx_prefix
+from .preflight import dataset_fingerprint
 from .registry import has_evaluator, validation_settings
 
-__all__ = ["STEPS", "PLOTS", "inputs", "outputs", "params", "step_args", "summary_rows", "onnx_rows"]
+__all__ = ["STEPS", "PLOTS", "inputs", "outputs", "params", "step_args", "summary_rows", "onnx_rows",
+           "deployment_files"]
 
 
 def summary_rows(config: dict) -> list[tuple[str, str]]:
@@ -36,8 +38,10 @@ def summary_rows(config: dict) -> list[tuple[str, str]]:
 # --- data --------------------------------------------------------------------------------------------------
 
 def _prepare_dataset(d: DataFolder, config: dict) -> tuple[dict, dict]:
+    """The dataset's content fingerprint is a param: an edited dataset reruns this job and all after it."""
     dataset_cfg, seed = chain.dataset_settings(d.folder, config)
-    return {}, {"dataset_cfg": dataset_cfg, "family": config["task"], "seed": seed}
+    return {}, {"dataset_cfg": dataset_cfg, "family": config["task"], "seed": seed,
+                "fingerprint": dataset_fingerprint(d.folder, config)}
 
 
 def _train_evaluator(d: DataFolder, config: dict) -> tuple[dict, dict]:
@@ -109,6 +113,19 @@ def onnx_rows(config: dict, results: str = RESULTS) -> list[Exported]:
     """The exported models the report shows: baseline and deployed FP32, then deployed INT8."""
     return [Exported(onnx_prefix(stage), precision, results) for stage, precision in
             [("baseline", "fp32"), (DEPLOYED, "fp32")] + ([(DEPLOYED, "int8")] if config["export"]["int8"] else [])]
+
+
+def deployment_files(config: dict, results: str = RESULTS) -> list[str]:
+    """Every exported model the report shows, with its report and metrics, and the PyTorch latency
+    files: `rule all` asks for each by name, so a missing one is rebuilt (Snakemake reruns a job
+    for a missing output only when something needs that output)."""
+    files = []
+    for e in onnx_rows(config, results):
+        files += [*outputs("export_onnx" if e.precision == "fp32" else "quantize_int8", e.artifact).values(),
+                  *outputs("evaluate_onnx", e).values()]
+    for stage in ("baseline", DEPLOYED):
+        files += outputs("latency_torch", Artifact("", stage, results)).values()
+    return list(dict.fromkeys(files))
 
 
 def _report(r: Results, config: dict) -> tuple[dict, dict]:

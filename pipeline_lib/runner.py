@@ -11,7 +11,7 @@ import sys
 from typing import Any, Callable
 
 from .errors import UserError
-from .io import os_error
+from .io import os_error, sweep_temporaries
 
 __all__ = ["run_logged", "run_step", "setup_logging"]
 
@@ -88,4 +88,5 @@ def run_step(smk: Any, fn: Callable[..., Any], **extra: Any) -> Any:
     arguments (`pipeline_lib.jobs` names them after `fn`'s), logged to the rule's log."""
     files = {name: list(value) if isinstance(value, list) else value
              for part in (smk.input, smk.output) for name, value in part.items()}
+    sweep_temporaries(smk.output)  # what a killed earlier run of this job left half-written
     return run_logged(smk.log[0], fn, **files, **smk.params.get("args", {}), **extra)

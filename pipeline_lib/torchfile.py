@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -69,19 +70,35 @@ def save_sealed(path: str | os.PathLike, obj: dict) -> None:
         torch.save(sealed, f)  # into a file object: a full disk surfaces as the OSError from write()
 
 
-def _is_code_pickle(error: Exception) -> bool:
-    """weights_only refused a global, class or call the pickle would make (code it would run).
+def _refused_global(error: Exception) -> str | None:
+    """What weights_only refused — a global, class or call the pickle would make (code it would
+    run) — as torch names it ("posix.system", or "" when it names none); None for damage.
 
     torch words it "Unsupported global: GLOBAL builtins.print ...", "unsupported GLOBAL ...",
-    "Unsupported class ..." or "... reduce ..." depending on the version and the opcode; only
-    its "WeightsUnpickler error:" line names the cause (the advice around it mentions globals
-    for every failure, damaged files included, e.g. "Unsupported operand 93").
+    "Trying to load unsupported GLOBAL posix.system whose module posix is blocked" (2.14, without
+    the "WeightsUnpickler error:" line), "Unsupported class ..." or "... reduce ..." depending on
+    the version and the opcode. Its advice mentions globals for every failure, damaged files
+    included ("Unsupported operand 93 ... add_safe_globals"), so that advice is not read.
     """
     if not isinstance(error, pickle.UnpicklingError):
-        return False
-    text, marker = str(error).lower(), "weightsunpickler error:"
-    cause = (text.partition(marker)[2] if marker in text else text).strip().split("\n", 1)[0]
-    return any(word in cause for word in ("global", "class", "reduce", "build"))
+        return None
+    text, marker = str(error), "weightsunpickler error:"
+    if marker in text.lower():  # torch's own line for the cause
+        lines = [text[text.lower().index(marker) + len(marker):].strip().split("\n", 1)[0]]
+    else:  # without it, every line but torch's advice (printed for damage too)
+        lines = [line for line in text.splitlines() if not any(
+            word in line.lower() for word in ("safe_globals", "documentation", "weights only load failed"))]
+    for line in lines:
+        low = line.lower()
+        if any(word in low for word in ("global", "class", "reduce", "build", "blocked")):
+            named = re.search(r"(?:global|class)[: ]+(?:global )?([\w.]+)", line, re.IGNORECASE)
+            return named.group(1) if named else ""
+    return None
+
+
+def _is_code_pickle(error: Exception) -> bool:
+    """weights_only refused a global, class or call the pickle would make (`_refused_global`)."""
+    return _refused_global(error) is not None
 
 
 def load_sealed(path: str | os.PathLike, remedy: str = "delete it and rerun the step that writes it") -> Any:
@@ -94,8 +111,9 @@ def load_sealed(path: str | os.PathLike, remedy: str = "delete it and rerun the 
     except OSError as e:
         raise os_error(path, e, "cannot read") from None
     except Exception as e:
-        if _is_code_pickle(e):
-            why = "contains pickled objects that could run code; slimflow loads plain tensors only"
+        if (named := _refused_global(e)) is not None:
+            why = (f"contains pickled objects that could run code{f' ({named})' if named else ''}; "
+                   "slimflow loads plain tensors only (nothing in it ran)")
         else:
             why = f"truncated or corrupted ({type(e).__name__}); {remedy}"
         raise UserError(f"{path}: not a loadable checkpoint: {why}") from None

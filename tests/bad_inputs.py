@@ -80,6 +80,19 @@ def snakemake(root: Path, *args: str, env: dict | None = None) -> subprocess.Com
                           cwd=root, capture_output=True, text=True, timeout=300, env=env)
 
 
+def SLIMFLOW_RUN(root):
+    """`python -m pipeline_lib run` (`slimflow run`): snakemake after a strict read of every config file."""
+    return subprocess.run([sys.executable, "-m", "pipeline_lib", "run", "results/metrics/baseline.json", "-n",
+                           "--cores", "1", "--configfile", "config/test.yaml", CASE], cwd=root, capture_output=True,
+                          text=True, timeout=300)
+
+
+def PLAIN_DRY(root):
+    """snakemake without --configfile: config/config.yaml is the experiment."""
+    return subprocess.run([SNAKEMAKE, "results/metrics/baseline.json", "-n", "--cores", "1"], cwd=root,
+                          capture_output=True, text=True, timeout=300)
+
+
 def PREPARE(root):
     return cli(root, "prepare-dataset")
 

@@ -7,8 +7,10 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from bad_inputs import (CASE, DRY, LABEL, PREPARE, RUN, case, cli, fails_in_one_line_and_keeps_results, family_layout,
                         fresh_copy, snakemake, write)
@@ -47,9 +49,13 @@ CASES = [
     ("wrong column count", write("data/labels/val/0.txt", "0 0.5 0.5 0.2\n"), DATA, ["0.txt:1:", "5 columns"]),
     ("coordinates outside [0,1]", write("data/labels/train/0.txt", "1 1.2 0.5 0.2 0.2\n"), DATA, ["0.txt:1:", "normalized"]),
     ("zero-area box", write("data/labels/train/0.txt", "1 0.5 0.5 0.2 0\n"), DATA, ["0.txt:1:", "zero-area"]),
-    ("non-image file", write("data/images/train/0.png", "just text"), [PREPARE], ["0.png", "unreadable image"]),
+    ("non-image file", write("data/images/train/0.png", "just text"), DATA, ["0.png", "unreadable image"]),
     ("corrupt image", lambda r: (r / "data/images/val/1.png").write_bytes((r / "data/images/val/1.png").read_bytes()[:60]),
-     [PREPARE], ["1.png", "unreadable image"]),
+     DATA, ["data/images/val/1.png", "unreadable image"]),
+    # --- issue 30, items 3 and 6: image headers before any job; a 16-bit image is refused, not saturated
+    ("0-byte image", write("data/images/train/1.png", b""), DATA, ["data/images/train/1.png", "unreadable image"]),
+    ("16-bit image", lambda r: Image.fromarray(np.full((40, 48), 40000, np.uint16)).save(r / "data/images/val/0.png"),
+     DATA, ["data/images/val/0.png", "I;16 image", "8-bit"]),
 ]
 
 
@@ -88,7 +94,7 @@ def test_preflight_cache_remembers_what_passed_and_sees_an_edit(valid, tmp_path)
     assert DRY(root).returncode == 0
     cache = yaml.safe_load((root / ".snakemake/slimflow/preflight.json").read_text())
     label = root / "data/labels/train/0.txt"
-    assert str(label.resolve()) in cache["dataset:"]["files"] and "results/baseline.pt" in cache["checkpoints"]
+    assert "data/labels/train/0.txt" in cache["dataset:"]["files"] and "results/baseline.pt" in cache["checkpoints"]
     label.write_text("0 0.5 0.5 0.2\n")  # edited after a passed check
     assert "0.txt:1:" in one_error_line(DRY(root))
 
@@ -159,3 +165,56 @@ POSE_CASES = [
 @pytest.mark.parametrize("setup, runners, fragments", [c[1:] for c in POSE_CASES], ids=[c[0] for c in POSE_CASES])
 def test_bad_pose_dataset_fails_in_one_line_and_keeps_results(pose_valid, tmp_path, setup, runners, fragments):
     fails_in_one_line_and_keeps_results(pose_valid, tmp_path, setup, runners, fragments)
+
+
+# --- issue 30, item 3: every family checks its data before any job (pose: above) ------------------------------
+
+@pytest.fixture(scope="session")  # its cases are spread over the workers (conftest.SPREAD)
+def reid_valid(tmp_path_factory) -> Path:
+    """A ReID user's layout: a small Market-1501 folder, its manifest and a previous result."""
+    from pipeline_lib.tasks.reid.synthetic import generate_market
+
+    root = tmp_path_factory.mktemp("reid_valid") / "repo"
+    cfg = yaml.safe_load((REPO / "config/test_reid.yaml").read_text())
+    family_layout(root, {**cfg, "dataset": {**cfg.get("dataset", {}), "path": "data/market"}})
+    generate_market(root / "data/market", n_train_ids=4, n_test_ids=3, height=64, seed=0)
+    return _prepared(root)
+
+
+@pytest.fixture(scope="session")
+def diffusion_valid(tmp_path_factory) -> Path:
+    """A diffusion user's layout: MNIST's four IDX files (random digits), its manifest and a previous result."""
+    from pipeline_lib.tasks.diffusion.idx import FILES, write_idx
+
+    root = tmp_path_factory.mktemp("diffusion_valid") / "repo"
+    cfg = yaml.safe_load((REPO / "config/test_diffusion.yaml").read_text())
+    family_layout(root, {**cfg, "dataset": {**cfg.get("dataset", {}), "path": "data/mnist"}})
+    rng = np.random.default_rng(0)
+    for (images, labels), n in zip(FILES.values(), (30, 20)):
+        write_idx(root / "data/mnist" / images, rng.integers(0, 256, (n, 16, 16), dtype=np.uint8))
+        write_idx(root / "data/mnist" / labels, (np.arange(n) % 10).astype(np.uint8))
+    return _prepared(root)
+
+
+def _prepared(root: Path) -> Path:
+    proc = PREPARE(root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (root / "results/metrics").mkdir()
+    (root / "results/metrics/baseline.json").write_text("{}")
+    return root
+
+
+def _truncate(path: str):
+    return lambda root: (root / path).write_bytes((root / path).read_bytes()[:-100])
+
+
+def _first_market_image(root: Path):  # a training identity's (junk, "-1_...", is never read)
+    sorted((root / "data/market/bounding_box_train").glob("[0-9]*.jpg"))[0].write_bytes(b"")
+
+
+@pytest.mark.parametrize("family, setup, fragments", [
+    ("reid", _first_market_image, ["data/market/bounding_box_train/", "unreadable image"]),
+    ("diffusion", _truncate("data/mnist/t10k-images-idx3-ubyte"), ["data/mnist/t10k-images-idx3-ubyte", "truncated"]),
+], ids=["reid 0-byte image", "diffusion truncated IDX"])
+def test_every_family_checks_its_data_before_any_job(request, tmp_path, family, setup, fragments):
+    fails_in_one_line_and_keeps_results(request.getfixturevalue(f"{family}_valid"), tmp_path, setup, DATA, fragments)

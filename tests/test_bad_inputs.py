@@ -5,6 +5,7 @@ line or key), no traceback, and nothing in results/ changes (sha256 of every fil
 
 Bad datasets are in test_bad_datasets.py, the fault tests (failed rerun, corruption, full disk) in
 test_reliability_faults.py, what they share in bad_inputs.py."""
+import os
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import torch
 from pipeline_lib.tasks.detection.model import YOLODetector
 from pipeline_lib.torchfile import CHECKSUM_KEY, save_sealed
 
-from bad_inputs import CASE, DRY, EVAL, PREPARE, RUN, case, cli, fails_in_one_line_and_keeps_results, write
+from bad_inputs import (CASE, DRY, EVAL, PLAIN_DRY, PREPARE, RUN, SLIMFLOW_RUN, case, cli, fails_in_one_line_and_keeps_results,
+                        write)
 from conftest import REPO, corrupt_tensor_bytes
 
 pytestmark = pytest.mark.e2e  # runs the real snakemake, CLI or a training
@@ -39,6 +41,15 @@ def _as(key, value):
 class _Exploit:
     def __reduce__(self):
         return (print, ("this would have run code",))
+
+
+class _SystemExploit:
+    def __reduce__(self):
+        return (os.system, ("touch escape_system",))
+
+
+def _system_exploit(root: Path):
+    torch.save({"format": "slimflow/ckpt-v1", "payload": _SystemExploit()}, root / "results/baseline.pt")
 
 
 def _pickle_exploit(root: Path):
@@ -68,6 +79,7 @@ def _lora_targets_nowhere(root: Path):
     shutil.copy(root / "results/baseline.pt", root / "results/pruned.pt")  # the parent exists: checked before any job
 
 
+YTE = "__use_yte__: true\nseed: ?__import__('os').system('touch escape_yte') or 0\n"  # YTE would run the expression
 # config/test.yaml with a bad value that neither config/config.yaml (before it) nor config/case.yaml (after) sets last
 MIDDLE = ((REPO / "config/test.yaml").read_text().replace("dataset:\n", "dataset:\n  path: data/data.yaml\n")
           .replace("  batch_size: 8\n  nominal", "  batch_size: 0\n  nominal"))
@@ -106,7 +118,17 @@ CASES = [
      [f"{CASE}:3:", "stages.sparse.lora:", "train_bn: true"]),
     ("LoRA targets that match no layer of the parent", _lora_targets_nowhere, [DRY],
      ["stages.finetune.lora.targets:", "'head*' matches no Linear or Conv2d layer"]),
-    ("YAML syntax error (CLI)", case("train:\n  epochs: [2\n"), [PREPARE], [f"{CASE}:3:", "not valid YAML"]),
+    ("YAML syntax error", case("train:\n  epochs: [2\n"), [PREPARE, SLIMFLOW_RUN], [f"{CASE}:3:", "not valid YAML"]),
+    # --- no config file runs code (issue 30, item 2): refused before Snakemake evaluates it (escape_* = code ran)
+    ("YTE template in a --configfile", case(YTE), [SLIMFLOW_RUN, PREPARE], [f"{CASE}:1:", "__use_yte__", "run as code"]),
+    ("YTE template in config/config.yaml", write("config/config.yaml", YTE), [PLAIN_DRY],
+     ["config/config.yaml:1:", "__use_yte__"]),
+    ("a python tag in a config file", case("seed: !!python/object/apply:os.system ['touch escape_tag']\n"),
+     [SLIMFLOW_RUN, PREPARE], [f"{CASE}:1:", "python/object/apply:os.system", "not allowed"]),
+    ("a Latin-1 config file", write(CASE, b"seed: 0\nname: caf\xe9\n"), [SLIMFLOW_RUN, PREPARE],
+     [f"{CASE}:2:", "not UTF-8"]),
+    ("a list at the top level", case("- seed: 0\n"), [SLIMFLOW_RUN, PREPARE], [CASE, "must be a mapping"]),
+    ("tab indentation", case("train:\n\tepochs: 2\n"), [SLIMFLOW_RUN, PREPARE], [f"{CASE}:2:", "not valid YAML"]),
     # --- checkpoints (before any job through snakemake; item 3: corruption; item 4: parts that do not fit)
     ("checkpoint of another family", _checkpoint(lambda c: c["arch"].update(family="reid")), CKPT,
      ["baseline.pt", "'reid' model", "'detection'"]),
@@ -122,6 +144,7 @@ CASES = [
     ("checkpoint for other classes", _checkpoint(lambda c: c["meta"].update(names=["x", "y"])), [EVAL],
      ["baseline.pt", "trained for 2 classes", "dataset.json"]),
     ("pickle that would run code", _pickle_exploit, CKPT, ["baseline.pt", "could run code"]),
+    ("pickle that would call os.system", _system_exploit, CKPT, ["baseline.pt", "could run code (posix.system)"]),
     ("truncated checkpoint", lambda r: (r / "results/baseline.pt").write_bytes((r / "results/baseline.pt").read_bytes()[:1000]),
      CKPT, ["baseline.pt", "not a loadable checkpoint"]),
     ("random bytes inside a checkpoint's tensors", lambda r: corrupt_tensor_bytes(r / "results/baseline.pt"), CKPT,

@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline_lib.__main__ import COMMANDS, apply_settings
+from pipeline_lib.__main__ import COMMANDS
+from pipeline_lib.overrides import apply_settings
 from pipeline_lib.errors import UserError
 
 from conftest import REPO

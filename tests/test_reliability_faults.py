@@ -6,8 +6,10 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,6 +72,8 @@ def test_a_checkpoint_without_checksum_still_loads_and_says_so(tmp_path, caplog)
     ("Weights only load failed. ...\n\tWeightsUnpickler error: Unsupported global: GLOBAL builtins.print was not an "
      "allowed global by default. Please use `torch.serialization.add_safe_globals([print])`", True),
     ("Weights only load failed.\n WeightsUnpickler error: unsupported GLOBAL __main__.Exploit", True),
+    ("Weights only load failed. In PyTorch 2.6, ...\n\n\nTrying to load unsupported GLOBAL posix.system whose module "
+     "posix is blocked.\n\nCheck the documentation of torch.load to learn more", True),  # torch 2.14: no marker line
     ("Weights only load failed. ...\n\tWeightsUnpickler error: Unsupported operand 93\n Check the "
      "documentation of torch.load ... add_safe_globals ...", False),  # damage, though the advice mentions globals
 ])
@@ -216,3 +220,43 @@ def test_a_damaged_checkpoint_stops_the_run_before_any_job(finished, damage):
     line = one_error_line(proc)
     assert "results/baseline.pt" in line and ("corrupted" in line or "not a loadable checkpoint" in line)
     assert snapshot(finished / "results") == before  # metrics/baseline.json and its predictions kept
+
+
+# --- issue 30, item 4: whole or nothing --------------------------------------------------------
+
+@pytest.mark.e2e
+def test_a_killed_export_is_rebuilt_by_the_next_run_and_its_temporary_file_removed(finished, tmp_path):
+    onnx, config = finished / "results/export/pruned_finetuned.onnx", REPO / "config/test.yaml"
+    mark = tmp_path / "frozen"
+    env = {**os.environ, "SLIMFLOW_FAILPOINT": "write pruned_finetuned.onnx@1", "SLIMFLOW_FAILPOINT_MARK": str(mark)}
+    proc = subprocess.Popen(snakemake_cmd(finished, config, "--force", str(onnx.relative_to(finished))), env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not mark.exists() and proc.poll() is None:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)  # snakemake and the export frozen before its rename
+    proc.wait()
+    assert mark.exists() and not onnx.exists() and list(onnx.parent.glob(".pruned_finetuned.onnx.*.tmp"))
+    run_snakemake(finished, config, "--unlock")
+    assert "rule export_onnx:" in run_snakemake(finished, config, "-n").stdout  # rule all asks for it
+    run_snakemake(finished, config)
+    assert onnx.is_file() and onnx.with_suffix(".json").is_file()
+    assert not list(onnx.parent.glob(".*.tmp"))
+
+
+@pytest.mark.e2e
+def test_a_garbage_onnx_or_a_misspelt_float_layer_stops_before_any_job(finished, tmp_path):
+    onnx, good = finished / "results/export/pruned_finetuned.onnx", tmp_path / "good.onnx"
+    shutil.copy(onnx, good)
+    onnx.write_bytes(b"garbage, not a protobuf\n")
+    before = snapshot(finished / "results")
+    line = one_error_line(subprocess.run(snakemake_cmd(finished, REPO / "config/test.yaml"), capture_output=True,
+                                         text=True, timeout=600))
+    assert "results/export/pruned_finetuned.onnx: not " in line and snapshot(finished / "results") == before
+    shutil.copy(good, onnx)
+    typo = tmp_path / "typo.yaml"
+    cfg = yaml.safe_load((REPO / "config/test.yaml").read_text())
+    typo.write_text(yaml.safe_dump({**cfg, "export": {**cfg.get("export", {}), "int8_float_layers": ["stage2.0.cnv"]}}))
+    before = snapshot(finished / "results")
+    line = one_error_line(subprocess.run(snakemake_cmd(finished, typo), capture_output=True, text=True, timeout=600))
+    assert "export.int8_float_layers: 'stage2.0.cnv' is not a layer of results/export/pruned_finetuned.onnx" in line
+    assert snapshot(finished / "results") == before

@@ -29,10 +29,12 @@ __all__ = ["prepare_dataset", "prune_stage", "train_evaluator", "evaluate_stage"
 log = logging.getLogger("slimflow")
 
 
-def prepare_dataset(*, dataset_cfg: dict, family: str, seed: int, manifest_path: str | os.PathLike) -> dict:
-    """Generate (embedded default) or index a real dataset, validate it once, write the manifest."""
+def prepare_dataset(*, dataset_cfg: dict, family: str, seed: int, manifest_path: str | os.PathLike,
+                    fingerprint: str | None = None) -> dict:
+    """Generate (embedded default) or index a real dataset, validate it once, write the manifest
+    (with `fingerprint`, the pre-run check's content fingerprint of the dataset it was made from)."""
     manifest_path = Path(manifest_path)
-    manifest = get_task(family).prepare_dataset(dataset_cfg, manifest_path.parent, seed)
+    manifest = {**get_task(family).prepare_dataset(dataset_cfg, manifest_path.parent, seed), "fingerprint": fingerprint}
     write_json(manifest_path, manifest)
     log.info("dataset: %s; names: %s", manifest["counts"], manifest["names"])
     return manifest

@@ -29,7 +29,7 @@ except UserError as error:
 # The dataset and every checkpoint under results/, checked before Snakemake deletes the previous
 # outputs of any job it schedules (cached; in the main process only, not in each cluster job).
 # Imported here, after the config passed: it loads torch, which a config mistake need not wait for.
-from pipeline_lib.preflight import check_device, preflight
+from pipeline_lib.preflight import check_device, check_writable, preflight
 
 if workflow.is_main_process:
     try:
@@ -41,6 +41,10 @@ if workflow.is_main_process:
 onstart:
     # Jobs run on this machine: the device they ask for must exist here (at parse time the
     # executor is not known yet, and a cluster node may have the GPU this machine lacks).
+    try:
+        check_writable(RESULTS.root)  # the folder every job writes in
+    except UserError as error:
+        sys.exit(f"slimflow error: {error}")
     if workflow.local_exec:
         try:
             check_device(config["device"])
@@ -58,9 +62,9 @@ ARTIFACT, DATA, EXPORTED = Artifact("{lineage}", "{stage}"), DataFolder("{data}"
 
 
 def all_targets():
-    """Every file the report writes (a missing one is rebuilt only when something asks for it), the sweep's, and
-    every LoRA adapter."""
-    targets = list(jobs.outputs("report", RESULTS).values())
+    """Every file the report writes (a missing one is rebuilt only when something asks for it), every exported
+    model with its report, metrics and latency, the sweep's files, and every LoRA adapter."""
+    targets = list(jobs.outputs("report", RESULTS).values()) + jobs.deployment_files(config, RESULTS.root)
     if SWEEP:
         targets += list(jobs.outputs("sweep_report", RESULTS).values())
     return targets + lora_adapters()

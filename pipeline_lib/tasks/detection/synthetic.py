@@ -130,7 +130,7 @@ def generate_synthetic(out_dir, *, n_train: int = 400, n_val: int = 100, imgsz: 
     """
     if not 0 <= difficulty <= 1:
         raise ValueError(f"difficulty must be in [0, 1], got {difficulty}")
-    out = Path(out_dir).resolve()
+    out = Path(out_dir)
     (out / "data.yaml").unlink(missing_ok=True)
     for split_index, (split, n) in enumerate((("train", n_train), ("val", n_val))):
         img_dir, lab_dir = out / "images" / split, out / "labels" / split
@@ -144,6 +144,6 @@ def generate_synthetic(out_dir, *, n_train: int = 400, n_val: int = 100, imgsz: 
                      f"{(x1 - x0) / imgsz:.6f} {(y1 - y0) / imgsz:.6f}\n" for c, x0, y0, x1, y1 in labels]
             (lab_dir / f"{i:06d}.txt").write_text("".join(lines))
     data_yaml = out / "data.yaml"
-    write_text(data_yaml, yaml.safe_dump({"path": str(out), "train": "images/train", "val": "images/val",
+    write_text(data_yaml, yaml.safe_dump({"path": ".", "train": "images/train", "val": "images/val",
                                           "nc": len(NAMES), "names": list(NAMES)}, sort_keys=False))
     return data_yaml

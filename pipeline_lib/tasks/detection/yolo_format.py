@@ -22,6 +22,7 @@ from pathlib import Path
 from PIL import Image
 
 from ...errors import UserError
+from ...fingerprint import portable_path
 from ...io import read_yaml_mapping, sha256_file
 
 __all__ = ["IMAGE_SUFFIXES", "load_data_yaml", "check_yolo_dataset", "index_yolo_dataset", "coco_ground_truth",
@@ -77,7 +78,7 @@ def load_data_yaml(path: str | Path) -> dict:
     if not isinstance(root, str):
         raise UserError(f"{path}: path: expected the dataset root folder, found {root!r}")
     root = Path(root) if Path(root).is_absolute() else (path.parent / root)
-    spec = {"root": root.resolve(), "names": names}
+    spec = {"root": portable_path(root), "names": names}  # relative inside the project: it may move
     for split in SPLITS:
         entries = data[split] if isinstance(data[split], list) else [data[split]]
         if not entries or not all(isinstance(e, str) and e for e in entries):

@@ -12,5 +12,7 @@ def check_dataset(dataset_cfg: dict) -> list[Path]:
     root = dataset_cfg["path"]
     if root is None:
         return []
-    index_market(root, verify_images=False)  # names, layout, query/gallery overlap
-    return [Path(root), *(Path(root) / folder for folder in SPLIT_DIRS.values())]  # renames change folder mtimes
+    index = index_market(root, verify_images=False)  # names, layout, query/gallery overlap
+    images = [Path(item["image"]) for items in index["splits"].values() for item in items]
+    # renames change folder mtimes; the images' headers are the preflight's (preflight.check_image)
+    return [Path(root), *(Path(root) / folder for folder in SPLIT_DIRS.values()), *images]
