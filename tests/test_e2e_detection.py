@@ -140,7 +140,8 @@ def test_bad_label_fails_naming_file_and_line(tmp_path):
     proc = run_snakemake(tmp_path, config, "results/data/dataset.json", check=False)
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("slimflow error:")]
-    assert len(errors) == 1 and f"{bad}:2:" in errors[0]
+    # named as seen from the run's folder (--directory), where the user types the command
+    assert len(errors) == 1 and f"slimflow error: {bad.relative_to(tmp_path)}:2:" in errors[0]
     # Found by the check before Snakemake schedules anything: no job ran, so no step log exists.
     assert "Traceback" not in proc.stderr and not (tmp_path / "results/logs/prepare_dataset.log").exists()
 

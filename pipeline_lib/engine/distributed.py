@@ -21,8 +21,9 @@ errors keep torch's traceback.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
-import pickle
 import socket
 import subprocess
 import sys
@@ -196,18 +197,39 @@ def srun_launch(fn: Callable[..., Any], *, backend: str, kwargs: dict, ntasks: i
                 scratch: str | os.PathLike = ".") -> None:
     """`fn(**kwargs)` in `ntasks` srun tasks (engine/taskrun.py); waits; a rank's UserError comes back here.
 
-    The payload (fn, backend, kwargs) is pickled into `scratch`, a folder every node must see.
+    The payload (fn, backend, kwargs) is written as JSON into `scratch`, a folder every node must
+    see: `fn` and any dataclass in kwargs by their import names, which the tasks resolve within
+    pipeline_lib only (no pickle: a file in a shared folder must not be able to run code).
     """
     if not os.environ.get("SLURM_JOB_ID"):
         raise UserError("the train step was told to start its processes with srun (resource mpi: srun), "
                         "but it does not run inside a SLURM job (no SLURM_JOB_ID)")
     Path(scratch).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch, prefix="srun-") as folder:
-        payload = Path(folder) / "payload.pkl"
-        payload.write_bytes(pickle.dumps((fn, backend, kwargs)))
+        payload = Path(folder) / "payload.json"
+        payload.write_text(json.dumps({"fn": reference(fn), "backend": backend, "kwargs": encode(kwargs)}))
         proc = subprocess.run(srun_command(payload, ntasks, nodes))
         errors = sorted(Path(folder).glob("error-*.txt"))
         if errors:
             raise UserError(errors[0].read_text())
         if proc.returncode != 0:
             raise RuntimeError(f"srun exited with {proc.returncode}; the ranks' output is above")
+
+
+def reference(obj: Any) -> str:
+    """A function's or class's import name, "module:qualname" (taskrun.resolve reads it back)."""
+    return f"{obj.__module__}:{obj.__qualname__}"
+
+
+def encode(value: Any) -> Any:
+    """`value` as JSON data: paths as strings, a dataclass as {"__dataclass__": reference, "fields": ...}."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"__dataclass__": reference(type(value)),
+                "fields": {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, dict):
+        return {key: encode(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [encode(item) for item in value]
+    return value
