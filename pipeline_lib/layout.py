@@ -36,7 +36,7 @@ class Artifact:
     results: str = RESULTS
 
     def _under(self, name: str) -> str:
-        return f"{os.fspath(self.results)}/{self.lineage}{name}"
+        return Results(self.results).path(f"{self.lineage}{name}")
 
     @property
     def label(self) -> str:
@@ -89,7 +89,7 @@ class Artifact:
     # Deployment files: main-chain artifacts only (see Exported).
 
     def onnx(self, precision: str = "fp32") -> str:
-        return f"{os.fspath(self.results)}/export/{self.stage}" + (".int8" if precision == "int8" else "") + ".onnx"
+        return Results(self.results).path(f"export/{self.stage}" + (".int8" if precision == "int8" else "") + ".onnx")
 
     def onnx_report(self, precision: str = "fp32") -> str:
         return self.onnx(precision).removesuffix(".onnx") + ".json"
@@ -99,7 +99,7 @@ class Artifact:
 
     @property
     def torch_latency(self) -> str:
-        return f"{os.fspath(self.results)}/latency/{self.stage}.torch.json"
+        return Results(self.results).path(f"latency/{self.stage}.torch.json")
 
 
 def onnx_prefix(stage: str) -> str:
@@ -130,13 +130,13 @@ class Exported:
 
     @property
     def metrics(self) -> str:
-        return f"{os.fspath(self.results)}/metrics/{self.prefix}onnx_{self.precision}.json"
+        return Results(self.results).path(f"metrics/{self.prefix}onnx_{self.precision}.json")
 
     def log(self, rule: str) -> str:
-        return f"{os.fspath(self.results)}/logs/{rule}-{self.prefix}{self.precision}.log"
+        return Results(self.results).log(f"{rule}-{self.prefix}{self.precision}")
 
     def benchmark(self, rule: str) -> str:
-        return f"{os.fspath(self.results)}/benchmarks/{rule}-{self.prefix}{self.precision}.tsv"
+        return Results(self.results).benchmark(f"{rule}-{self.prefix}{self.precision}")
 
 
 @dataclass(frozen=True)
@@ -148,17 +148,26 @@ class DataFolder:
     results: str = RESULTS
 
     def _under(self, name: str) -> str:
-        return f"{os.fspath(self.results)}/data/{self.folder}{name}"
+        return Results(self.results).path(f"data/{self.folder}{name}")
 
-    manifest = property(lambda self: self._under("dataset.json"))
-    evaluator = property(lambda self: self._under("evaluator.pt"))  # the family's own (diffusion's digit judge)
-    evaluator_report = property(lambda self: self._under("evaluator.json"))
+    @property
+    def manifest(self) -> str:
+        return self._under("dataset.json")
+
+    @property
+    def evaluator(self) -> str:
+        """The family's own evaluator (diffusion's digit judge), trained on this data."""
+        return self._under("evaluator.pt")
+
+    @property
+    def evaluator_report(self) -> str:
+        return self._under("evaluator.json")
 
     def log(self, rule: str) -> str:
-        return f"{os.fspath(self.results)}/logs/{self.folder}{rule}.log"
+        return Results(self.results).log(f"{self.folder}{rule}")
 
     def benchmark(self, rule: str) -> str:
-        return f"{os.fspath(self.results)}/benchmarks/{self.folder}{rule}.tsv"
+        return Results(self.results).benchmark(f"{self.folder}{rule}")
 
 
 @dataclass(frozen=True)
@@ -167,21 +176,37 @@ class Results:
 
     root: str = RESULTS
 
-    def _under(self, name: str) -> str:
+    def path(self, name: str) -> str:
+        """A file or folder of the results folder: the one place a path under it is joined."""
         return f"{os.fspath(self.root)}/{name}"
 
-    def log(self, rule: str) -> str:
-        return self._under(f"logs/{rule}.log")
+    def log(self, name: str) -> str:
+        return self.path(f"logs/{name}.log")
 
-    def benchmark(self, rule: str) -> str:
-        return self._under(f"benchmarks/{rule}.tsv")
+    def benchmark(self, name: str) -> str:
+        return self.path(f"benchmarks/{name}.tsv")
 
     def plot(self, name: str) -> str:
         """results/plots/<name>.png, or a folder of plots for a name without a suffix ("evaluation", "samples")."""
-        return self._under(f"plots/{name}")
+        return self.path(f"plots/{name}")
 
-    summary_csv = property(lambda self: self._under("summary.csv"))
-    summary_md = property(lambda self: self._under("summary.md"))
-    provenance = property(lambda self: self._under("provenance.json"))
-    report_page = property(lambda self: self._under("report.rst"))  # the HTML report's first page
-    sweep_summary = property(lambda self: self._under("sweep/summary.csv"))
+    @property
+    def summary_csv(self) -> str:
+        return self.path("summary.csv")
+
+    @property
+    def summary_md(self) -> str:
+        return self.path("summary.md")
+
+    @property
+    def provenance(self) -> str:
+        return self.path("provenance.json")
+
+    @property
+    def report_page(self) -> str:
+        """The HTML report's first page."""
+        return self.path("report.rst")
+
+    @property
+    def sweep_summary(self) -> str:
+        return self.path("sweep/summary.csv")

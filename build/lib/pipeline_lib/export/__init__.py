@@ -1,0 +1,21 @@
+"""Deployment: ONNX export verified in ONNX Runtime, INT8 static quantization, latency.
+
+`onnx_export` writes the graph and checks parity against PyTorch, `quantize` makes the INT8 QDQ
+model, `sensitivity` picks the layers it keeps float by their output error, `runtime` wraps an ORT session as a model the family's evaluate can call (one COCOeval
+path for PyTorch and ORT), `latency` times ORT and PyTorch at batch 1, `analysis` shows which
+kernels ORT runs and where the time goes, and `settings` names the export keys each step reads (the
+pipeline's deployment steps are `pipeline_lib.steps.export`). The names below are imported on first use (PEP 562), so the
+workflow reads `export.settings` without loading torch and ONNX Runtime.
+"""
+from ..lazy import lazy_exports
+
+_WHERE = {
+    "analysis": ("kernel_counts", "op_profile"),
+    "latency": ("LATENCY_KEYS", "latency_stats", "ort_latency", "time_calls", "torch_latency"),
+    "onnx_export": ("check_parity", "export_onnx", "max_abs_diff"),
+    "quantize": ("CALIBRATIONS", "BatchReader", "downstream_nodes", "fuse_silu", "quantize_int8", "space_to_depth_stem",
+                 "weighted_layers"),
+    "runtime": ("OrtModel", "LoadedOnnx", "load_onnx", "make_session", "read_metadata", "session_options"),
+    "sensitivity": ("output_error", "run_outputs", "select_float_layers"),
+}
+__getattr__, __all__ = lazy_exports(__name__, _WHERE)

@@ -1,0 +1,100 @@
+"""Latency at batch 1: ONNX Runtime on CPU (what users deploy) and PyTorch eager (for reference).
+
+    lat = ort_latency("results/export/pruned_finetuned.onnx", torch.rand(1, 3, 128, 128), threads=1, runs=200, warmup=20)
+    lat  # {"median": 0.64, "p90": 0.71, "runs": 200, "threads": 1, "batch": 1}   (milliseconds)
+
+Both runtimes get the same fixed thread count, warmup calls that are not timed (allocations,
+lazy kernel choice), then `runs` timed calls of one forward pass each; median and p90 summarise
+them because a shared CPU adds rare long stalls that would distort a mean.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..inputs import Inputs, as_tuple, batch_size, first_rows, ort_feed
+from .onnx_export import export_onnx
+from .runtime import make_session
+
+__all__ = ["LATENCY_KEYS", "time_calls", "latency_stats", "ort_latency", "PairedLatency", "torch_latency"]
+
+LATENCY_KEYS = ("median", "p90", "runs", "threads", "batch")
+
+
+def time_calls(fn: Callable[[], object], runs: int, warmup: int) -> np.ndarray:
+    """Seconds taken by each of `runs` calls of `fn`, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = np.empty(runs)
+    for i in range(runs):
+        start = time.perf_counter()
+        fn()
+        times[i] = time.perf_counter() - start
+    return times
+
+
+def latency_stats(times_s: np.ndarray, *, threads: int, batch: int) -> dict:
+    """DESIGN.md's `latency_ms`: {"median", "p90", "runs", "threads", "batch"}, times in milliseconds."""
+    ms = np.asarray(times_s) * 1e3
+    return {"median": round(float(np.median(ms)), 4), "p90": round(float(np.percentile(ms, 90)), 4),
+            "runs": int(ms.size), "threads": threads, "batch": batch}
+
+
+def ort_latency(path: str | os.PathLike, example: Inputs, *, threads: int, runs: int, warmup: int) -> dict:
+    """ONNX Runtime CPU latency of one `example` batch (see runtime.session_options for the settings)."""
+    session = make_session(path, threads)
+    feed = ort_feed(session, example)
+    times = time_calls(lambda: session.run(None, feed), runs, warmup)
+    return latency_stats(times, threads=threads, batch=batch_size(example))
+
+
+class PairedLatency:
+    """ORT latency of exported candidates, each timed in rounds interleaved with a reference model.
+
+        timer = PairedLatency(unpruned, example, threads=1, runs=50)
+        timer(slim)  # {"latency_ms": 0.71, "speedup": 2.4}
+
+    A burst of load on the host hits both models of a round alike, so the speedup (median of the
+    per-round ratios) is far steadier than two latencies taken minutes apart. Models are exported
+    as the export step exports them (torch.export, to a temporary file).
+    """
+
+    def __init__(self, reference: nn.Module, example: Inputs, *, threads: int, runs: int, rounds: int = 5):
+        self.example, self.threads, self.rounds = example, threads, rounds
+        self.per_round = max(runs // rounds, 1)
+        self.reference = self._runner(reference)
+
+    def _runner(self, model: nn.Module) -> Callable[[], object]:
+        with tempfile.TemporaryDirectory() as tmp:  # the session holds the model: the file can go
+            path = Path(tmp) / "model.onnx"
+            export_onnx(model, self.example, path)
+            session = make_session(path, self.threads)
+        feed = ort_feed(session, first_rows(self.example, 1))
+        return lambda: session.run(None, feed)
+
+    def __call__(self, model: nn.Module) -> dict:
+        candidate = self._runner(model)
+        timed = lambda run: np.median(time_calls(run, self.per_round, 2))  # noqa: E731
+        pairs = [(timed(self.reference), timed(candidate)) for _ in range(self.rounds)]
+        return {"latency_ms": round(float(np.median([c for _, c in pairs])) * 1e3, 4),
+                "speedup": round(float(np.median([r / c for r, c in pairs])), 3)}
+
+
+@torch.inference_mode()
+def torch_latency(model: nn.Module, example: Inputs, *, threads: int, runs: int, warmup: int) -> dict:
+    """PyTorch eager CPU latency of one `example` batch, with torch's intra-op threads set to `threads`."""
+    model = model.eval()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        times = time_calls(lambda: model(*as_tuple(example)), runs, warmup)
+    finally:
+        torch.set_num_threads(previous)
+    return latency_stats(times, threads=threads, batch=batch_size(example))
