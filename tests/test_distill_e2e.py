@@ -1,5 +1,6 @@
 """A distilled finetune through the real snakemake (via benchmarks/distill.py) and the CLI, on a
-tiny chain finished up to the plain finetune's metrics."""
+copy of the finished tiny run."""
+import shutil
 import subprocess
 import sys
 
@@ -16,10 +17,10 @@ pytestmark = pytest.mark.e2e  # runs the real snakemake, CLI or a training
 
 
 @pytest.fixture(scope="module")
-def distilled(tmp_path_factory):
-    """A plain tiny chain up to the finetune's metrics, then the benchmark's distilled finetune of it."""
+def distilled(tiny_run, tmp_path_factory):
+    """A copy of the tiny run (its plain finetune and metrics), then the benchmark's distilled finetune of it."""
     run = tmp_path_factory.mktemp("distill") / "tiny"
-    run_snakemake(run, REPO / "config/test.yaml", "results/metrics/pruned.json", "results/metrics/pruned_finetuned.json")
+    shutil.copytree(tiny_run, run, symlinks=True)
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks/distill.py"), str(run), "--configfile",
                            str(REPO / "config/test.yaml"), "--teachers", "sparse"],
                           capture_output=True, text=True, timeout=600)
