@@ -164,8 +164,8 @@ def write_summary(table: pd.DataFrame, out_csv: str | os.PathLike, out_md: str |
     shown = summary_cells(table.drop(columns=["runtime", *geometry_heads(table)]))
     head = "# slimflow summary\n\n"
     if metric is not None:
-        head += (f"{metric} is the headline accuracy; latency: median at batch 1 on CPU (ms); speedup against the "
-                 f"baseline in the same runtime.{per_output_line(table)} {reference_line(table, metric)}\n\n"
+        head += (f"{metric} is the headline accuracy; latency: median at batch 1 on CPU (ms) at the trained input "
+                 f"size and export.threads (other geometries: below); speedup against the baseline in the same runtime.{per_output_line(table)} {reference_line(table, metric)}\n\n"
                  + short_table(table, metric).to_markdown(index=False) + "\n\n# Details\n")
     int8 = int8_vs_fp32(table, metric) if metric is not None else None
     details = {"INT8 against FP32": int8} if int8 else {}
@@ -207,8 +207,9 @@ def landing_page(table: pd.DataFrame, metric: str, prune_report: dict | None = N
     """
     page = ["slimflow run", "============", "", "The chain (each step reads the files the one before wrote):", "",
             *[f"#. {step}" for step in CHAIN], "", "Summary", "-------", "",
-            f"Headline accuracy {metric}; latency is the median at batch 1 on CPU (PyTorch eager for checkpoints, "
-            "ONNX Runtime for exported models); speedup against the baseline in the same runtime."
+            f"Headline accuracy {metric}; latency is the median at batch 1 on CPU at the trained input size "
+            "(PyTorch eager for checkpoints, ONNX Runtime for exported models; every deployment geometry: "
+            "results/summary.md); speedup against the baseline in the same runtime."
             f"{per_output_line(table)} "
             f"{reference_line(table, metric).replace('**', '*')} FLOPs and params: the pruning below; epochs: "
             "results/summary.md.",
