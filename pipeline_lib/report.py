@@ -18,7 +18,7 @@ from .chain import sweep_label, sweep_point
 from .checkpoint import load_checkpoint
 from .export.geometry import LATENCY_HEAD, SPEEDUP_HEAD, geometry_columns
 from .io import atomic_path, read_json
-from .plotting import plt, save_figure as _save
+from .plotting import plt, save_figure as _save, wrapped
 from .tasks import get_task
 
 
@@ -120,9 +120,10 @@ def _plot_geometries(ax, table: pd.DataFrame) -> None:
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlim(models[heads].min().min() / 1.5, models[heads].max().max() * 8)
-    ax.set(xlabel="ONNX Runtime latency, ms (median; log scale); speedup against the FP32 baseline at that geometry",
-           title="latency per deployment geometry (input size, threads, batch)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set(xlabel="ONNX Runtime latency, ms (median; log scale)",
+           title=wrapped(ax.figure, "per deployment geometry (input size, threads, batch): ms, and speedup against "
+                                    "the FP32 baseline at the same geometry", share=0.7))
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=min(len(models), 3))
 
 
 def plot_latency(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
@@ -146,7 +147,7 @@ def plot_latency(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
                     xytext=(5, 0), textcoords="offset points", va="center", fontsize=8)
     ax.set_yticks(list(y), timed["stage"])
     ax.invert_yaxis()
-    ax.set(xlabel="latency at batch 1, ms (median; whisker: p90)", title="latency (grey: PyTorch eager, blue: ONNX Runtime)")
+    ax.set(xlabel="latency at batch 1 and the trained input size, ms (median; whisker: p90)", title="latency (grey: PyTorch eager, blue: ONNX Runtime)")
     ax.set_xlim(0, timed["latency_p90_ms"].max() * 1.6)
     _save(fig, out_png)
 
