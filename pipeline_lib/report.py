@@ -13,6 +13,7 @@ import os
 
 import pandas as pd
 import torch
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from .chain import sweep_label, sweep_point
 from .checkpoint import load_checkpoint
@@ -118,12 +119,18 @@ def _plot_geometries(ax, table: pd.DataFrame) -> None:
                         textcoords="offset points", va="center", fontsize=7)
     ax.set_yticks([g + 0.4 - height / 2 for g in range(len(heads))], [h.removeprefix(f"{LATENCY_HEAD} ") for h in heads])
     ax.invert_yaxis()
-    ax.set_xscale("log")
-    ax.set_xlim(models[heads].min().min() / 1.5, models[heads].max().max() * 8)
-    ax.set(xlabel="ONNX Runtime latency, ms (median; log scale)",
+    low, high = models[heads].min().min(), models[heads].max().max()
+    if high / low > 20:  # sizes a decade apart: log scale, labelled in plain numbers
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlim(low / 1.5, high * 8)
+    else:
+        ax.set_xlim(0, high * 1.5)
+    ax.set(xlabel=f"ONNX Runtime latency, ms (median{'; log scale' if high / low > 20 else ''})",
            title=wrapped(ax.figure, "per deployment geometry (input size, threads, batch): ms, and speedup against "
                                     "the FP32 baseline at the same geometry", share=0.7))
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=min(len(models), 3))
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=min(len(models), 3))
 
 
 def plot_latency(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
