@@ -73,10 +73,11 @@ def _iteration(lineage: str, prune_cfg: dict) -> int:
     return int(re.fullmatch(r"iter/(\d+)/", lineage).group(1))
 
 
-def prune_settings(lineage: str, prune_cfg: dict, threads: int = 1) -> dict:
+def prune_settings(lineage: str, prune_cfg: dict, threads: int = 1, deploy_imgsz: list | None = None) -> dict:
     """What `prune` needs in one lineage: its ratio or target and the guards (not `iterations`/`sweep`,
-    so adding a sweep ratio does not rerun the main chain's prune). `threads` (export.threads)
-    only with a timed target: a FLOPs target or a ratio does not depend on it. `drop_blocks` only
+    so adding a sweep ratio does not rerun the main chain's prune). `threads` (export.threads) and
+    `deploy_imgsz` (export.deploy.imgsz, where a timed target is measured by default) only with a
+    timed target: a FLOPs target or a ratio does not depend on them. `drop_blocks` only
     when set, so that runs from before the key keep their params (and are not pruned again)."""
     guards = {k: prune_cfg[k] for k in ("min_channels", "on_infeasible")} | {"round_to": resolve_round_to(prune_cfg["round_to"])}
     if prune_cfg.get("drop_blocks"):
@@ -89,7 +90,8 @@ def prune_settings(lineage: str, prune_cfg: dict, threads: int = 1) -> dict:
         target = prune_cfg.get("target")
         ratio = None if target else iteration_ratios(prune_cfg)[_iteration(lineage, prune_cfg) - 1]
     if target:
-        return {"ratio": None, "target": target, **guards, **({"threads": threads} if is_timed(target) else {})}
+        timed = {"threads": threads, "deploy_imgsz": deploy_imgsz} if is_timed(target) else {}
+        return {"ratio": None, "target": target, **guards, **timed}
     return {"ratio": ratio, **guards}
 
 

@@ -73,7 +73,8 @@ def _train(a: Artifact, config: dict) -> tuple[dict, dict]:
 
 
 def _prune(a: Artifact, config: dict) -> tuple[dict, dict]:
-    settings = chain.prune_settings(a.lineage, config["prune"], config["export"]["threads"])
+    settings = chain.prune_settings(a.lineage, config["prune"], config["export"]["threads"],
+                                    config["export"]["deploy"]["imgsz"])
     return ({"checkpoint": _checkpoint(chain.parent(a.lineage, "pruned", config), a.results)},
             {"prune_cfg": settings, "search_cache": a.prune_search})
 

@@ -13,11 +13,13 @@ import os
 
 import pandas as pd
 import torch
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from .chain import sweep_label, sweep_point
 from .checkpoint import load_checkpoint
+from .export.geometry import LATENCY_HEAD, SPEEDUP_HEAD, geometry_columns
 from .io import atomic_path, read_json
-from .plotting import plt, save_figure as _save
+from .plotting import plt, save_figure as _save, wrapped
 from .tasks import get_task
 
 
@@ -52,7 +54,7 @@ def summary_table(metrics_paths: list[str | os.PathLike], latency_paths: list[st
                      **m["metrics"], "fitness": m["fitness"], "params": m["params"], "flops": m["flops"],
                      "latency_ms": latency.get("median"), "latency_p90_ms": latency.get("p90"),
                      "network_calls": m.get("network_calls", 1), "file_bytes": m["file_bytes"], "data": m.get("data"),
-                     **_training_columns(m), **_int8_columns(m)})
+                     **_training_columns(m), **_int8_columns(m), **geometry_columns(m.get("latency", []))})
     table = pd.DataFrame(rows).set_index("stage")
     # an exported model was trained as its checkpoint was: "pruned_finetuned [onnx_int8]" -> "pruned_finetuned"
     table["epochs"] = [epochs.get(stage.split(" [")[0]) for stage in table.index]
@@ -62,6 +64,8 @@ def summary_table(metrics_paths: list[str | os.PathLike], latency_paths: list[st
     for col in ("params", "flops", "file_bytes"):
         table[f"{col}_vs_baseline"] = table[col] / reference[col]
     table["speedup_vs_baseline"] = reference["latency_ms"].astype(float) / table["latency_ms"].astype(float)
+    for col in [c for c in table.columns if c.startswith(f"{LATENCY_HEAD} ")]:  # per deployment geometry
+        table[col.replace(LATENCY_HEAD, SPEEDUP_HEAD, 1)] = reference[col].astype(float) / table[col].astype(float)
     if (table["network_calls"] > 1).any():  # an output costs several calls (a sampler's steps)
         table["latency_per_output_ms"] = table["latency_ms"].astype(float) * table["network_calls"]
     else:
@@ -100,10 +104,47 @@ def _int8_columns(metrics: dict) -> dict:
     return {"int8_calibration": metrics["int8_calibration"], "int8_float_layers": len(metrics["int8_float_layers"])}
 
 
+def _plot_geometries(ax, table: pd.DataFrame) -> None:
+    """Each exported model's ONNX Runtime latency at every deployment geometry: a group of bars per
+    geometry (log scale: 32 px and 640 px differ a hundredfold), each bar with its speedup."""
+    heads = [c for c in table.columns if c.startswith(f"{LATENCY_HEAD} ")]
+    models = table.dropna(subset=heads[:1])
+    height = 0.8 / len(models)
+    for k, (_, row) in enumerate(models.iterrows()):
+        y = [g + k * height for g in range(len(heads))]
+        ax.barh(y, row[heads].astype(float), height=height, color=f"C{k % 10}", label=row["stage"])
+        for yi, head in zip(y, heads):
+            speedup = row[head.replace(LATENCY_HEAD, SPEEDUP_HEAD, 1)]
+            ax.annotate(f"{row[head]:.3g} ms, {speedup:.2f}x", (row[head], yi), xytext=(4, 0),
+                        textcoords="offset points", va="center", fontsize=7)
+    ax.set_yticks([g + 0.4 - height / 2 for g in range(len(heads))], [h.removeprefix(f"{LATENCY_HEAD} ") for h in heads])
+    ax.invert_yaxis()
+    low, high = models[heads].min().min(), models[heads].max().max()
+    if high / low > 20:  # sizes a decade apart: log scale, labelled in plain numbers
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlim(low / 1.5, high * 8)
+    else:
+        ax.set_xlim(0, high * 1.5)
+    ax.set(xlabel=f"ONNX Runtime latency, ms (median{'; log scale' if high / low > 20 else ''})",
+           title=wrapped(ax.figure, "per deployment geometry (input size, threads, batch): ms, and speedup against "
+                                    "the FP32 baseline at the same geometry", share=0.7))
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=min(len(models), 3))
+
+
 def plot_latency(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
-    """Median latency per artifact (p90 as the whisker), with its speedup and FLOPs ratio."""
+    """Median latency per artifact (p90 as the whisker), with its speedup and FLOPs ratio; below it,
+    the exported models at every deployment geometry (when the metrics have them)."""
     timed = table.dropna(subset=["latency_ms"])
-    fig, ax = plt.subplots(figsize=(8, 0.6 * len(timed) + 1.5))
+    geometry = [c for c in table.columns if c.startswith(f"{LATENCY_HEAD} ")]
+    if geometry:
+        exported = table[geometry[0]].notna().sum()
+        fig, (ax, ax_geo) = plt.subplots(2, 1, figsize=(9, 0.6 * len(timed) + 0.3 * exported * len(geometry) + 3.5),
+                                         height_ratios=[0.6 * len(timed) + 1, 0.3 * exported * len(geometry) + 1])
+        _plot_geometries(ax_geo, table)
+    else:
+        fig, ax = plt.subplots(figsize=(8, 0.6 * len(timed) + 1.5))
     y = range(len(timed))
     ax.barh(y, timed["latency_ms"], xerr=[[0] * len(timed), timed["latency_p90_ms"] - timed["latency_ms"]],
             color=["tab:gray" if r == "torch" else "tab:blue" for r in timed["runtime"]])
@@ -113,7 +154,7 @@ def plot_latency(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
                     xytext=(5, 0), textcoords="offset points", va="center", fontsize=8)
     ax.set_yticks(list(y), timed["stage"])
     ax.invert_yaxis()
-    ax.set(xlabel="latency at batch 1, ms (median; whisker: p90)", title="latency (grey: PyTorch eager, blue: ONNX Runtime)")
+    ax.set(xlabel="latency at batch 1 and the trained input size, ms (median; whisker: p90)", title="latency (grey: PyTorch eager, blue: ONNX Runtime)")
     ax.set_xlim(0, timed["latency_p90_ms"].max() * 1.6)
     _save(fig, out_png)
 

@@ -19,6 +19,7 @@ import pandas as pd
 from PIL import Image
 
 from .chain import sweep_label
+from .export.geometry import geometry_label
 from .io import read_json
 from .plotting import plt, save_figure, wrapped
 from .targets import target_kind
@@ -65,7 +66,9 @@ def prune_request(prune_report: dict) -> str:
                "latency_ms": f"{chosen.get('latency_ms', float('nan')):.3g} ms",
                "speedup": f"{chosen.get('speedup', float('nan')):.3g}x"}[kind]
     how = f"reused from {search['reused']}" if "reused" in search else f"{len(search['probes'])} probes"
-    return f"- target: {kind} {value:g}: reached {reached} (threshold by bisection, {how})"
+    at = search.get("geometry")  # a timed target's geometry (absent from a prune.json before it was recorded)
+    where = f", timed at {geometry_label(at)} {at['precision'].upper()}" if at else ""
+    return f"- target: {kind} {value:g}: reached {reached}{where} (threshold by bisection, {how})"
 
 
 def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:

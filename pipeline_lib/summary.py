@@ -11,11 +11,12 @@ import os
 import pandas as pd
 
 from .compare import summary_cells
+from .export.geometry import LATENCY_HEAD, SPEEDUP_HEAD
 from .io import atomic_path, write_text
 from .report import accuracy_reference
 from .report_plots import prune_request
 
-__all__ = ["reference_line", "int8_vs_fp32", "per_output_line", "short_table", "training_cost", "prune_lines",
+__all__ = ["reference_line", "int8_vs_fp32", "geometry_heads", "per_geometry", "per_output_line", "short_table", "training_cost", "prune_lines",
            "write_summary", "CHAIN", "landing_page"]
 
 
@@ -53,6 +54,27 @@ def int8_vs_fp32(table: pd.DataFrame, metric: str) -> str | None:
         shown[col] = shown[col].map(lambda v: "–" if pd.isna(v) else f"{v:+.3g}" if col == "change" else f"{v:.3g}")
     return ("The same stage's models in ONNX Runtime; float layers: those kept float beyond the fixed rules "
             "(export.int8_float_layers).\n\n" + shown.to_markdown(index=False))
+
+
+def geometry_heads(table: pd.DataFrame) -> list[str]:
+    """The per-geometry columns of `summary_table` (latency and speedup), each geometry's pair together."""
+    latency = [c for c in table.columns if c.startswith(f"{LATENCY_HEAD} ")]
+    return [head for c in latency for head in (c, c.replace(LATENCY_HEAD, SPEEDUP_HEAD, 1))]
+
+
+def per_geometry(table: pd.DataFrame) -> str | None:
+    """Markdown table: each exported model's ONNX Runtime latency and speedup at every deployment
+    geometry (export.deploy), the geometry in every column head; None when none was timed so."""
+    heads = geometry_heads(table)
+    if not heads:
+        return None
+    shown = table.dropna(subset=heads[:1])[["stage", *heads]].rename(columns={"stage": "artifact"})
+    for col in heads:
+        form = "{:.2f}x" if col.startswith(SPEEDUP_HEAD) else "{:.3g}"
+        shown[col] = shown[col].map(lambda v: "–" if pd.isna(v) else form.format(v))
+    return ("Median latency (ms) in ONNX Runtime on CPU at each deployment geometry (input size, intra-op threads, "
+            "batch; export.deploy), timed in interleaved rounds per model; speedup against the FP32 baseline at the "
+            "same geometry.\n\n" + shown.to_markdown(index=False))
 
 
 _SHORT = {"stage": "artifact", "params": "params (M)", "flops": "GFLOPs", "latency_ms": "latency (ms)",
@@ -138,14 +160,17 @@ def write_summary(table: pd.DataFrame, out_csv: str | os.PathLike, out_md: str |
     pruning, every metric of every artifact, and `sections` ({title: markdown})."""
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
-    shown = summary_cells(table.drop(columns=["runtime"]))  # "1.77 M", "–" where a number does not apply
+    # "1.77 M", "–" where a number does not apply; the per-geometry columns have their own section
+    shown = summary_cells(table.drop(columns=["runtime", *geometry_heads(table)]))
     head = "# slimflow summary\n\n"
     if metric is not None:
-        head += (f"{metric} is the headline accuracy; latency: median at batch 1 on CPU (ms); speedup against the "
-                 f"baseline in the same runtime.{per_output_line(table)} {reference_line(table, metric)}\n\n"
+        head += (f"{metric} is the headline accuracy; latency: median at batch 1 on CPU (ms) at the trained input "
+                 f"size and export.threads (other geometries: below); speedup against the baseline in the same runtime.{per_output_line(table)} {reference_line(table, metric)}\n\n"
                  + short_table(table, metric).to_markdown(index=False) + "\n\n# Details\n")
     int8 = int8_vs_fp32(table, metric) if metric is not None else None
     details = {"INT8 against FP32": int8} if int8 else {}
+    geometry = per_geometry(table)
+    details |= {"Latency per deployment geometry": geometry} if geometry else {}
     details |= ({"Pruning": "\n".join(prune_lines(prune_report, "`"))} if prune_report else {})
     cost = training_cost(table)
     details |= {"Training cost": cost} if cost else {}
@@ -182,8 +207,9 @@ def landing_page(table: pd.DataFrame, metric: str, prune_report: dict | None = N
     """
     page = ["slimflow run", "============", "", "The chain (each step reads the files the one before wrote):", "",
             *[f"#. {step}" for step in CHAIN], "", "Summary", "-------", "",
-            f"Headline accuracy {metric}; latency is the median at batch 1 on CPU (PyTorch eager for checkpoints, "
-            "ONNX Runtime for exported models); speedup against the baseline in the same runtime."
+            f"Headline accuracy {metric}; latency is the median at batch 1 on CPU at the trained input size "
+            "(PyTorch eager for checkpoints, ONNX Runtime for exported models; every deployment geometry: "
+            "results/summary.md); speedup against the baseline in the same runtime."
             f"{per_output_line(table)} "
             f"{reference_line(table, metric).replace('**', '*')} FLOPs and params: the pruning below; epochs: "
             "results/summary.md.",

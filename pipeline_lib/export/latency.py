@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +24,8 @@ from ..inputs import Inputs, as_tuple, batch_size, first_rows, ort_feed
 from .onnx_export import export_onnx
 from .runtime import make_session
 
-__all__ = ["LATENCY_KEYS", "time_calls", "latency_stats", "ort_latency", "PairedLatency", "torch_latency"]
+__all__ = ["LATENCY_KEYS", "time_calls", "latency_stats", "ort_latency", "ort_geometry_latency", "PairedLatency",
+           "torch_latency"]
 
 LATENCY_KEYS = ("median", "p90", "runs", "threads", "batch")
 
@@ -55,19 +57,35 @@ def ort_latency(path: str | os.PathLike, example: Inputs, *, threads: int, runs:
     return latency_stats(times, threads=threads, batch=batch_size(example))
 
 
+def ort_geometry_latency(path: str | os.PathLike, examples: list[tuple[dict, Inputs]], *, runs: int, warmup: int,
+                         rounds: int = 5) -> list[dict]:
+    """ONNX Runtime latency of one model at each (geometry, example input) pair: one record per
+    geometry, {"imgsz", "threads", "batch", "median", "p90", "runs"} (ms). The geometries are timed
+    in `rounds` interleaved rounds, so a burst of load on the host falls on all of them alike."""
+    sessions = {threads: make_session(path, threads) for threads in dict.fromkeys(g["threads"] for g, _ in examples)}
+    calls = [partial(sessions[g["threads"]].run, None, ort_feed(sessions[g["threads"]], x)) for g, x in examples]
+    for call in calls:
+        time_calls(call, 0, warmup)
+    per_round = max(runs // rounds, 1)
+    by_round = [[time_calls(call, per_round, 1) for call in calls] for _ in range(rounds)]
+    times = [np.concatenate(column) for column in zip(*by_round)]
+    return [{**g, **latency_stats(t, threads=g["threads"], batch=g["batch"])} for (g, _), t in zip(examples, times)]
+
+
 class PairedLatency:
     """ORT latency of exported candidates, each timed in rounds interleaved with a reference model.
 
         timer = PairedLatency(unpruned, example, threads=1, runs=50)
-        timer(slim)  # {"latency_ms": 0.71, "speedup": 2.4}
+        timer(slim)  # {"latency_ms": 0.71, "speedup": 2.4}  (and "geometry": the `geometry` given, recorded)
 
     A burst of load on the host hits both models of a round alike, so the speedup (median of the
     per-round ratios) is far steadier than two latencies taken minutes apart. Models are exported
     as the export step exports them (torch.export, to a temporary file).
     """
 
-    def __init__(self, reference: nn.Module, example: Inputs, *, threads: int, runs: int, rounds: int = 5):
-        self.example, self.threads, self.rounds = example, threads, rounds
+    def __init__(self, reference: nn.Module, example: Inputs, *, threads: int, runs: int, rounds: int = 5,
+                 geometry: dict | None = None):
+        self.example, self.threads, self.rounds, self.geometry = example, threads, rounds, geometry
         self.per_round = max(runs // rounds, 1)
         self.reference = self._runner(reference)
 
@@ -84,7 +102,8 @@ class PairedLatency:
         timed = lambda run: np.median(time_calls(run, self.per_round, 2))  # noqa: E731
         pairs = [(timed(self.reference), timed(candidate)) for _ in range(self.rounds)]
         return {"latency_ms": round(float(np.median([c for _, c in pairs])) * 1e3, 4),
-                "speedup": round(float(np.median([r / c for r, c in pairs])), 3)}
+                "speedup": round(float(np.median([r / c for r, c in pairs])), 3),
+                **({"geometry": self.geometry} if self.geometry else {})}
 
 
 @torch.inference_mode()

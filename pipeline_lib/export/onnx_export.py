@@ -23,6 +23,7 @@ from torch import nn
 from ..errors import UserError
 from ..inputs import Inputs, as_tuple
 from ..io import write_bytes
+from .geometry import spatial_dims
 from .runtime import OrtModel
 
 __all__ = ["export_onnx", "check_parity", "max_abs_diff"]
@@ -30,9 +31,10 @@ __all__ = ["export_onnx", "check_parity", "max_abs_diff"]
 
 def export_onnx(model: nn.Module, example: Inputs, path: str | os.PathLike, *, opset: int = 18,
                 input_names: Sequence[str] = ("images",), output_names: Sequence[str] = ("output",),
-                metadata: Mapping[str, object] | None = None) -> onnx.ModelProto:
+                metadata: Mapping[str, object] | None = None, dynamic: int = 0) -> onnx.ModelProto:
     """Export `model` (eval mode) for inputs shaped like `example` (one tensor or a tuple, named by
-    `input_names`), batch dynamic; check and write it atomically.
+    `input_names`), batch dynamic, and with `dynamic` > 0 the image's height and width too (any
+    multiple of `dynamic`: geometry.spatial_dims); check and write it atomically.
 
     `metadata` values are stored JSON-encoded as `slimflow.<key>` model properties (read them back
     with `runtime.read_metadata`).
@@ -40,10 +42,9 @@ def export_onnx(model: nn.Module, example: Inputs, path: str | os.PathLike, *, o
     model = model.eval()
     # torch.export specialises a dimension whose example size is 1, so trace with batch 2.
     example = tuple(x[:1].expand(2, *x.shape[1:]).contiguous() for x in as_tuple(example))
-    batch = torch.export.Dim("batch")
     program = torch.onnx.export(model, example, dynamo=True, opset_version=opset, verbose=False,
                                 input_names=list(input_names), output_names=list(output_names),
-                                dynamic_shapes=tuple({0: batch} for _ in example))
+                                dynamic_shapes=spatial_dims(example, dynamic))
     proto = program.model_proto
     for node in proto.graph.node:  # exporter debug info (stack traces with local paths): ~30% of a small model
         del node.metadata_props[:]

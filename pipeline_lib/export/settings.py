@@ -12,7 +12,7 @@ RULE_KEYS = {
     "export_onnx": ("opset", "parity_tol", "parity_rtol"),
     "quantize_int8": ("calibration_images", "int8_silu", "int8_stem", "int8_calibration", "int8_percentile",
                       "int8_float_layers", "int8_max_error"),
-    "latency": ("threads", "latency_runs", "latency_warmup"),  # evaluate_onnx and latency_torch
+    "latency": ("threads", "latency_runs", "latency_warmup", "deploy"),  # evaluate_onnx and latency_torch
 }
 
 

@@ -123,8 +123,11 @@ def search(model: nn.Module, example: Inputs, scored: Scored, prune_cfg: dict, u
     target = prune_cfg["target"]
     plan_args = {"min_channels": prune_cfg["min_channels"], "round_to": prune_cfg["round_to"], "blocks": blocks}
     time_model = make_timer(model) if is_timed(target) else None
+    timed_at = {}  # where a timed target is measured (input size, threads, batch, precision), for prune.json
     if time_model is not None:
-        unpruned = {**unpruned, "latency_ms": time_model(model)["latency_ms"]}
+        timing = time_model(model)
+        unpruned = {**unpruned, "latency_ms": timing["latency_ms"]}
+        timed_at = {"geometry": timing["geometry"]} if "geometry" in timing else {}
     goal, meets = target_goal(target, unpruned)
     measured: dict[tuple, dict] = {}
 
@@ -144,7 +147,7 @@ def search(model: nn.Module, example: Inputs, scored: Scored, prune_cfg: dict, u
     if found is None:
         raise UserError(infeasible_message(target, probes[0], unpruned, prune_cfg))
     return {"target": target, "goal": goal, "unpruned": unpruned, "threshold": candidates[found],
-            "probes": probes, "models_measured": len(measured)}
+            "probes": probes, "models_measured": len(measured), **timed_at}
 
 
 def plan_to_target(model: nn.Module, example: Inputs, scored: Scored, prune_cfg: dict, unpruned: dict,

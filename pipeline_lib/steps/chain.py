@@ -16,6 +16,7 @@ from ..checkpoint import save_checkpoint
 from ..config import config_hash
 from ..engine import seed_everything, select_device
 from ..engine.utils import to_device
+from ..export.geometry import target_geometry
 from ..export.latency import PairedLatency
 from ..io import read_json, sha256_file, write_json
 from ..profile import count_flops, count_params
@@ -44,6 +45,17 @@ def _bn_widths(model: nn.Module) -> dict[str, int]:
     return {name: m.num_features for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
 
 
+def _target_timer(loaded, prune_cfg: dict) -> partial:
+    """PairedLatency at the timed target's geometry (export.geometry.target_geometry): candidates are
+    exported with the input size they are timed at."""
+    task = loaded.task
+    geometry = target_geometry(prune_cfg["target"], prune_cfg.get("deploy_imgsz"), trained=loaded.imgsz,
+                               extra_sizes=task.deploy_sizes, dynamic=task.dynamic_input,
+                               threads=prune_cfg.get("threads", 1))
+    return partial(PairedLatency, example=task.example_input(geometry["imgsz"]), threads=geometry["threads"],
+                   runs=prune_cfg["target"].get("runs", 50), geometry=geometry)
+
+
 def prune_stage(*, checkpoint: str | os.PathLike, prune_cfg: dict, out_checkpoint: str | os.PathLike,
                 out_report: str | os.PathLike, search_cache: str | os.PathLike | None = None) -> dict:
     """Plan and cut channels of a (sparsity-trained) checkpoint; write pruned.pt and prune.json.
@@ -64,8 +76,7 @@ def prune_stage(*, checkpoint: str | os.PathLike, prune_cfg: dict, out_checkpoin
     if prune_cfg.get("target"):
         cache = SearchCache(Path(search_cache or Path(out_report).with_name("prune_search.json")),
                             sha256_file(checkpoint), prune_cfg)
-        timer = partial(PairedLatency, example=example, threads=prune_cfg.get("threads", 1),
-                        runs=prune_cfg["target"].get("runs", 50))
+        timer = _target_timer(loaded, prune_cfg)
         plan, search = plan_to_target(model, example, score_groups(model, example, keep), prune_cfg, before, cache,
                                       timer, blocks)
     else:

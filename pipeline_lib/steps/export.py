@@ -25,10 +25,11 @@ import torch
 
 from .. import __version__
 from ..export.analysis import kernel_counts
-from ..export.latency import ort_latency, torch_latency
+from ..export.geometry import geometries
+from ..export.latency import LATENCY_KEYS, ort_geometry_latency, torch_latency
 from ..export.onnx_export import check_parity, export_onnx
 from ..export.quantize import quantize_int8
-from ..export.runtime import load_onnx
+from ..export.runtime import LoadedOnnx, load_onnx
 from ..export.sensitivity import output_error, run_outputs, select_float_layers
 from ..inputs import as_tuple, concat_batches, numpy_inputs
 from ..io import atomic_path, read_json, sha256_file, write_json
@@ -42,6 +43,21 @@ log = logging.getLogger("slimflow")
 
 def _random_input(task: Task, imgsz, batch: int, seed: int):
     return task.example_input(imgsz, batch, generator=torch.Generator().manual_seed(seed))
+
+
+def _input_shapes(task: Task, example) -> dict:
+    """The report's input shapes: "batch" for the dynamic batch, "height"/"width" where those are dynamic."""
+    shapes = {name: ["batch", *x.shape[1:]] for name, x in zip(task.input_names, as_tuple(example))}
+    if task.dynamic_input:
+        first = task.input_names[0]
+        shapes[first] = [*shapes[first][:2], "height", "width"]
+    return shapes
+
+
+def _size_parity_inputs(task: Task, imgsz, seed: int) -> dict:
+    """For a graph with dynamic height and width: a random input at each of the family's deployment sizes."""
+    sizes = [s for s in task.deploy_sizes if s != imgsz] if task.dynamic_input else []
+    return {f"random {s} px": _random_input(task, s, 1, seed + 2) for s in sizes}
 
 
 def export_stage(*, checkpoint: str | os.PathLike, manifest_path: str | os.PathLike, export_cfg: dict,
@@ -60,18 +76,20 @@ def export_stage(*, checkpoint: str | os.PathLike, manifest_path: str | os.PathL
     outputs = list(task.output_names)
     metadata = {"family": task.family, "arch": ckpt["arch"]["name"], "kwargs": ckpt["arch"]["kwargs"],
                 "stage": ckpt["meta"].get("stage"),
-                "imgsz": imgsz, "names": ckpt["meta"].get("names"), "precision": "fp32", "heads": heads,
+                "imgsz": imgsz, "dynamic_input": task.dynamic_input, "names": ckpt["meta"].get("names"),
+                "precision": "fp32", "heads": heads,
                 "checkpoint_sha256": sha256_file(checkpoint), "slimflow": __version__}
     val = task.loader(manifest, "val", train=False, imgsz=imgsz, batch_size=8, workers=0, seed=seed)
     inputs = {"random batch 1": _random_input(task, imgsz, 1, seed),
               "random batch 3": _random_input(task, imgsz, 3, seed + 1),
-              "val images": task.model_inputs(next(iter(val)), torch.Generator().manual_seed(seed))}
+              "val images": task.model_inputs(next(iter(val)), torch.Generator().manual_seed(seed)),
+              **_size_parity_inputs(task, imgsz, seed)}
     with atomic_path(out_onnx) as tmp:  # a model that fails parity is never published
         export_onnx(model, example, tmp, opset=export_cfg["opset"], input_names=task.input_names, output_names=outputs,
-                    metadata=metadata)
+                    metadata=metadata, dynamic=task.dynamic_input)
         parity = check_parity(model, tmp, inputs, export_cfg["parity_tol"], export_cfg["parity_rtol"])
     report = {"checkpoint": str(checkpoint), "onnx": str(out_onnx), "opset": export_cfg["opset"],
-              "inputs": {name: ["batch", *x.shape[1:]] for name, x in zip(task.input_names, as_tuple(example))},
+              "inputs": _input_shapes(task, example),
               "outputs": outputs, **metadata,
               "params": count_params(model), "flops": count_flops(model, example),
               "file_bytes": os.path.getsize(out_onnx), "parity": parity, "onnxruntime": ort.__version__,
@@ -144,6 +162,16 @@ def quantize_stage(*, onnx_path: str | os.PathLike, report_path: str | os.PathLi
     return report
 
 
+def _deploy_latency(loaded: LoadedOnnx, export_cfg: dict, seed: int) -> list[dict]:
+    """The model's ORT latency at every geometry of `export.deploy` (export.geometry), the reference first."""
+    dynamic = loaded.meta.get("dynamic_input", 0)  # a model exported before the key has a fixed graph
+    found = geometries(export_cfg["deploy"], trained=loaded.imgsz, extra_sizes=loaded.task.deploy_sizes,
+                       dynamic=dynamic, threads=export_cfg["threads"])
+    examples = [(g, _random_input(loaded.task, g["imgsz"], g["batch"], seed)) for g in found]
+    return ort_geometry_latency(loaded.path, examples, runs=export_cfg["latency_runs"],
+                                warmup=export_cfg["latency_warmup"])
+
+
 def evaluate_onnx_stage(*, onnx_path: str | os.PathLike, report_path: str | os.PathLike,
                         manifest_path: str | os.PathLike, eval_cfg: dict, export_cfg: dict, seed: int,
                         threads: int, out_metrics: str | os.PathLike,
@@ -160,12 +188,12 @@ def evaluate_onnx_stage(*, onnx_path: str | os.PathLike, report_path: str | os.P
     loader = task.loader(manifest, "val", train=False, imgsz=imgsz, batch_size=eval_cfg["batch_size"],
                          workers=0, seed=seed)
     metrics = task.evaluate(model, loader, torch.device("cpu"), eval_cfg, manifest)
-    latency = ort_latency(onnx_path, _random_input(task, imgsz, 1, seed), threads=export_cfg["threads"],
-                          runs=export_cfg["latency_runs"], warmup=export_cfg["latency_warmup"])
+    timed = _deploy_latency(loaded, export_cfg, seed)
+    latency = {k: timed[0][k] for k in LATENCY_KEYS}  # DESIGN's latency_ms: the reference geometry, first
     result = metrics_record(stage=meta["stage"], task=task, path=onnx_path, metrics=metrics, params=report["params"],
                             flops=report["flops"], imgsz=imgsz, manifest_path=manifest_path,
                             network_calls=task.network_calls(model, eval_cfg), format=f"onnx_{meta['precision']}",
-                            runtime=f"onnxruntime {ort.__version__} CPU", latency_ms=latency)
+                            runtime=f"onnxruntime {ort.__version__} CPU", latency_ms=latency, latency=timed)
     if meta["precision"] == "fp32":
         result["parity_max_abs_diff"] = report["parity"]["max_abs_diff"]
     else:  # how it was quantized, for the report's INT8 rows

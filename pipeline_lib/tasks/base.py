@@ -53,6 +53,10 @@ class Task(ABC):
     output_names: tuple[str, ...] = ("output",)  # names of the exported ONNX graph's outputs
     # The network's inputs, in forward()'s order: the images, or more (the denoiser's x_t, t, label).
     input_names: tuple[str, ...] = ("images",)
+    # The exported graph accepts any image height and width that is a multiple of this (0: fixed at
+    # the trained size), and the sizes it is timed at besides the trained one (export.deploy.imgsz: null).
+    dynamic_input: int = 0
+    deploy_sizes: tuple[int, ...] = ()
     # The criterion's loss is summed over the batch's images (YOLOv5's loss x batch size) while its
     # logged items are per image: a distillation term is then scaled alike before it is added.
     loss_sums_over_batch: bool = False

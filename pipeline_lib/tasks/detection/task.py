@@ -39,6 +39,8 @@ class DetectionTask(Task):
     metric_keys = ("mAP50_95", "mAP50", "precision", "recall")
     output_names = ("detections",)  # (B, N, 5 + nc): decoded xyxy boxes, objectness, class scores; NMS left to the user
     loss_sums_over_batch = True  # YOLOv5's loss x batch size
+    dynamic_input = 32  # the largest stride: the decode's grids follow the feature maps' H and W
+    deploy_sizes = (640,)  # where YOLOv5 users deploy, whatever size it was trained at
 
     def prepare_dataset(self, dataset_cfg: dict, out_dir: Path, seed: int) -> dict:
         data_yaml = dataset_cfg["path"]
