@@ -77,8 +77,8 @@ def plot_gamma_quantiles(csvs: dict[str, str | os.PathLike], out_png: str | os.P
         ax_q.text(0.5, 0.5, "no stage logged γ quantiles (no sparsity training)", ha="center",
                   transform=ax_q.transAxes)
     ax_q.set(xlabel="epoch", ylabel="|γ| of prunable BatchNorm channels", title="|γ| quantiles per epoch")
-    low, high = (min(h["gamma/q10"].min() for h in logged.values()), max(h["gamma/q90"].max() for h in logged.values())) \
-        if logged else (1, 1)
+    low = min((h["gamma/q10"].min() for h in logged.values()), default=1.0)
+    high = max((h["gamma/q90"].max() for h in logged.values()), default=1.0)
     if low > 0 and high / low > 10:  # log scale only where the quantiles span a decade or more
         ax_q.set_yscale("log")
     ax_frac.set(xlabel="epoch", ylabel="fraction of channels", ylim=(-0.02, 1.02),
@@ -90,8 +90,8 @@ def plot_gamma_quantiles(csvs: dict[str, str | os.PathLike], out_png: str | os.P
     return save_figure(fig, out_png)
 
 
-def write_training_plots(csvs: dict[str, str | os.PathLike], out_dir: str | os.PathLike, out_gamma_png: str | os.PathLike,
-                         threshold: float | None = None) -> list[Path]:
+def write_training_plots(csvs: dict[str, str | os.PathLike], out_dir: str | os.PathLike,
+                         out_gamma_png: str | os.PathLike, threshold: float | None = None) -> list[Path]:
     """out_dir/<stage>.png for every trained stage's CSV ({stage: path}), and the γ quantiles figure."""
     paths = [plot_stage_curves(path, stage, Path(out_dir) / f"{stage.replace('/', '_')}.png")
              for stage, path in csvs.items()]
