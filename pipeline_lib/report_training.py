@@ -46,6 +46,7 @@ def plot_stage_curves(csv: str | os.PathLike, stage: str, out_png: str | os.Path
         ax.set_xlabel("epoch", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_xlim(history["epoch"].min() - 0.5, history["epoch"].max() + 0.5)  # one epoch axis in every panel
     for ax in list(axes.flat)[len(quantities):]:
         ax.axis("off")
     if not quantities:
