@@ -149,13 +149,14 @@ def _sweep_report(r: Results, config: dict) -> tuple[dict, dict]:
              "finetuned_metrics": [Artifact(lin, "pruned_finetuned", r.root).metrics for lin in lineages]}, {})
 
 
-PLOTS = ("bn_gamma", "training_curves", "latency", "channels", "pareto")  # results/plots/<name>.png of the report
+PLOTS = ("bn_gamma", "gamma_quantiles", "training_curves", "latency", "channels", "pareto")  # results/plots/<name>.png of the report
 
 
 def _report_outputs(r: Results) -> dict:
     return {"out_csv": r.summary_csv, "out_md": r.summary_md, "out_provenance": r.provenance,
             "out_page": r.report_page, **{f"out_{name}_png": r.plot(f"{name}.png") for name in PLOTS},
-            "out_evaluation_dir": r.plot("evaluation"), "out_samples_dir": r.plot("samples")}
+            "out_training_dir": r.plot("training"), "out_evaluation_dir": r.plot("evaluation"),
+            "out_samples_dir": r.plot("samples")}
 
 
 # step: (its inputs and params for a concrete key, its outputs for a key or a rule's pattern); the key is a

@@ -65,8 +65,10 @@ def test_report_has_one_row_per_stage_and_the_gamma_plot(tiny_run):
         assert table.loc[row, "latency_ms"] > 0 and table.loc[row, "speedup_vs_baseline"] > 0
     assert table.loc["pruned_finetuned [onnx_int8]", "file_bytes_vs_baseline"] < 0.5
     assert re.search(r"^\| pruned_finetuned +\|", (tiny_run / "results/summary.md").read_text(), re.M)
-    for plot in ("bn_gamma", "training_curves", "latency", "channels", "pareto", "evaluation/pr_curves",
-                 "evaluation/per_class_ap", *(f"samples/{s}" for s in ("baseline", "sparse", "pruned", "pruned_finetuned"))):
+    for plot in ("bn_gamma", "gamma_quantiles", "training_curves", "latency", "channels", "pareto",
+                 "evaluation/pr_curves", "evaluation/per_class_ap", "evaluation/confidence_curves",
+                 "evaluation/confusion_matrix", *(f"training/{s}" for s in ("baseline", "sparse", "pruned_finetuned")),
+                 *(f"samples/{s}" for s in ("baseline", "sparse", "pruned", "pruned_finetuned"))):
         assert (tiny_run / f"results/plots/{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (tiny_run / "results/summary.md").read_text()
     assert md.index("| artifact ") < md.index("# Details") < md.index("## All metrics") and "nan" not in md.split()

@@ -1,6 +1,9 @@
 """The report's plots read at the size the report shows them: every title inside the figure, every
 legend entry an artist that is drawn (a Pareto front with one point is none), the latency labels
-past their p90 whiskers and the Pareto labels apart. Figures are caught as they are saved."""
+past their p90 whiskers and the Pareto labels apart; the per-stage training curves, the γ quantiles,
+and detection's P/R/F1 curves and confusion matrix likewise. Figures are caught as they are saved."""
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,8 +11,9 @@ from matplotlib.collections import PathCollection
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from pipeline_lib import plotting, report, report_plots
-from test_report_plots import PRUNE, TABLE
+from pipeline_lib import plotting, report, report_plots, report_training
+from pipeline_lib.tasks.detection import report as detection_report
+from test_report_plots import DETS, GT, PRUNE, TABLE
 
 
 @pytest.fixture
@@ -21,11 +25,14 @@ def figures(monkeypatch):
         fig.tight_layout()
         fig.canvas.draw()
         caught.append(fig)
+        Path(out_png).parent.mkdir(parents=True, exist_ok=True)
         with open(out_png, "wb") as f:
             fig.savefig(f, format="png", dpi=110)
+        return Path(out_png)
 
     monkeypatch.setattr(report, "_save", catch)
-    monkeypatch.setattr(report_plots, "save_figure", catch)
+    for module in (report_plots, report_training, detection_report):
+        monkeypatch.setattr(module, "save_figure", catch)
     return caught
 
 
@@ -110,3 +117,63 @@ def test_wrapped_keeps_short_titles_on_one_line():
     assert plotting.wrapped(fig, "latency") == "latency"
     assert plotting.wrapped(fig, "word " * 60).count("\n") >= 2
     plotting.plt.close(fig)
+
+
+def _training_csv(path, epochs=6, sparse=False):
+    """A stage's CSV as the engine writes it: loss terms every epoch, metrics every other epoch and
+    the last, the γ columns for the sparsity stage (|γ| falling over three decades)."""
+    rows = []
+    for e in range(1, epochs + 1):
+        validated = e % 2 == 0 or e == epochs
+        row = {"epoch": e, "train/box": 0.1 / e, "train/obj": 0.02 / e, "train/cls": 0.05 / e,
+               "metrics/mAP50_95": 0.1 * e if validated else np.nan, "metrics/mAP50": 0.15 * e if validated else np.nan,
+               "fitness": 0.1 * e, "lr/pg0": 0.01, "time_s": 1.0}
+        if sparse:
+            row.update({"gamma/q10": 10.0 ** -e, "gamma/q50": 10.0 ** (-e / 2), "gamma/q90": 0.9,
+                        "gamma/frac_lt_1e-2": min(1, e / 8), "gamma/frac_lt_1e-3": min(1, e / 12)})
+        rows.append(row)
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_stage_curves_draw_every_loss_term_and_metric_and_read(figures, tmp_path):
+    csvs = {"baseline": _training_csv(tmp_path / "baseline.csv"),
+            "sparse": _training_csv(tmp_path / "sparse.csv", sparse=True)}
+    paths = report_training.write_training_plots(csvs, tmp_path / "training", tmp_path / "gamma.png", threshold=3e-3)
+    assert [p.name for p in paths] == ["baseline.png", "sparse.png", "gamma.png"]
+    for fig in figures:
+        assert_titles_fit(fig)
+        assert_legends_match_drawn(fig)
+    for fig in figures[:2]:
+        panels = [ax.get_title() for ax in fig.axes if ax.lines]
+        assert panels == ["training loss: box", "training loss: obj", "training loss: cls", "validation: mAP50_95",
+                          "validation: mAP50"], "one panel per train/ and metrics/ column, nothing else"
+        val = fig.axes[3].lines[0].get_xdata()
+        assert list(val) == [2, 4, 6], "a metric is drawn through the epochs that validated"
+    quantiles, fractions = figures[2].axes
+    assert quantiles.get_yscale() == "log", "three decades of |γ| on a log axis"
+    assert [line.get_label() for line in quantiles.lines] == ["sparse: q90", "sparse: q50", "sparse: q10",
+                                                             "prune threshold 0.003"]
+    assert len(fractions.lines) == 2
+
+
+def test_gamma_quantiles_say_so_when_no_stage_logged_them(figures, tmp_path):
+    report_training.plot_gamma_quantiles({"baseline": _training_csv(tmp_path / "b.csv")}, tmp_path / "g.png", 0.01)
+    (fig,) = figures
+    assert_legends_match_drawn(fig)
+    assert "no stage logged" in fig.axes[0].texts[0].get_text()
+
+
+def test_confidence_curves_and_confusion_matrix_read(figures, tmp_path):
+    names = ["a", "b", "c"]
+    detection_report.plot_confidence_curves(GT, DETS, names, "pruned_finetuned", tmp_path / "curves.png")
+    detection_report.plot_confusion_matrix(GT, DETS, names, "pruned_finetuned", tmp_path / "cm.png")
+    curves, matrix = figures
+    for fig in figures:
+        assert_titles_fit(fig)
+        assert_legends_match_drawn(fig)
+    f1 = curves.axes[2]
+    assert f1.get_legend_handles_labels()[1] == ["a", "b", "all classes: best F1 0.90 at 0.00"]
+    ax = matrix.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == names + ["background"]
+    assert sorted(t.get_text() for t in ax.texts) == ["1", "1", "2"], "each non-zero count printed in its cell"

@@ -1,6 +1,7 @@
 """The report's tables and plots on synthetic metrics, prune.json and predictions files (no training):
 summary.md's short table, the clamped layers, the channels plot, the Pareto front, detection's
-PR curves and per-class AP from COCOeval's precision array, and the drawn sample predictions."""
+PR curves and per-class AP from COCOeval's precision array, its P/R/F1 curves and confusion matrix,
+and the drawn sample predictions (pose with the dataset's own skeleton)."""
 import json
 import re
 
@@ -13,6 +14,7 @@ from pipeline_lib.summary import write_summary
 from pipeline_lib.report_plots import draw_samples, pareto_front, plot_channels, plot_pareto
 from pipeline_lib.tasks import get_task
 from pipeline_lib.tasks.detection.evaluate import coco_eval
+from pipeline_lib.tasks.detection.matching import confidence_curves, confusion_matrix
 from pipeline_lib.tasks.detection.report import class_ap, precision_array, write_figures
 
 PRUNE = {"config": {"min_channels": 8}, "ratio_requested": 0.5, "ratio_achieved": 0.41, "threshold": 0.02,
@@ -117,6 +119,31 @@ def test_per_class_ap_and_pr_curve_reproduce_cocoeval_stats():
     assert pr_at_50.mean() == pytest.approx(ev.stats[1])  # the PR curve's area is mAP50
 
 
+def test_precision_recall_against_confidence_match_within_a_class_at_iou_half():
+    curves = confidence_curves(GT, DETS, 3)
+    at = {conf: int(np.searchsorted(curves["confidence"], conf)) for conf in (0.3, 0.5, 0.8)}
+    # class a: hits at 0.9 and 0.4, a miss at 0.7 (image 2 has no box of class a); b: one hit at 0.6
+    assert curves["precision"][0, at[0.5]] == pytest.approx(0.5) and curves["recall"][0, at[0.5]] == 0.5
+    assert curves["precision"][0, at[0.3]] == pytest.approx(2 / 3) and curves["recall"][0, at[0.3]] == 1
+    assert curves["precision"][1, at[0.8]] == 1 and curves["recall"][1, at[0.8]] == 0  # none kept
+    assert curves["f1"][1, at[0.5]] == pytest.approx(1)
+    assert np.isnan(curves["precision"][2]).all() and list(curves["count"]) == [2, 1, 0]
+
+
+def test_confusion_matrix_rows_predicted_columns_true_background_last():
+    wrong_class = [dict(d, category_id=1) if d["image_id"] == 3 else d for d in DETS]
+    low = [{"image_id": 1, "category_id": 2, "bbox": [10, 10, 30, 30], "score": 0.1}]  # under 0.25: not counted
+    matrix = confusion_matrix(GT, wrong_class + low, 3)
+    expected = np.zeros((4, 4), int)
+    expected[0, 0] = 1  # image 1: a as a
+    expected[1, 1] = 1  # image 2: b as b
+    expected[0, 3] = 1  # image 2: an a where nothing is
+    expected[1, 0] = 1  # image 3: the a box detected as b
+    np.testing.assert_array_equal(matrix, expected)
+    missed = confusion_matrix(GT, [], 3)
+    assert list(missed[3]) == [2, 1, 0, 0] and missed[:3].sum() == 0  # every box missed: the background row
+
+
 def test_detection_report_figures_through_the_task(tmp_path):
     gt_path = tmp_path / "val_coco.json"
     gt_path.write_text(json.dumps(GT))
@@ -125,7 +152,8 @@ def test_detection_report_figures_through_the_task(tmp_path):
     task = get_task("detection")
     paths = task.report_figures({"coco_gt": {"val": str(gt_path)}, "names": ["a", "b", "c"]},
                                 {"baseline": tmp_path / "a.json", "pruned": tmp_path / "b.json"}, tmp_path / "figs")
-    assert sorted(p.name for p in paths) == ["per_class_ap.png", "pr_curves.png"]
+    assert sorted(p.name for p in paths) == ["confidence_curves.png", "confusion_matrix.png", "per_class_ap.png",
+                                             "pr_curves.png"]
     assert all(Image.open(p).size[1] > 200 for p in paths)
     assert write_figures(GT, {"baseline": DETS}, ["a", "b", "c"], tmp_path / "again")[0].exists()
 
@@ -170,25 +198,49 @@ def test_reid_samples_are_ranked_strips_with_matches_marked(tmp_path):
     assert not task.draw(path, {"embedding": [0.0, 1.0]}, manifest["names"], tmp_path / "none.png")
 
 
-def test_pose_samples_draw_the_skeleton(tmp_path):
-    names = ["nose", "left_shoulder", "right_shoulder", "left_hip"]
+def _pose_files(tmp_path, names, skeleton, keypoints):
+    """A one-image val split whose one person is annotated and predicted at `keypoints`."""
     (tmp_path / "val").mkdir()
     _image(tmp_path / "val/a.png", (64, 64), (0, 0, 0))
-    gt = {"images": [{"id": 7, "file_name": "a.png", "width": 64, "height": 64}]}
+    gt = {"images": [{"id": 7, "file_name": "a.png", "width": 64, "height": 64}],
+          "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "keypoints": keypoints}]}
     (tmp_path / "gt.json").write_text(json.dumps(gt))
-    person = {"image_id": 7, "category_id": 1, "score": 0.8,
-              "keypoints": [32, 10, 0.9, 20, 20, 0.9, 44, 20, 0.9, 20, 50, 0.05]}  # left hip below the threshold
-    (tmp_path / "p.json").write_text(json.dumps([person]))
-    manifest = {"task": "pose", "names": names, "coco_gt": {"val": str(tmp_path / "gt.json")},
-                "image_dirs": {"val": str(tmp_path / "val")}}
+    (tmp_path / "p.json").write_text(json.dumps([{"image_id": 7, "category_id": 1, "score": 0.8,
+                                                  "keypoints": keypoints}]))
+    return {"task": "pose", "names": names, "skeleton": skeleton, "coco_gt": {"val": str(tmp_path / "gt.json")},
+            "image_dirs": {"val": str(tmp_path / "val")}}
+
+
+def test_pose_samples_draw_the_skeleton(tmp_path):
+    names = ["nose", "left_shoulder", "right_shoulder", "left_hip"]
+    keypoints = [32, 10, 0.9, 20, 20, 0.9, 44, 20, 0.9, 20, 50, 0.05]  # left hip below the threshold
+    manifest = _pose_files(tmp_path, names, [[2, 3], [2, 4]], keypoints)  # 1-based, as COCO writes it
     task = get_task("pose")
-    [(path, people)] = task.report_samples(manifest, tmp_path / "p.json", 3)
-    assert path == tmp_path / "val/a.png" and people[0]["score"] == 0.8
-    assert task.draw(path, people, names, tmp_path / "drawn.png")
+    [(path, sample)] = task.report_samples(manifest, tmp_path / "p.json", 3)
+    assert path == tmp_path / "val/a.png" and sample["people"][0]["score"] == 0.8
+    assert task.draw(path, sample, names, tmp_path / "drawn.png")
     drawn = np.asarray(Image.open(tmp_path / "drawn.png").convert("RGB")).astype(int)
     assert drawn[20, 32].sum() > 0  # the shoulder-to-shoulder limb crosses the middle
     assert drawn[35, 20].sum() == 0  # no limb to the left hip: its confidence is below 0.2
     assert not task.draw(path, {"heatmaps": [[0.0]]}, names, tmp_path / "none.png")
+
+
+def test_pose_draws_the_datasets_own_skeleton_not_cocos_person(tmp_path):
+    """Landmarks named like COCO's shoulders but joined by the dataset's skeleton only: the drawing
+    shows its limb (nose to left shoulder) and not the person's shoulder-to-shoulder limb; the ground
+    truth comes with the same skeleton."""
+    names = ["nose", "left_shoulder", "right_shoulder"]
+    keypoints = [32, 50, 2, 20, 20, 2, 44, 20, 2]
+    manifest = _pose_files(tmp_path, names, [[1, 2]], keypoints)
+    task = get_task("pose")
+    [(path, sample)] = task.report_samples(manifest, tmp_path / "p.json", 1)
+    [truth] = task.report_truth(manifest, 1)
+    assert truth == {"people": [{"keypoints": keypoints}], "skeleton": [(0, 1)]}
+    for name, drawn_item in (("pred", sample), ("truth", truth)):
+        assert task.draw(path, drawn_item, names, tmp_path / f"{name}.png")
+        drawn = np.asarray(Image.open(tmp_path / f"{name}.png").convert("RGB")).astype(int)
+        assert drawn[35, 26].sum() > 0, "the dataset's limb, nose to left shoulder, is drawn"
+        assert drawn[20, 32].sum() == 0, "COCO's shoulder-to-shoulder limb is not the dataset's"
 
 
 def test_summary_md_shows_int8_beside_fp32_of_the_same_stage(tmp_path):

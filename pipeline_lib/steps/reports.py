@@ -13,6 +13,7 @@ from ..report import (plot_gamma, plot_latency, plot_training_curves, primary_me
                       write_sweep)
 from ..summary import landing_page, write_summary
 from ..report_plots import write_plots
+from ..report_training import write_training_plots
 
 __all__ = ["report", "sweep_report"]
 
@@ -22,8 +23,8 @@ log = logging.getLogger("slimflow")
 def report(*, metrics_paths: list[str], latency_paths: list[str], checkpoints: list[str], curves: list[str],
            prune_report: str, manifest_path: str, predictions: list[str], sweep_metrics: list[str],
            out_csv: str, out_md: str, out_provenance: str, out_page: str, out_bn_gamma_png: str,
-           out_training_curves_png: str, out_latency_png: str, out_channels_png: str, out_pareto_png: str,
-           out_evaluation_dir: str, out_samples_dir: str) -> None:
+           out_gamma_quantiles_png: str, out_training_curves_png: str, out_latency_png: str, out_channels_png: str,
+           out_pareto_png: str, out_training_dir: str, out_evaluation_dir: str, out_samples_dir: str) -> None:
     """summary.csv / summary.md (one row per artifact), provenance.json, the plots and the HTML
     report's first page (reStructuredText, with prune.json's requested and achieved ratio), from
     the files `jobs.inputs("report", ...)` lists: `checkpoints` are the summary's rows (the first
@@ -42,6 +43,7 @@ def report(*, metrics_paths: list[str], latency_paths: list[str], checkpoints: l
     pruned = table.loc[table["stage"] == "pruned", curve_metric] if curve_metric in table else []
     plot_training_curves(curve_files, curve_metric, out_training_curves_png,
                          pruned=float(pruned.iloc[0]) if len(pruned) else None)
+    write_training_plots(curve_files, out_training_dir, out_gamma_quantiles_png, threshold=prune["threshold"])
     plot_latency(table, out_latency_png)
     write_plots(table, metric, prune, manifest_path=manifest_path,
                 predictions={Path(path).name.split(".")[0]: path for path in predictions},

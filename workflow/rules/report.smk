@@ -16,12 +16,22 @@ rule report:
         out_provenance=report(REPORT["out_provenance"], caption="../report/provenance.rst", category="1. summary"),
         out_page=REPORT["out_page"],
         out_bn_gamma_png=report(REPORT["out_bn_gamma_png"], caption="../report/bn_gamma.rst", category="2. slimming"),
+        out_gamma_quantiles_png=report(
+            REPORT["out_gamma_quantiles_png"], caption="../report/gamma_quantiles.rst", category="2. slimming"
+        ),
         out_training_curves_png=report(
             REPORT["out_training_curves_png"], caption="../report/training_curves.rst", category="3. training"
         ),
         out_latency_png=report(REPORT["out_latency_png"], caption="../report/latency.rst", category="4. deployment"),
         out_channels_png=report(REPORT["out_channels_png"], caption="../report/channels.rst", category="2. slimming"),
         out_pareto_png=report(REPORT["out_pareto_png"], caption="../report/pareto.rst", category="4. deployment"),
+        out_training_dir=report(
+            directory(REPORT["out_training_dir"]),
+            patterns=["{stage}.png"],
+            caption="../report/training.rst",
+            category="3. training",
+            labels={"stage": "{stage}"},
+        ),
         # The family's own figures and drawn val images: file names depend on the family.
         out_evaluation_dir=report(
             directory(REPORT["out_evaluation_dir"]),

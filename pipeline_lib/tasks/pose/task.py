@@ -29,6 +29,18 @@ from .synthetic import generate_coco_keypoints
 
 __all__ = ["PoseTask", "EVAL_DEFAULTS", "TASK"]
 
+
+def _limbs(manifest) -> list[tuple[int, int]] | None:
+    """The dataset's skeleton (its keypoints file's `categories[].skeleton`, 1-based) as 0-based pairs;
+    None for a manifest written before it kept one (then COCO's person limbs by name)."""
+    return None if "skeleton" not in manifest else [(a - 1, b - 1) for a, b in manifest["skeleton"]]
+
+
+def _val_images(manifest, n: int) -> list[tuple[int, Path]]:
+    """(id, path) of the first n val images by id: the report's samples."""
+    images = sorted(read_json(manifest["coco_gt"]["val"])["images"], key=lambda im: im["id"])[:n]
+    return [(im["id"], Path(manifest["image_dirs"]["val"]) / im["file_name"]) for im in images]
+
 # What evaluate assumes for keys a config leaves out (the schema fragment has the same defaults).
 EVAL_DEFAULTS = {"flip_test": True, "sigmas": None, "detections": None}
 _ARCH_KEYS = ("width", "stem", "bottlenecks", "modules", "blocks")
@@ -135,20 +147,31 @@ class PoseTask(Task):
         return coco_keypoint_metrics(manifest["coco_gt"]["val"], results, sigmas)
 
     def report_samples(self, manifest, predictions_path, n):
-        """The first n val images (by id) with the people evaluate found on them."""
-        gt = read_json(manifest["coco_gt"]["val"])
+        """The first n val images (by id) with the people evaluate found on them, and the dataset's skeleton."""
         people = {}
         for result in read_json(predictions_path):
             people.setdefault(result["image_id"], []).append(result)
-        images = sorted(gt["images"], key=lambda im: im["id"])[:n]
-        return [(Path(manifest["image_dirs"]["val"]) / im["file_name"], people.get(im["id"], [])) for im in images]
+        return [(path, {"people": people.get(image_id, []), "skeleton": _limbs(manifest)})
+                for image_id, path in _val_images(manifest, n)]
+
+    def report_truth(self, manifest, n):
+        """The annotated people of report_samples' images (a keypoint with v > 0 is drawn), with the skeleton."""
+        people = {}
+        for ann in read_json(manifest["coco_gt"]["val"])["annotations"]:
+            people.setdefault(ann["image_id"], []).append({"keypoints": ann["keypoints"]})
+        return [{"people": people.get(image_id, []), "skeleton": _limbs(manifest)}
+                for image_id, _ in _val_images(manifest, n)]
 
     def draw(self, image_path, prediction, names, out_path):
-        """Keypoints and skeleton of a list of COCO keypoint results on one image; raw heatmaps draw nothing."""
-        if not (isinstance(prediction, list) and all(isinstance(p, dict) and "keypoints" in p for p in prediction)):
+        """Keypoints and limbs of COCO keypoint results on one image: a list of people (limbs by COCO's
+        person names), or {"people", "skeleton"} (the dataset's own limbs, 0-based index pairs);
+        raw heatmaps draw nothing."""
+        people, skeleton = (prediction.get("people"), prediction.get("skeleton")) if isinstance(prediction, dict) \
+            else (prediction, None)
+        if not (isinstance(people, list) and all(isinstance(p, dict) and "keypoints" in p for p in people)):
             return False
         from .draw import draw_people
-        draw_people(Path(image_path), prediction, names, Path(out_path))
+        draw_people(Path(image_path), people, names, Path(out_path), skeleton=skeleton)
         return True
 
     def fitness(self, metrics):
