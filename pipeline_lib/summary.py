@@ -91,8 +91,9 @@ def short_table(table: pd.DataFrame, metric: str, size: bool = False) -> pd.Data
     return short
 
 
-_COST = {"stage": "artifact", "trainable_params": "trainable params", "adapter_bytes": "LoRA adapter (KiB)",
-         "train_s_per_epoch": "s/epoch", "train_peak_mem_mb": "peak memory (MiB)"}
+_COST = {"stage": "artifact", "trainable_params": "trainable params",
+         "adapter_bytes": "LoRA adapter (KiB, share of checkpoint)", "train_s_per_epoch": "s/epoch",
+         "train_peak_mem_mb": "peak memory (MiB)"}
 
 
 def training_cost(table: pd.DataFrame) -> str | None:
@@ -102,7 +103,9 @@ def training_cost(table: pd.DataFrame) -> str | None:
     cost = table.dropna(subset=["trainable_params"]).reindex(columns=list(_COST)).rename(columns=_COST)
     cost["trainable params"] = [f"{int(n):,} ({n / p:.1%})" for n, p in
                                 zip(cost["trainable params"], table.loc[cost.index, "params"])]
-    cost["LoRA adapter (KiB)"] = cost["LoRA adapter (KiB)"].map(lambda v: "–" if pd.isna(v) else f"{v / 1024:.1f}")
+    adapter = _COST["adapter_bytes"]  # the checkpoint is the merged one the row's file_bytes measures
+    cost[adapter] = [("–" if pd.isna(a) else f"{a / 1024:.1f} ({a / f:.1%})") for a, f in
+                     zip(cost[adapter], table.loc[cost.index, "file_bytes"])]
     return cost.to_markdown(index=False)
 
 
