@@ -177,11 +177,12 @@ def _page_table(table: pd.DataFrame, metric: str) -> str:
     return short.drop(columns=[c for c in drops if c in short]).to_markdown(index=False, tablefmt="grid")
 
 
-def landing_page(table: pd.DataFrame, metric: str, prune_report: dict | None = None) -> str:
+def landing_page(table: pd.DataFrame, metric: str, prune_report: dict | None = None, note: str = "") -> str:
     """The HTML report's first page (reStructuredText): the chain, one short summary table and the
     pruning: requested against achieved ratio and the clamped layers.
 
-    `table` is `summary_table`'s; `metric` the headline accuracy column; `prune_report` prune.json.
+    `table` is `summary_table`'s; `metric` the headline accuracy column; `prune_report` prune.json;
+    `note` a sentence under the table (what bounds the metric: diffusion's judge).
     """
     page = ["slimflow run", "============", "", "The chain (each step reads the files the one before wrote):", "",
             *[f"#. {step}" for step in CHAIN], "", "Summary", "-------", "",
@@ -190,7 +191,7 @@ def landing_page(table: pd.DataFrame, metric: str, prune_report: dict | None = N
             f"{per_output_line(table)} "
             f"{reference_line(table, metric).replace('**', '*')} FLOPs and params: the pruning below; epochs: "
             "results/summary.md.",
-            "", _page_table(table, metric), ""]
+            "", _page_table(table, metric), "", *([note, ""] if note else [])]
     if prune_report is not None:
         page += ["Pruning", "-------", "", *prune_lines(prune_report), ""]
     page += ["The plots are under the categories on the left (slimming, training, deployment, evaluation, sample "
