@@ -32,7 +32,8 @@ def test_digits_are_written_as_idx_and_judged_by_a_trained_classifier(diffusion_
         assert sorted(set(read_idx(diffusion_run / "results/data/digits" / labels, 1).tolist())) == list(range(10))
     judge = json.loads((diffusion_run / "results/data/evaluator.json").read_text())
     assert judge["val_acc"] > 0.5 and judge["epochs"] <= judge["epoch_cap"] == 10  # chance is 0.1
-    assert judge["val_acc"] == max(judge["val_acc_history"]) and list(judge["val_acc_per_class"]) == manifest["names"]
+    assert judge["val_acc"] == pytest.approx(max(judge["val_acc_history"]), abs=1e-6)  # the best epoch's, kept
+    assert list(judge["val_acc_per_class"]) == manifest["names"]
 
 
 def test_every_stage_is_scored_by_sampling(diffusion_run):

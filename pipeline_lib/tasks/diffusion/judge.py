@@ -75,12 +75,12 @@ def class_accuracy(model: nn.Module, loader: Iterable[dict], device: str | torch
     """Top-1 accuracy on `loader` in eval mode (the model is left in eval mode), overall and per
     class (None for a class the loader never shows)."""
     model.eval()
-    correct, total = torch.zeros(num_classes), torch.zeros(num_classes)
+    correct, total = torch.zeros(num_classes, dtype=torch.float64), torch.zeros(num_classes, dtype=torch.float64)
     for batch in loader:
         labels = batch["labels"].to(device)
-        hits = (model(batch["images"].to(device)).argmax(1) == labels).float()
+        hits = (model(batch["images"].to(device)).argmax(1) == labels).double()
         correct += torch.bincount(labels.cpu(), hits.cpu(), minlength=num_classes)[:num_classes]
-        total += torch.bincount(labels.cpu(), minlength=num_classes)[:num_classes].float()
+        total += torch.bincount(labels.cpu(), minlength=num_classes)[:num_classes]
     if total.sum() == 0:
         raise ValueError("the validation loader yielded no images")
     per_class = [float(c / n) if n else None for c, n in zip(correct, total)]
