@@ -54,10 +54,10 @@ def test_every_stage_is_scored_by_sampling(diffusion_run):
     summary = (diffusion_run / "results/summary.md").read_text()
     assert "per output (ms)" in summary and "One output takes 5 calls of the network" in summary
     ceiling = summary[summary.index("## The evaluator's ceiling"):]
-    assert f"the judge reads real val digits at {judge_acc(diffusion_run):.3f}" in ceiling
+    assert f"the judge reads the val split's digits at {judge_acc(diffusion_run):.3f}" in ceiling
     header = next(line for line in ceiling.splitlines() if line.startswith("| digit"))
     assert [c.strip() for c in header.strip("|").split("|")] == ["digit", "judge (val digits)", *STAGES]
-    assert f"reads real val digits at {judge_acc(diffusion_run):.3f}" in (diffusion_run / "results/report.rst").read_text()
+    assert f"reads the val split's digits at {judge_acc(diffusion_run):.3f}" in (diffusion_run / "results/report.rst").read_text()
 
 
 def judge_acc(run) -> float:

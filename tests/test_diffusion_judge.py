@@ -213,7 +213,7 @@ def test_the_judge_ceiling_sits_beside_each_stages_cond_acc():
     stages = {"baseline": {"metrics": {"cond_acc": 0.79}, "cond_acc_per_class": {str(d): 0.8 for d in range(10)}},
               "old": {"metrics": {"cond_acc": 0.5}}}  # a predictions file from before per-digit cond_acc
     sentence, table = judge_ceiling(judge, stages)
-    assert "val digits at 0.933 (its best epoch, 4 of 7 run; cap 20, patience 3; weakest digits 8 0.760, " \
+    assert "val split's digits at 0.933 (its best epoch, 4 of 7 run; cap 20, patience 3; weakest digits 8 0.760, " \
            "9 0.830)" in sentence
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines() if line.startswith("| ")]
     assert rows[0] == ["digit", "judge (val digits)", "baseline", "old"]

@@ -11,7 +11,7 @@
 features to the val split's (`frechet.py`) is this family's FID. The judge is trained once, on the
 training split, and never pruned; every stage's samples are scored by the same network. It trains
 until its val accuracy has not improved for `patience` epochs (at most `epochs`) and keeps its best
-epoch: a sample of digit c is read right at most about as often as a real val digit c is, so that
+epoch: a sample of digit c is read right at most about as often as a val digit c is, so that
 accuracy, per class, is the ceiling of every stage's cond_acc.
 """
 from __future__ import annotations

@@ -35,9 +35,9 @@ def judge_ceiling(judge: dict, predictions: dict[str, dict]) -> tuple[str, str]:
     weak = f"; weakest digits {', '.join(f'{name} {acc:.3f}' for acc, name in weakest)}" if weakest else ""
     trained = (f"its best epoch, {judge['best_epoch']} of {judge['epochs']} run; cap {judge['epoch_cap']}, "
                f"patience {judge['patience']}" if "epoch_cap" in judge else f"{judge['epochs']} epochs")
-    sentence = (f"cond_acc counts the samples the judge reads as the requested digit; the judge reads real val digits "
-                f"at {judge['val_acc']:.3f} ({trained}{weak}), so a cond_acc near it is limited by the judge, "
-                "not by the generator.")
+    sentence = (f"cond_acc counts the samples the judge reads as the requested digit; the judge reads the val "
+                f"split's digits at {judge['val_acc']:.3f} ({trained}{weak}), so a cond_acc near it is limited by the "
+                "judge, not by the generator.")
     rows = {"all": {"judge (val digits)": judge["val_acc"],
                     **{stage: pred["metrics"]["cond_acc"] for stage, pred in predictions.items()}}}
     for name, acc in per_class.items():
