@@ -57,7 +57,8 @@ def test_every_stage_is_scored_by_sampling(diffusion_run):
     assert f"the judge reads the val split's digits at {judge_acc(diffusion_run):.3f}" in ceiling
     header = next(line for line in ceiling.splitlines() if line.startswith("| digit"))
     assert [c.strip() for c in header.strip("|").split("|")] == ["digit", "judge (val digits)", *STAGES]
-    assert f"reads the val split's digits at {judge_acc(diffusion_run):.3f}" in (diffusion_run / "results/report.rst").read_text()
+    page = (diffusion_run / "results/report.rst").read_text()
+    assert f"reads the val split's digits at {judge_acc(diffusion_run):.3f}" in page
 
 
 def judge_acc(run) -> float:

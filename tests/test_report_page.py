@@ -80,5 +80,6 @@ def test_landing_page_shows_the_evaluators_note_under_the_table():
                             {"baseline": {"metrics": {"cond_acc": 0.79}}})
     page = landing_page(table, "cond_acc", PRUNE, note)
     html = publish_parts(page, writer="html", settings_overrides={"report_level": 2, "halt_level": 2})["html_body"]
-    assert html.index("</table>") < html.index("the judge reads the val split's digits at 0.933 (3 epochs; weakest digits "
-                                               "8 0.760), so a cond_acc near it is limited by the judge") < html.index("Pruning")
+    at = html.index("the judge reads the val split's digits at 0.933 (3 epochs; weakest digits 8 0.760), so a "
+                    "cond_acc near it is limited by the judge")
+    assert html.index("</table>") < at < html.index("Pruning")

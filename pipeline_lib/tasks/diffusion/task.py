@@ -217,7 +217,8 @@ class DiffusionTask(Task):
         """The judge's val accuracy (overall, per digit) as the ceiling of each stage's cond_acc."""
         from .report import judge_ceiling
         sentence, table = judge_ceiling(evaluator, predictions)
-        return sentence, f"{sentence} Per digit (cond_acc of each stage's samples; judge: the val split's digits):\n\n{table}"
+        heading = "Per digit (cond_acc of each stage's samples; judge: the val split's digits):"
+        return sentence, f"{sentence} {heading}\n\n{table}"
 
     def keep_width_modules(self, model):
         return model.keep_width_modules() if isinstance(model, DiffusionUNet) else []
