@@ -133,13 +133,14 @@ def _report(r: Results, config: dict) -> tuple[dict, dict]:
     rows = [Artifact(lineage, stage, r.root) for lineage, stage in summary_rows(config)]
     main = [Artifact("", stage, r.root) for stage in EVALUATED]
     sweep = [Artifact(lineage, "pruned_finetuned", r.root) for lineage in chain.sweep_lineages(config["prune"])]
+    judge = {"evaluator_report": DataFolder("", r.root).evaluator_report} if has_evaluator(config["task"]) else {}
     return ({"metrics_paths": [a.metrics for a in rows] + [e.metrics for e in onnx_rows(config, r.root)],
              "latency_paths": [Artifact("", s, r.root).torch_latency for s in ("baseline", DEPLOYED)],
              "checkpoints": [a.checkpoint for a in rows],
              "curves": [Artifact("", stage, r.root).train_csv for stage in TRAINED_STAGES],
              "prune_report": Artifact("", "pruned", r.root).prune_report,
              "manifest_path": DataFolder("", r.root).manifest, "predictions": [a.predictions for a in main],
-             "sweep_metrics": [a.metrics for a in sweep]}, {})
+             "sweep_metrics": [a.metrics for a in sweep], **judge}, {})
 
 
 def _sweep_report(r: Results, config: dict) -> tuple[dict, dict]:

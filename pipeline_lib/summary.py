@@ -113,8 +113,9 @@ def short_table(table: pd.DataFrame, metric: str, size: bool = False) -> pd.Data
     return short
 
 
-_COST = {"stage": "artifact", "trainable_params": "trainable params", "adapter_bytes": "LoRA adapter (KiB)",
-         "train_s_per_epoch": "s/epoch", "train_peak_mem_mb": "peak memory (MiB)"}
+_COST = {"stage": "artifact", "trainable_params": "trainable params",
+         "adapter_bytes": "LoRA adapter (KiB, share of checkpoint)", "train_s_per_epoch": "s/epoch",
+         "train_peak_mem_mb": "peak memory (MiB)"}
 
 
 def training_cost(table: pd.DataFrame) -> str | None:
@@ -124,7 +125,9 @@ def training_cost(table: pd.DataFrame) -> str | None:
     cost = table.dropna(subset=["trainable_params"]).reindex(columns=list(_COST)).rename(columns=_COST)
     cost["trainable params"] = [f"{int(n):,} ({n / p:.1%})" for n, p in
                                 zip(cost["trainable params"], table.loc[cost.index, "params"])]
-    cost["LoRA adapter (KiB)"] = cost["LoRA adapter (KiB)"].map(lambda v: "–" if pd.isna(v) else f"{v / 1024:.1f}")
+    adapter = _COST["adapter_bytes"]  # the checkpoint is the merged one the row's file_bytes measures
+    cost[adapter] = [("–" if pd.isna(a) else f"{a / 1024:.1f} ({a / f:.1%})") for a, f in
+                     zip(cost[adapter], table.loc[cost.index, "file_bytes"])]
     return cost.to_markdown(index=False)
 
 
@@ -199,11 +202,12 @@ def _page_table(table: pd.DataFrame, metric: str) -> str:
     return short.drop(columns=[c for c in drops if c in short]).to_markdown(index=False, tablefmt="grid")
 
 
-def landing_page(table: pd.DataFrame, metric: str, prune_report: dict | None = None) -> str:
+def landing_page(table: pd.DataFrame, metric: str, prune_report: dict | None = None, note: str = "") -> str:
     """The HTML report's first page (reStructuredText): the chain, one short summary table and the
     pruning: requested against achieved ratio and the clamped layers.
 
-    `table` is `summary_table`'s; `metric` the headline accuracy column; `prune_report` prune.json.
+    `table` is `summary_table`'s; `metric` the headline accuracy column; `prune_report` prune.json;
+    `note` a sentence under the table (what bounds the metric: diffusion's judge).
     """
     page = ["slimflow run", "============", "", "The chain (each step reads the files the one before wrote):", "",
             *[f"#. {step}" for step in CHAIN], "", "Summary", "-------", "",
@@ -213,7 +217,7 @@ def landing_page(table: pd.DataFrame, metric: str, prune_report: dict | None = N
             f"{per_output_line(table)} "
             f"{reference_line(table, metric).replace('**', '*')} FLOPs and params: the pruning below; epochs: "
             "results/summary.md.",
-            "", _page_table(table, metric), ""]
+            "", _page_table(table, metric), "", *([note, ""] if note else [])]
     if prune_report is not None:
         page += ["Pruning", "-------", "", *prune_lines(prune_report), ""]
     page += ["The plots are under the categories on the left (slimming, training, deployment, evaluation, sample "

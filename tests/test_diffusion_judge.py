@@ -12,7 +12,9 @@ from pipeline_lib.engine.utils import make_loader
 from pipeline_lib.errors import UserError
 from pipeline_lib.torchfile import load_sealed
 from pipeline_lib.tasks.diffusion.frechet import feature_stats, frechet_distance
-from pipeline_lib.tasks.diffusion.judge import DigitJudge, judge_outputs, load_judge, save_judge, train_judge
+from pipeline_lib.tasks.diffusion.judge import (DigitJudge, class_accuracy, evaluate_judge, judge_outputs, load_judge,
+                                                save_judge, train_judge)
+from pipeline_lib.tasks.diffusion.report import judge_ceiling
 
 
 # ---------------------------------------------------------------- Fréchet distance
@@ -113,10 +115,13 @@ def _squares(n: int, seed: int) -> list[dict]:
 SMALL = {"width": 16, "feature_dim": 32}
 
 
+def _loaders(seed: int = 0, val=None):
+    return (make_loader(_squares(200, 0), batch_size=10, shuffle=True, workers=0, seed=seed),
+            make_loader(val or _squares(100, 1), batch_size=50, shuffle=False, workers=0, seed=0))
+
+
 def _train(seed: int = 0):
-    train = make_loader(_squares(200, 0), batch_size=10, shuffle=True, workers=0, seed=seed)
-    val = make_loader(_squares(100, 1), batch_size=50, shuffle=False, workers=0, seed=0)
-    return train_judge(train, val, epochs=2, lr=1e-3, seed=seed, device="cpu", **SMALL)
+    return train_judge(*_loaders(seed), epochs=2, lr=1e-3, seed=seed, device="cpu", **SMALL)
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +175,47 @@ def test_judge_features_are_the_penultimate_activations_at_any_size(size):
     with torch.no_grad():
         assert torch.allclose(logits, model(images), atol=1e-6)
         assert torch.allclose(features, model.features(images), atol=1e-6)
+
+
+def test_judge_stops_when_val_accuracy_stops_rising_and_keeps_its_best_epoch():
+    # a val split the toy's rule reads only partly: accuracy plateaus below 1 and then wanders
+    val = _squares(100, 1)
+    for item in val[:30]:
+        item["labels"] = (item["labels"] + 1) % 10
+    model, info = train_judge(*_loaders(val=val), epochs=12, patience=2, lr=1e-3, seed=0, device="cpu", **SMALL)
+    history = info["val_acc_history"]
+    assert info["epoch_cap"] == 12 and info["patience"] == 2
+    assert info["epochs"] == len(history) == info["best_epoch"] + 2 < 12  # stopped early, after 2 without a rise
+    assert info["val_acc"] == pytest.approx(max(history)) and history.index(max(history)) + 1 == info["best_epoch"]
+    assert evaluate_judge(model, _loaders(val=val)[1], "cpu") == pytest.approx(info["val_acc"])
+    # the kept weights are those of the best epoch: a run of exactly that many epochs ends on them
+    best_only, _ = train_judge(*_loaders(val=val), epochs=info["best_epoch"], lr=1e-3, seed=0, device="cpu", **SMALL)
+    assert all(torch.equal(t, best_only.state_dict()[k]) for k, t in model.state_dict().items())
+    assert len(info["val_acc_per_class"]) == 10
+
+
+def test_class_accuracy_counts_each_class_and_none_for_an_absent_one(trained):
+    model = trained[0]
+    val = [b for b in _squares(100, 1) if int(b["labels"]) != 7]
+    val[0] = {**val[0], "labels": (val[0]["labels"] + 1) % 10}  # one wrong label: its class loses one hit
+    overall, per_class = class_accuracy(model, make_loader(val, batch_size=16, shuffle=False, workers=0, seed=0),
+                                        "cpu", num_classes=10)
+    images, labels = torch.stack([b["images"] for b in val]), torch.stack([b["labels"] for b in val])
+    hits = judge_outputs(model, images)[0].argmax(1) == labels
+    assert overall == pytest.approx(float(hits.float().mean()))
+    assert per_class[7] is None
+    assert per_class == pytest.approx([None if c == 7 else float(hits[labels == c].float().mean()) for c in range(10)])
+
+
+def test_the_judge_ceiling_sits_beside_each_stages_cond_acc():
+    judge = {"val_acc": 0.933, "val_acc_per_class": {str(d): 0.95 for d in range(10)} | {"8": 0.76, "9": 0.83},
+             "epochs": 7, "best_epoch": 4, "epoch_cap": 20, "patience": 3}
+    stages = {"baseline": {"metrics": {"cond_acc": 0.79}, "cond_acc_per_class": {str(d): 0.8 for d in range(10)}},
+              "old": {"metrics": {"cond_acc": 0.5}}}  # a predictions file from before per-digit cond_acc
+    sentence, table = judge_ceiling(judge, stages)
+    assert "val split's digits at 0.933 (its best epoch, 4 of 7 run; cap 20, patience 3; weakest digits 8 0.760, " \
+           "9 0.830)" in sentence
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines() if line.startswith("| ")]
+    assert rows[0] == ["digit", "judge (val digits)", "baseline", "old"]
+    assert rows[1] == ["all", "0.933", "0.790", "0.500"] and rows[1 + 1 + 8] == ["8", "0.760", "0.800", "–"]
+    assert len(rows) == 12

@@ -70,3 +70,20 @@ def test_a_drawn_digit_keeps_its_class():
     for k in (0, 7, 1796):
         _, boxes = digits.render_image(np.random.default_rng(k), images, labels, np.array([k]), 128)
         assert boxes and all(cls == labels[k] for cls, *_ in boxes)
+
+
+def test_digits_as_idx_files_are_mnist_shaped_and_split_as_the_detection_set(tmp_path):
+    spec = importlib.util.spec_from_file_location("digits_idx", REPO / "benchmarks/digits_idx.py")
+    digits_idx = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(digits_idx)
+    from pipeline_lib.tasks.diffusion.idx import read_split
+
+    config = digits_idx.build(tmp_path / "uci", imgsz=28)
+    assert yaml.safe_load(config.read_text())["dataset"]["path"] == str(tmp_path / "uci")
+    source_images, source_labels = digits.load_source_digits()
+    train_index, val_index = digits.split_sources(len(source_labels), 0.2)
+    (train, train_labels), (val, val_labels) = (read_split(tmp_path / "uci", s) for s in ("train", "val"))
+    assert train.shape == (len(train_index), 28, 28) and val.shape == (len(val_index), 28, 28)
+    assert train_labels.tolist() == source_labels[train_index].tolist()
+    assert val_labels.tolist() == source_labels[val_index].tolist()
+    assert val[:, :4].max() == 0 and val[:, 24:].max() == 0 and val.max() == 255  # ink in the centred 20 px

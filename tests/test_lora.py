@@ -184,3 +184,35 @@ def test_a_lora_stage_is_deterministic_and_resumes_bitwise(tmp_path):
     assert len(resumed.history) == 3
     for name, tensor in reference.state_dict.items():
         assert torch.equal(tensor, again.state_dict[name]) and torch.equal(tensor, resumed.state_dict[name]), name
+
+
+@pytest.mark.parametrize("kind", LAYERS)
+def test_full_rank_is_the_rank_at_which_the_merged_delta_stops_growing(kind):
+    """At r = full_rank the merged B·A reaches full rank in every group; one below, it cannot."""
+    layer = LAYERS[kind]()
+    full, groups = adapters.full_rank(layer), getattr(layer, "groups", 1)
+
+    def delta_rank(r):
+        model = _wrapped(copy.deepcopy(layer), r=r, alpha=r)
+        nn.init.normal_(model[0].lora_B.weight)
+        delta = model[0].delta_weight().reshape(groups, layer.weight.shape[0] // groups, -1)
+        return sum(int(torch.linalg.matrix_rank(d)) for d in delta)  # float32 tolerance: B·A is float32
+
+    assert delta_rank(full) == full
+    assert delta_rank(full - groups) == full - groups  # the next rank a grouped conv allows, one short
+
+
+def test_a_rank_at_or_above_a_layers_width_is_one_warning_naming_it(caplog):
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Conv2d(4, 32, 3), nn.Flatten(), nn.Linear(32, 64))
+    cfg = {"r": 4, "alpha": None, "dropout": 0.0, "targets": None, "train_bn": False}  # a stage's lora section
+    with caplog.at_level("WARNING", logger="slimflow"):
+        adapters.inject_from_config(model, cfg, key="stages.finetune.lora")
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    # "0": min(4 out, 3·1·1 in) = 3 ≤ 4; "1": min(32, 4·3·3) = 32 > 4; "3": min(64, 32) = 32 > 4
+    assert len(lines) == 1 and lines[0].startswith("stages.finetune.lora.r: r=4 is at or above the full rank of 1 of 3")
+    assert "0 (full rank 3)" in lines[0] and "Lower r below 3" in lines[0] and "stages.finetune.lora.targets" in lines[0]
+    assert "1 (full rank" not in lines[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="slimflow"):
+        adapters.inject_from_config(nn.Sequential(nn.Conv2d(3, 4, 1)), {**cfg, "r": 2})
+    assert not caplog.records

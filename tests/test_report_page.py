@@ -69,3 +69,17 @@ def test_the_accuracy_reference_is_the_best_unpruned_checkpoint_with_its_epochs(
     text = (tmp_path / "summary.md").read_text()
     assert "Accuracy reference: **sparse** (mAP50_95 0.654 after 60 epochs)" in text
     assert re.search(r"\| pruned_finetuned +\| +0\.649 \| +-0\.005 \| +80 \|", text)
+
+
+def test_landing_page_shows_the_evaluators_note_under_the_table():
+    from pipeline_lib.tasks.diffusion.report import judge_ceiling
+
+    table = pd.DataFrame([{"stage": "baseline", "runtime": "torch", "cond_acc": 0.79, "params": 1e5, "flops": 5e7,
+                           "latency_ms": None, "speedup_vs_baseline": None, "file_bytes": 1e6}])
+    note, _ = judge_ceiling({"val_acc": 0.933, "val_acc_per_class": {"8": 0.76}, "epochs": 3},
+                            {"baseline": {"metrics": {"cond_acc": 0.79}}})
+    page = landing_page(table, "cond_acc", PRUNE, note)
+    html = publish_parts(page, writer="html", settings_overrides={"report_level": 2, "halt_level": 2})["html_body"]
+    at = html.index("the judge reads the val split's digits at 0.933 (3 epochs; weakest digits 8 0.760), so a "
+                    "cond_acc near it is limited by the judge")
+    assert html.index("</table>") < at < html.index("Pruning")

@@ -67,9 +67,10 @@ def test_training_cost_and_data_columns_when_stages_report_them(tmp_path):
     assert "| data " in short.splitlines()[0] and "results/data/finetune/dataset.json" in short
     cost = md[md.index("## Training cost"):md.index("## All metrics")]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in cost.splitlines() if line.startswith("| ")]
-    assert rows == [["artifact", "trainable params", "LoRA adapter (KiB)", "s/epoch", "peak memory (MiB)"],
+    assert rows == [["artifact", "trainable params", "LoRA adapter (KiB, share of checkpoint)", "s/epoch",
+                     "peak memory (MiB)"],
                     ["baseline", "1,800,000 (100.0%)", "–", "8.1", "900"],
-                    ["baseline [onnx_fp32]", "60,000 (3.3%)", "240.0", "7.2", "850.5"]]
+                    ["baseline [onnx_fp32]", "60,000 (3.3%)", "240.0 (3.5%)", "7.2", "850.5"]]  # of 7e6 bytes
     assert "trainable" not in md[md.index("## All metrics"):] and not re.search(r"\bnan\b", md, re.I)
 
 

@@ -19,7 +19,7 @@ from torch import nn
 from ..errors import UserError
 from ..io import sha256_file
 from ..torchfile import load_sealed, save_sealed
-from .lora import adapter_state, inject, load_adapter_state, merge
+from .lora import adapter_state, inject, load_adapter_state, merge, warn_full_rank
 
 __all__ = ["FORMAT", "adapter_path", "resolved", "save_adapter", "load_adapter", "apply_adapter", "inject_from_config"]
 
@@ -37,10 +37,13 @@ def resolved(lora_cfg: dict) -> dict:
 
 
 def inject_from_config(model: nn.Module, lora_cfg: dict, fixed: list[nn.Module] = (), key: str = "lora") -> list[str]:
-    """`inject` with a `stages.<stage>.lora` section (targets resolved against `fixed`; errors name `key`)."""
+    """`inject` with a `stages.<stage>.lora` section (targets resolved against `fixed`; errors name `key`),
+    warning once if r reaches the full rank of some layers (`warn_full_rank`)."""
     cfg = resolved(lora_cfg)
-    return inject(model, r=cfg["r"], alpha=cfg["alpha"], dropout=cfg["dropout"], targets=cfg["targets"],
-                  fixed=fixed, train_bn=cfg["train_bn"], key=key)
+    names = inject(model, r=cfg["r"], alpha=cfg["alpha"], dropout=cfg["dropout"], targets=cfg["targets"],
+                   fixed=fixed, train_bn=cfg["train_bn"], key=key)
+    warn_full_rank(model, names, cfg["r"], key)
+    return names
 
 
 def save_adapter(path: str | os.PathLike, model: nn.Module, lora_cfg: dict, names: list[str], *,

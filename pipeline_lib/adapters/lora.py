@@ -19,6 +19,7 @@ step; the wrapper below is the same arithmetic in a page.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import math
 
 import torch
@@ -27,9 +28,12 @@ from torch import nn
 from ..errors import UserError
 
 __all__ = ["LoRALayer", "inject", "merge", "adapter_state", "load_adapter_state", "resolve_targets", "norm_layers",
-           "FrozenNorms", "KINDS"]
+           "FrozenNorms", "KINDS", "full_rank", "warn_full_rank"]
 
 KINDS = {"linear": nn.Linear, "conv": nn.Conv2d}
+_SHOWN = 4  # layers a warning names before "and N more"
+
+log = logging.getLogger("slimflow")
 
 
 class LoRALayer(nn.Module):
@@ -124,6 +128,34 @@ def inject(model: nn.Module, *, r: int, alpha: float, dropout: float = 0.0, targ
             for p in m.parameters(recurse=False):
                 p.requires_grad_(True)
     return names
+
+
+def full_rank(layer: nn.Linear | nn.Conv2d) -> int:
+    """The rank r at which `B·A` can be any update of the layer's weight. The delta is one matrix per
+    group, out/g × (in/g·k·k), of rank at most r/g, so r reaches full rank at
+    groups · min(out/g, in/g·k·k): min(out, in·k·k) for an ungrouped conv, min(out, in) for a Linear."""
+    if isinstance(layer, nn.Linear):
+        return min(layer.out_features, layer.in_features)
+    g = layer.groups
+    return g * min(layer.out_channels // g, layer.in_channels // g * math.prod(layer.kernel_size))
+
+
+def warn_full_rank(model: nn.Module, names: list[str], r: int, key: str = "lora") -> list[str]:
+    """One warning line naming the adapted layers whose full rank r reaches (their adapter is a
+    full-rank update with at least as many parameters as the layer itself); returns their names."""
+    wide = {}
+    for name in names:
+        layer = model.get_submodule(name)
+        layer = layer.base if isinstance(layer, LoRALayer) else layer
+        if r >= full_rank(layer):
+            wide[name] = full_rank(layer)
+    if wide:
+        shown = ", ".join(f"{n} (full rank {k})" for n, k in list(wide.items())[:_SHOWN])
+        more = f" and {len(wide) - _SHOWN} more" if len(wide) > _SHOWN else ""
+        log.warning("%s.r: r=%d is at or above the full rank of %d of %d adapted layers: %s%s; there the adapter "
+                    "is a full-rank update with more parameters than the layer. Lower r below %d, or leave those "
+                    "layers out of %s.targets", key, r, len(wide), len(names), shown, more, min(wide.values()), key)
+    return list(wide)
 
 
 def norm_layers(model: nn.Module) -> list[nn.Module]:

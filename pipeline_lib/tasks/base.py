@@ -186,6 +186,12 @@ class Task(ABC):
         stage's predictions). Default: none (the samples then show predictions only)."""
         return []
 
+    def evaluator_summary(self, evaluator: dict, predictions: dict[str, dict]) -> tuple[str, str]:
+        """What the report says of the family's evaluator beside the stages' scores, from its report
+        (evaluator.json) and each stage's predictions file ({stage label: its content}): one sentence
+        for the report's first page, and a Markdown section for summary.md. Only with HAS_EVALUATOR."""
+        raise NotImplementedError(f"the {self.family} family has no evaluator")
+
     def report_figures(self, manifest: Manifest, predictions: dict[str, Path], out_dir: Path) -> list[Path]:
         """Figures of the family's evaluation from each stage's predictions file ({stage label: path}),
         written as titled PNGs into `out_dir`; returns their paths. Default: none."""

@@ -1,6 +1,7 @@
 """The judge: a small digit classifier that scores a diffusion model's samples.
 
-    model, info = train_judge(train_loader, val_loader, epochs=3, lr=1e-3, seed=0, device="cpu")
+    model, info = train_judge(train_loader, val_loader, epochs=20, patience=3, lr=1e-3, seed=0, device="cpu")
+    info["val_acc"], info["val_acc_per_class"]    # the best epoch's: the ceiling of any cond_acc it reads
     save_judge("results/judge.pt", model, info)
     judge, info = load_judge("results/judge.pt")
     logits, features = judge_outputs(judge, samples)     # samples: (N, 1, H, W) in [0, 1]
@@ -8,10 +9,14 @@
 
 `features` are the penultimate activations (N, feature_dim): the Fréchet distance of the samples'
 features to the val split's (`frechet.py`) is this family's FID. The judge is trained once, on the
-training split, and never pruned; every stage's samples are scored by the same network.
+training split, and never pruned; every stage's samples are scored by the same network. It trains
+until its val accuracy has not improved for `patience` epochs (at most `epochs`) and keeps its best
+epoch: a sample of digit c is read right at most about as often as a val digit c is, so that
+accuracy, per class, is the ceiling of every stage's cond_acc.
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 from typing import Any, Callable, Iterable
@@ -24,7 +29,8 @@ from torchvision.transforms import v2
 from ...checkpoint import load_checkpoint, load_weights, save_checkpoint
 from ...errors import UserError
 
-__all__ = ["DigitJudge", "train_judge", "evaluate_judge", "save_judge", "load_judge", "judge_outputs"]
+__all__ = ["DigitJudge", "train_judge", "evaluate_judge", "class_accuracy", "save_judge", "load_judge",
+           "judge_outputs"]
 
 _GRID = 4  # the trunk's output is pooled to 4x4 cells: input-size agnostic, and keeps where strokes are
 _AUG_GROUP = 8  # images that share one random affine (see _augment)
@@ -64,64 +70,88 @@ def _augment(affine: v2.RandomAffine, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_judge(model: nn.Module, loader: Iterable[dict], device: str | torch.device) -> float:
-    """Top-1 accuracy on `loader` in eval mode (the model is left in eval mode)."""
+def class_accuracy(model: nn.Module, loader: Iterable[dict], device: str | torch.device,
+                   num_classes: int) -> tuple[float, list[float | None]]:
+    """Top-1 accuracy on `loader` in eval mode (the model is left in eval mode), overall and per
+    class (None for a class the loader never shows)."""
     model.eval()
-    correct = total = 0
+    correct, total = torch.zeros(num_classes, dtype=torch.float64), torch.zeros(num_classes, dtype=torch.float64)
     for batch in loader:
         labels = batch["labels"].to(device)
-        correct += int((model(batch["images"].to(device)).argmax(1) == labels).sum())
-        total += labels.numel()
-    if total == 0:
+        hits = (model(batch["images"].to(device)).argmax(1) == labels).double()
+        correct += torch.bincount(labels.cpu(), hits.cpu(), minlength=num_classes)[:num_classes]
+        total += torch.bincount(labels.cpu(), minlength=num_classes)[:num_classes]
+    if total.sum() == 0:
         raise ValueError("the validation loader yielded no images")
-    return correct / total
+    per_class = [float(c / n) if n else None for c, n in zip(correct, total)]
+    return float(correct.sum() / total.sum()), per_class
 
 
-def train_judge(train_loader: Iterable[dict], val_loader: Iterable[dict], *, epochs: int, lr: float = 1e-3,
-                seed: int, device: str | torch.device, num_classes: int = 10, width: int = 32,
+def evaluate_judge(model: nn.Module, loader: Iterable[dict], device: str | torch.device) -> float:
+    """Top-1 accuracy on `loader` in eval mode (the model is left in eval mode)."""
+    return class_accuracy(model, loader, device, model.classifier[-1].out_features)[0]
+
+
+def _train_epoch(model: DigitJudge, loader: Iterable[dict], optimizer: torch.optim.Optimizer,
+                 affine: v2.RandomAffine, device: torch.device, epoch: int) -> float:
+    """One epoch of Adam steps under the affine jitter; the mean training loss."""
+    sampler = getattr(loader, "sampler", None)
+    if hasattr(sampler, "set_epoch"):  # make_loader's DistributedSampler: a new order per epoch
+        sampler.set_epoch(epoch)
+    model.train()
+    loss_sum, count = 0.0, 0
+    for batch in loader:
+        images = _augment(affine, batch["images"].to(device))
+        labels = batch["labels"].to(device)
+        loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += float(loss.detach()) * labels.numel()
+        count += labels.numel()
+    if count == 0:
+        raise ValueError("the training loader yielded no images")
+    return loss_sum / count
+
+
+def train_judge(train_loader: Iterable[dict], val_loader: Iterable[dict], *, epochs: int, patience: int | None = None,
+                lr: float = 1e-3, seed: int, device: str | torch.device, num_classes: int = 10, width: int = 32,
                 feature_dim: int = 128, log: Callable[[str], None] | None = None
                 ) -> tuple[DigitJudge, dict[str, Any]]:
-    """Train a DigitJudge with Adam and cross-entropy under small class-keeping affine jitter.
+    """Train a DigitJudge with Adam and cross-entropy under small class-keeping affine jitter, until
+    its val accuracy has not risen for `patience` epochs (None: never stop early) or `epochs` ran.
 
-    Returns the final model in eval mode and {"val_acc", "epochs", "train_loss"} (train_loss: the
-    mean over the last epoch). Deterministic for a seed on the CPU: initialisation, augmentation
-    and dropout draw from torch's global RNG, seeded here inside `torch.random.fork_rng`, so the
-    caller's RNG state is the same afterwards. The batch order is the loader's (its own seed).
+    Returns the best epoch's model in eval mode and {"val_acc", "val_acc_per_class", "best_epoch",
+    "epochs" (run), "epoch_cap", "patience", "train_loss" (the best epoch's mean), "val_acc_history"}.
+    Deterministic for a seed on the CPU: initialisation, augmentation and dropout draw from torch's
+    global RNG, seeded here inside `torch.random.fork_rng`, so the caller's RNG state is the same
+    afterwards (evaluating draws nothing). The batch order is the loader's (its own seed).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     device = torch.device(device)
     cuda = [device.index or 0] if device.type == "cuda" else []
+    history, best = [], None
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         model = DigitJudge(num_classes, width, feature_dim).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         affine = v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1))
-        train_loss = math.nan
         for epoch in range(epochs):
-            sampler = getattr(train_loader, "sampler", None)
-            if hasattr(sampler, "set_epoch"):  # make_loader's DistributedSampler: a new order per epoch
-                sampler.set_epoch(epoch)
-            model.train()
-            loss_sum, count = 0.0, 0
-            for batch in train_loader:
-                images = _augment(affine, batch["images"].to(device))
-                labels = batch["labels"].to(device)
-                loss = F.cross_entropy(model(images), labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += float(loss.detach()) * labels.numel()
-                count += labels.numel()
-            if count == 0:
-                raise ValueError("the training loader yielded no images")
-            train_loss = loss_sum / count
+            train_loss = _train_epoch(model, train_loader, optimizer, affine, device, epoch)
+            val_acc, per_class = class_accuracy(model, val_loader, device, num_classes)
+            history.append(round(val_acc, 6))
+            if best is None or val_acc > best["val_acc"]:
+                best = {"val_acc": val_acc, "val_acc_per_class": per_class, "best_epoch": epoch + 1,
+                        "train_loss": train_loss, "state": copy.deepcopy(model.state_dict())}
             if log is not None:
-                log(f"judge epoch {epoch + 1}/{epochs}: train loss {train_loss:.4f}")
-    val_acc = evaluate_judge(model, val_loader, device)
-    if log is not None:
-        log(f"judge: val accuracy {val_acc:.4f}")
-    return model, {"val_acc": val_acc, "epochs": epochs, "train_loss": train_loss}
+                log(f"judge epoch {epoch + 1}/{epochs}: train loss {train_loss:.4f}, val accuracy {val_acc:.4f}")
+            if patience is not None and epoch + 1 - best["best_epoch"] >= patience:
+                break
+    model.load_state_dict(best.pop("state"))
+    model.eval()
+    return model, {**best, "epochs": len(history), "epoch_cap": epochs, "patience": patience,
+                   "val_acc_history": history}
 
 
 def _arch(model: DigitJudge) -> dict:

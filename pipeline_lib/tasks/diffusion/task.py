@@ -16,6 +16,7 @@ While training picks its best epoch there is no judge: evaluate returns the val 
 """
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -39,7 +40,7 @@ ARCHS = {"ddpm_unet": {}}  # sized by model.base / mults / attention keys
 _NET_KEYS = ("base", "mults", "attn_levels", "time_dim", "context_tokens", "context_dim", "attn_dim")
 _SCHEDULE_KEYS = ("timesteps", "beta_schedule")
 EVAL_DEFAULTS = {"samples_per_class": 20, "sampler": "ddpm", "ddim_steps": 50, "sample_seed": 0,
-                 "grid_per_class": 8, "judge": {"epochs": 3, "lr": 0.001, "width": 32}}
+                 "grid_per_class": 8, "judge": {"epochs": 20, "patience": 3, "lr": 0.001, "width": 32}}
 
 
 def schedule_of(model) -> NoiseSchedule:
@@ -134,10 +135,12 @@ class DiffusionTask(Task):
         size = manifest["splits"]["train"][0]["size"][0]
         loaders = [self.loader(manifest, split, train=split == "train", imgsz=size, batch_size=64, workers=0,
                                seed=seed) for split in ("train", "val")]
-        judge, info = train_judge(*loaders, epochs=cfg["epochs"], lr=cfg["lr"], seed=seed, device=device,
-                                  width=cfg["width"])
-        save_judge(out_path, judge, {**info, "imgsz": size})
-        return {**info, "imgsz": size}
+        judge, info = train_judge(*loaders, epochs=cfg["epochs"], patience=cfg["patience"], lr=cfg["lr"], seed=seed,
+                                  device=device, num_classes=len(manifest["names"]), width=cfg["width"],
+                                  log=logging.getLogger("slimflow").info)
+        info = {**info, "val_acc_per_class": dict(zip(manifest["names"], info["val_acc_per_class"])), "imgsz": size}
+        save_judge(out_path, judge, info)
+        return info
 
     @torch.no_grad()
     def _val_loss(self, model, loader, device, schedule: NoiseSchedule) -> float:
@@ -184,14 +187,17 @@ class DiffusionTask(Task):
         logits, features = judge_outputs(judge, samples)
         val_images = torch.cat([batch["images"] for batch in loader])
         _, val_features = judge_outputs(judge, val_images)
-        metrics["cond_acc"] = round(float((logits.argmax(1) == labels).float().mean()), 4)
+        hits = (logits.argmax(1) == labels).float()
+        metrics["cond_acc"] = round(float(hits.mean()), 4)
         metrics["fid"] = round(frechet_distance(*feature_stats(features), *feature_stats(val_features)), 4)
         if predictions_path is not None:
             per_class = cfg["grid_per_class"]
             keep = torch.cat([torch.nonzero(labels == c).flatten()[:per_class] for c in range(n_classes)])
             pixels = (samples[keep, 0] * 255).round().to(torch.uint8)
+            by_class = {name: round(float(hits[labels == c].mean()), 4) for c, name in enumerate(manifest["names"])}
             write_json(predictions_path, {"labels": labels[keep].tolist(), "judged": logits.argmax(1)[keep].tolist(),
-                                          "metrics": metrics, "samples": pixels.tolist()})
+                                          "metrics": metrics, "cond_acc_per_class": by_class,
+                                          "samples": pixels.tolist()})
         return {k: metrics[k] for k in self.metric_keys}
 
     def image_loader(self, paths, *, imgsz, batch_size):
@@ -206,6 +212,13 @@ class DiffusionTask(Task):
         from .report import sample_grids  # matplotlib only where the report runs
         return sample_grids({stage: read_json(path) for stage, path in predictions.items()}, manifest["names"],
                             Path(out_dir))
+
+    def evaluator_summary(self, evaluator, predictions):
+        """The judge's val accuracy (overall, per digit) as the ceiling of each stage's cond_acc."""
+        from .report import judge_ceiling
+        sentence, table = judge_ceiling(evaluator, predictions)
+        heading = "Per digit (cond_acc of each stage's samples; judge: the val split's digits):"
+        return sentence, f"{sentence} {heading}\n\n{table}"
 
     def keep_width_modules(self, model):
         return model.keep_width_modules() if isinstance(model, DiffusionUNet) else []
