@@ -48,6 +48,23 @@ def _quant_params(node: onnx.NodeProto, inits: dict) -> tuple | None:
     return None if scale is None or zero is None else (scale, zero)
 
 
+def _lookup_nodes(name: str, codes: str, table: str, out: str, rank: int | None) -> list[onnx.NodeProto]:
+    """Cast + Gather from `codes` to `out`; an NCHW tensor is looked up channels-last, between two Transposes.
+
+    ORT runs its integer convolutions channels-last and removes a Transpose pair around any op it
+    knows to be elementwise, but not around Gather: a plain lookup cost two layout Transposes per
+    SiLU. Written channels-last here, the Transposes cancel against ORT's own.
+    """
+    nhwc = rank == 4
+    src, dst = (f"{name}_nhwc", f"{name}_lut_nhwc") if nhwc else (codes, out)
+    nodes = [helper.make_node("Cast", [src], [f"{name}_codes"], to=TensorProto.INT32, name=f"{name}_cast"),
+             helper.make_node("Gather", [table, f"{name}_codes"], [dst], axis=0, name=f"{name}_lookup")]
+    if nhwc:
+        nodes = [helper.make_node("Transpose", [codes], [src], perm=[0, 2, 3, 1], name=f"{name}_to_nhwc"), *nodes,
+                 helper.make_node("Transpose", [dst], [out], perm=[0, 3, 1, 2], name=f"{name}_to_nchw")]
+    return nodes
+
+
 def lookup_silu(model: onnx.ModelProto) -> int:
     """Replace each DequantizeLinear -> QuickGelu -> QuantizeLinear (per-tensor uint8, each output
     read by the next node only) by Cast + Gather on a 256-entry table, in place; return how many."""
@@ -59,6 +76,7 @@ def lookup_silu(model: onnx.ModelProto) -> int:
         for name in node.input:
             readers.setdefault(name, []).append(node)
     graph_outputs = {o.name for o in graph.output}
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in graph.value_info if v.type.tensor_type.HasField("shape")}
     dropped, replacement = set(), {}  # ids of nodes removed; id(Q) -> the new nodes taking its place
     for act in graph.node:
         dq = producer.get(act.input[0]) if act.op_type in _SILU else None
@@ -72,10 +90,7 @@ def lookup_silu(model: onnx.ModelProto) -> int:
             continue
         table = numpy_helper.from_array(silu_table(*x_params, *y_params), f"{act.name}_silu_table")
         graph.initializer.append(table)
-        codes = f"{act.name}_codes"
-        replacement[id(q)] = [helper.make_node("Cast", [dq.input[0]], [codes], to=TensorProto.INT32, name=f"{act.name}_cast"),
-                              helper.make_node("Gather", [table.name, codes], [q.output[0]], axis=0,
-                                               name=f"{act.name}_lookup")]
+        replacement[id(q)] = _lookup_nodes(act.name, dq.input[0], table.name, q.output[0], ranks.get(act.output[0]))
         dropped.update({id(dq), id(act)})
     if replacement:
         kept = [new for node in graph.node if id(node) not in dropped for new in replacement.get(id(node), [node])]
