@@ -24,6 +24,7 @@ Choices that decide whether INT8 is faster at all on x86 (measured in docs/EXPOR
   embedding scales t by 1000 before its sinusoids, and one uint8 scale over that range steps by
   ~4 timesteps; those per-sample vectors are a negligible share of the work.
 - SiLU stays float (`fuse_silu`): quantized, it costs two kernels that outweigh the int8 gain.
+  `silu="lut"` then replaces each float SiLU by an exact table lookup on its uint8 input (`silu_lut`).
   ReLU needs nothing: the quantizer folds it into the preceding QLinearConv's output range,
   which is why the default detector config uses ReLU (`model.act`).
 """
