@@ -140,7 +140,8 @@ def _report(r: Results, config: dict) -> tuple[dict, dict]:
              "curves": [Artifact("", stage, r.root).train_csv for stage in TRAINED_STAGES],
              "prune_report": Artifact("", "pruned", r.root).prune_report,
              "manifest_path": DataFolder("", r.root).manifest, "predictions": [a.predictions for a in main],
-             "sweep_metrics": [a.metrics for a in sweep], **judge}, {})
+             "sweep_metrics": [a.metrics for a in sweep], **judge},
+            {"int8_max_drop": config["export"]["int8_max_drop"] if config["export"]["int8"] == "auto" else None})
 
 
 def _sweep_report(r: Results, config: dict) -> tuple[dict, dict]:

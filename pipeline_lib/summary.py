@@ -12,6 +12,7 @@ import pandas as pd
 
 from .compare import summary_cells
 from .export.geometry import LATENCY_HEAD, SPEEDUP_HEAD
+from .export.int8_choice import int8_verdict
 from .io import atomic_path, write_text
 from .report import accuracy_reference
 from .report_plots import prune_request
@@ -31,11 +32,12 @@ def reference_line(table: pd.DataFrame, metric: str) -> str:
             "of the chain; Δ is each row's accuracy minus it, and epochs counts every epoch that trained the weights.")
 
 
-def int8_vs_fp32(table: pd.DataFrame, metric: str) -> str | None:
+def int8_vs_fp32(table: pd.DataFrame, metric: str, max_drop: float | None = None) -> str | None:
     """Markdown table: each stage exported in both precisions, INT8 beside its own FP32 (`metric`, its
-    change, latency, INT8's speedup over FP32, file size ratio); None when no stage has both."""
+    change, latency, INT8's speedup over FP32, file size ratio); None when no stage has both. With
+    `max_drop` (export.int8: auto) a line per stage says whether INT8 is kept, and why."""
     rows = table.set_index("stage")
-    pairs = []
+    pairs, verdicts = [], []
     for label in rows.index[rows["runtime"] == "onnx_int8"]:
         stage = label.removesuffix(" [onnx_int8]")
         if f"{stage} [onnx_fp32]" not in rows.index:
@@ -47,13 +49,16 @@ def int8_vs_fp32(table: pd.DataFrame, metric: str) -> str | None:
                       "FP32 ms": fp32["latency_ms"], "INT8 ms": int8["latency_ms"],
                       "INT8 speedup": fp32["latency_ms"] / int8["latency_ms"],
                       "size ratio": int8["file_bytes"] / fp32["file_bytes"]})
+        if max_drop is not None:
+            verdicts.append(f"- {stage} (export.int8: auto): {int8_verdict(fp32, int8, metric, max_drop)['reason']}")
     if not pairs:
         return None
     shown = pd.DataFrame(pairs)
     for col in shown.columns[3:]:
         shown[col] = shown[col].map(lambda v: "–" if pd.isna(v) else f"{v:+.3g}" if col == "change" else f"{v:.3g}")
     return ("The same stage's models in ONNX Runtime; float layers: those kept float beyond the fixed rules "
-            "(export.int8_float_layers).\n\n" + shown.to_markdown(index=False))
+            "(export.int8_float_layers).\n\n" + shown.to_markdown(index=False)
+            + "".join(f"\n{line}" for line in ["", *verdicts] if verdicts))
 
 
 def geometry_heads(table: pd.DataFrame) -> list[str]:
@@ -158,9 +163,10 @@ def prune_lines(prune_report: dict, code: str = "``") -> list[str]:
 
 def write_summary(table: pd.DataFrame, out_csv: str | os.PathLike, out_md: str | os.PathLike,
                   sections: dict[str, str] | None = None, metric: str | None = None,
-                  prune_report: dict | None = None) -> None:
+                  prune_report: dict | None = None, int8_max_drop: float | None = None) -> None:
     """summary.csv and summary.md: the short table (`metric` as the accuracy), then details: the
-    pruning, every metric of every artifact, and `sections` ({title: markdown})."""
+    pruning, every metric of every artifact, and `sections` ({title: markdown}); `int8_max_drop`:
+    see int8_vs_fp32."""
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
     # "1.77 M", "–" where a number does not apply; the per-geometry columns have their own section
@@ -170,7 +176,7 @@ def write_summary(table: pd.DataFrame, out_csv: str | os.PathLike, out_md: str |
         head += (f"{metric} is the headline accuracy; latency: median at batch 1 on CPU (ms) at the trained input "
                  f"size and export.threads (other geometries: below); speedup against the baseline in the same runtime.{per_output_line(table)} {reference_line(table, metric)}\n\n"
                  + short_table(table, metric).to_markdown(index=False) + "\n\n# Details\n")
-    int8 = int8_vs_fp32(table, metric) if metric is not None else None
+    int8 = int8_vs_fp32(table, metric, int8_max_drop) if metric is not None else None
     details = {"INT8 against FP32": int8} if int8 else {}
     geometry = per_geometry(table)
     details |= {"Latency per deployment geometry": geometry} if geometry else {}

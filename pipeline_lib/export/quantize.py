@@ -24,6 +24,7 @@ Choices that decide whether INT8 is faster at all on x86 (measured in docs/EXPOR
   embedding scales t by 1000 before its sinusoids, and one uint8 scale over that range steps by
   ~4 timesteps; those per-sample vectors are a negligible share of the work.
 - SiLU stays float (`fuse_silu`): quantized, it costs two kernels that outweigh the int8 gain.
+  `silu="lut"` then replaces each float SiLU by an exact table lookup on its uint8 input (`silu_lut`).
   ReLU needs nothing: the quantizer folds it into the preceding QLinearConv's output range,
   which is why the default detector config uses ReLU (`model.act`).
 """
@@ -44,6 +45,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from ..errors import UserError
 from ..inputs import batch_size, ort_feed
 from ..io import write_bytes
+from .silu_lut import lookup_silu
 
 __all__ = ["BatchReader", "CALIBRATIONS", "downstream_nodes", "conditioning_nodes", "weighted_layers", "fuse_silu",
            "space_to_depth_stem", "quantize_int8"]
@@ -212,7 +214,8 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, bat
 
     Kept float: the nodes that do not read the image (`conditioning_nodes`), every node downstream
     of the convolutions reading `keep_float_after` (the heads' weight names), those convolutions
-    too with `float_heads`, and SiLU with `silu="float"` (see fuse_silu). `stem`, for the
+    too with `float_heads`, and SiLU with `silu="float"` (see fuse_silu); `silu="lut"` turns each
+    of those float SiLUs into an exact 256-entry table lookup on its uint8 input (`silu_lut`). `stem`, for the
     convolutions reading the model input: "int8" quantizes them as they are, "float" keeps them
     float, "space_to_depth" rewrites an even-kernel stride-2 stem so that it quantizes well (see
     space_to_depth_stem) and keeps any other stem float.
@@ -229,7 +232,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, bat
     input_name = source.graph.input[0].name
     with tempfile.TemporaryDirectory() as tmp:
         fused, pre, quantized = Path(tmp) / "fused.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
-        silu_nodes = fuse_silu(source) if silu == "float" else 0
+        silu_nodes = fuse_silu(source) if silu in ("float", "lut") else 0
         stem_rewritten = stem == "space_to_depth" and space_to_depth_stem(source)
         onnx.save(source, str(fused))
         # auto_merge: the exported graph's dynamic batch dimension needs symbol merging at Resize/Concat.
@@ -250,6 +253,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, bat
                         nodes_to_exclude=excluded, calibrate_method=_METHODS[calibrate_method],
                         extra_options=options, calibration_cache_path=calibration_cache)
         model = onnx.load(str(quantized))
+    silu_tables = lookup_silu(model) if silu == "lut" else 0
     props = {p.key: p.value for p in source.metadata_props}
     props.update({f"slimflow.{k}": json.dumps(v) for k, v in (metadata or {}).items()})
     onnx.helper.set_model_props(model, props)
@@ -258,7 +262,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, bat
     return {"format": "QDQ", "activation_type": activation_type, "weight_type": "int8", "per_channel": per_channel,
             "calibrate_method": calibrate_method, "calibration_images": sum(batch_size(b) for b in batches),
             "op_types": list(op_types) if op_types else "all supported", "extra_options": options,
-            "silu": silu, "float_silu_nodes": silu_nodes, "stem": stem, "stem_space_to_depth": stem_rewritten,
+            "silu": silu, "float_silu_nodes": silu_nodes - silu_tables, "silu_tables": silu_tables, "stem": stem, "stem_space_to_depth": stem_rewritten,
             "float_nodes": len(excluded), "float_conditioning_nodes": len(conditioning),
             "float_layers": list(float_layers),
             "quantizable_layers": quantizable}

@@ -128,7 +128,7 @@ def quantize_stage(*, onnx_path: str | os.PathLike, report_path: str | os.PathLi
 
     Kept float: the convolution reading the image (3 input channels fit no int8 kernel) unless it
     can be rewritten with SpaceToDepth (`export_cfg["int8_stem"]`), the prediction heads and
-    everything after them (the decode), SiLU unless `export_cfg["int8_silu"]` is "int8", and the
+    everything after them (the decode), SiLU when `export_cfg["int8_silu"]` is "float", and the
     layers of `int8_float_layers` ("auto": the most sensitive ones, within `int8_max_error`; see
     `export.sensitivity`). See `export.quantize` for why. The report records the calibration
     method, the output error against FP32 on the calibration images and, for "auto", the per-layer table.

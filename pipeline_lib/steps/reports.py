@@ -26,20 +26,21 @@ def report(*, metrics_paths: list[str], latency_paths: list[str], checkpoints: l
            out_csv: str, out_md: str, out_provenance: str, out_page: str, out_bn_gamma_png: str,
            out_gamma_quantiles_png: str, out_training_curves_png: str, out_latency_png: str, out_channels_png: str,
            out_pareto_png: str, out_training_dir: str, out_evaluation_dir: str, out_samples_dir: str,
-           evaluator_report: str | None = None) -> None:
+           evaluator_report: str | None = None, int8_max_drop: float | None = None) -> None:
     """summary.csv / summary.md (one row per artifact), provenance.json, the plots and the HTML
     report's first page (reStructuredText, with prune.json's requested and achieved ratio), from
     the files `jobs.inputs("report", ...)` lists: `checkpoints` are the summary's rows (the first
     two the baseline and the sparse model, whose |γ| are plotted), `curves` each trained stage's
     CSV (named by its stem), `predictions` each stage's evaluate predictions; sweep points that
     are not there yet are left out (a report by hand before the sweep ran); `evaluator_report`, the
-    family's evaluator's (diffusion's judge), is set beside the stages' scores."""
+    family's evaluator's (diffusion's judge), is set beside the stages' scores. `int8_max_drop`, set
+    with `export.int8: auto`, has summary.md say whether INT8 is kept (`export.int8_choice`)."""
     table = summary_table(metrics_paths, latency_paths)
     metric, prune = primary_metric(metrics_paths[0]), read_json(prune_report)
     record = write_provenance(checkpoints, out_provenance)
     note, sections = _evaluator_notes(evaluator_report, metrics_paths, manifest_path, predictions)
     write_summary(table, out_csv, out_md, sections={**sections, "Provenance": provenance_markdown(record)},
-                  metric=metric, prune_report=prune)
+                  metric=metric, prune_report=prune, int8_max_drop=int8_max_drop)
     write_text(out_page, landing_page(table, metric, prune, note))
     plot_gamma({Path(path).stem: path for path in checkpoints[:2]}, out_bn_gamma_png, threshold=prune["threshold"])
     curve_files = {Path(path).stem: path for path in curves}
