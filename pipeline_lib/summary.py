@@ -11,7 +11,7 @@ import os
 import pandas as pd
 
 from .compare import summary_cells
-from .export.geometry import LATENCY_HEAD, SPEEDUP_HEAD
+from .export.geometry import LATENCY_HEAD, SPEEDUP_HEAD, deployment_head
 from .export.int8_choice import int8_verdict
 from .io import atomic_path, write_text
 from .report import accuracy_reference
@@ -50,7 +50,8 @@ def int8_vs_fp32(table: pd.DataFrame, metric: str, max_drop: float | None = None
                       "INT8 speedup": fp32["latency_ms"] / int8["latency_ms"],
                       "size ratio": int8["file_bytes"] / fp32["file_bytes"]})
         if max_drop is not None:
-            verdicts.append(f"- {stage} (export.int8: auto): {int8_verdict(fp32, int8, metric, max_drop)['reason']}")
+            verdict = int8_verdict(fp32, int8, metric, max_drop, **_deployment_latency(fp32, int8))
+            verdicts.append(f"- {stage} (export.int8: auto): {verdict['reason']}")
     if not pairs:
         return None
     shown = pd.DataFrame(pairs)
@@ -59,6 +60,13 @@ def int8_vs_fp32(table: pd.DataFrame, metric: str, max_drop: float | None = None
     return ("The same stage's models in ONNX Runtime; float layers: those kept float beyond the fixed rules "
             "(export.int8_float_layers).\n\n" + shown.to_markdown(index=False)
             + "".join(f"\n{line}" for line in ["", *verdicts] if verdicts))
+
+
+def _deployment_latency(fp32: pd.Series, int8: pd.Series) -> dict:
+    """int8_verdict's latency column: the deployment geometry's (the largest size, export.deploy)
+    where both models were timed there, else the trained size's latency_ms."""
+    head = deployment_head([c for c in fp32.index if pd.notna(fp32[c]) and pd.notna(int8.get(c))])
+    return {"latency": head, "where": f" at {head.removeprefix(LATENCY_HEAD + ' ')}"} if head else {}
 
 
 def geometry_heads(table: pd.DataFrame) -> list[str]:

@@ -48,3 +48,20 @@ def test_the_report_step_gets_the_budget_only_with_auto(tmp_path, int8, expected
     config_file.write_text(f"export:\n  int8: {str(int8).lower()}\n  int8_max_drop: 0.02\n")
     config = load_config(config_file)
     assert step_args("report", Results("results"), config)["int8_max_drop"] == expected
+
+
+def test_auto_judges_speed_at_the_deployment_geometry(tmp_path):
+    """Slower than FP32 at the trained 128 px, faster at 640 px: the verdict is 640's (the largest
+    size of export.deploy, 1 thread), and it names that geometry."""
+    paths = []
+    for fmt, ms, ms640 in [("onnx_fp32", 0.835, 22.1), ("onnx_int8", 0.888, 14.0)]:
+        path = _metrics(tmp_path, fmt, 0.673, ms)
+        record = json.loads(path.read_text())
+        record["latency"] = [{"imgsz": size, "threads": threads, "batch": 1, "median": median, "p90": median, "runs": 50}
+                             for size, threads, median in [(128, 1, ms), (640, 1, ms640), (640, 2, ms640 / 1.9)]]
+        path.write_text(json.dumps(record))
+        paths.append(path)
+    write_summary(summary_table(paths), tmp_path / "summary.csv", tmp_path / "summary.md", metric="mAP50_95",
+                  int8_max_drop=0.01)
+    assert "kept: INT8 runs 1.58x its FP32's speed (14 ms against 22.1 ms at 640 px 1 thr b1)" in \
+        (tmp_path / "summary.md").read_text()

@@ -20,7 +20,7 @@ import torch
 from ..inputs import Inputs, as_tuple
 
 __all__ = ["GEOMETRY_KEYS", "resolve_threads", "deploy_sizes", "geometries", "geometry_label", "target_geometry", "LATENCY_HEAD",
-           "SPEEDUP_HEAD", "geometry_columns", "spatial_dims"]
+           "SPEEDUP_HEAD", "geometry_columns", "deployment_head", "spatial_dims"]
 
 GEOMETRY_KEYS = ("imgsz", "threads", "batch")
 
@@ -73,6 +73,16 @@ LATENCY_HEAD, SPEEDUP_HEAD = "ORT ms", "speedup"
 def geometry_columns(records: list[dict]) -> dict[str, float]:
     """A metrics JSON's `latency` list as summary columns: {"ORT ms 640 px 1 thr b1": median, ...}."""
     return {f"{LATENCY_HEAD} {geometry_label(r)}": r["median"] for r in records}
+
+
+def deployment_head(heads: Sequence[str]) -> str | None:
+    """Of the per-geometry latency columns (`geometry_columns`), the deployment geometry's: the
+    largest input size, at the fewest threads, batch 1 (None without such a column)."""
+    def key(head: str) -> tuple:
+        size, _, threads, _, batch = head.removeprefix(f"{LATENCY_HEAD} ").split(" ")
+        height, _, width = size.partition("x")
+        return int(height) * int(width or height), -int(threads)
+    return max((h for h in heads if h.startswith(f"{LATENCY_HEAD} ") and h.endswith(" b1")), key=key, default=None)
 
 
 def spatial_dims(example: Inputs, dynamic: int) -> tuple[dict, ...]:

@@ -15,12 +15,14 @@ from typing import Mapping
 __all__ = ["int8_verdict"]
 
 
-def int8_verdict(fp32: Mapping, int8: Mapping, metric: str, max_drop: float) -> dict:
-    """{"keep": bool, "reason": one sentence}: keep INT8 when its median latency is below FP32's and
-    its `metric` (higher is better) is at most `max_drop` below FP32's."""
-    speedup = fp32["latency_ms"] / int8["latency_ms"]
+def int8_verdict(fp32: Mapping, int8: Mapping, metric: str, max_drop: float, latency: str = "latency_ms",
+                 where: str = "") -> dict:
+    """{"keep": bool, "reason": one sentence}: keep INT8 when its median latency (the `latency` entry,
+    timed at the geometry `where` names) is below FP32's and its `metric` (higher is better) is at
+    most `max_drop` below FP32's."""
+    speedup = fp32[latency] / int8[latency]
     drop = fp32[metric] - int8[metric]
-    speed = f"{speedup:.2f}x its FP32's speed ({int8['latency_ms']:.3g} ms against {fp32['latency_ms']:.3g} ms)"
+    speed = f"{speedup:.2f}x its FP32's speed ({int8[latency]:.3g} ms against {fp32[latency]:.3g} ms{where})"
     accuracy = f"{metric} {int8[metric]:.4g} against {fp32[metric]:.4g} (allowed drop {max_drop:g})"
     if speedup <= 1:
         return {"keep": False, "reason": f"dropped: INT8 is not faster, {speed}; {accuracy}"}
