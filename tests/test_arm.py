@@ -52,4 +52,5 @@ def test_exported_models_match_x86_on_aarch64(tiny_run, tmp_path, model):
     for key in outputs["x86"].files:
         x86, arm = outputs["x86"][key], outputs["arm"][key]
         assert x86.shape == arm.shape and np.isfinite(arm).all()
+        print(f"{model} {key}: max |arm - x86| {np.abs(arm - x86).max():.3g} (max |x86| {np.abs(x86).max():.3g})")
         np.testing.assert_allclose(arm, x86, atol=TOLERANCE["parity_tol"], rtol=TOLERANCE["parity_rtol"])

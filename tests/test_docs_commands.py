@@ -176,7 +176,7 @@ def test_documented_block_runs_on_a_fresh_clone(document, lineno, lines, tmp_pat
     text = "\n".join(runnable)
     if re.search(r"^python |--report", text, re.M):
         use_tiny_configs(copy)
-    if re.search(r"benchmarks/latency\.py|--report|pipeline_lib predict", text):
+    if re.search(r"benchmarks/(latency|denormals)\.py|--report|pipeline_lib predict", text):
         shutil.copytree(request.getfixturevalue("tiny_results"), copy / "results")
     for run in compared_runs(text):  # the runs above were dry runs: compare gets finished ones
         shutil.copytree(request.getfixturevalue("tiny_results"), copy / run / "results", dirs_exist_ok=True)
