@@ -57,6 +57,8 @@ NOT_RUN = [
      "tests/test_vs_ultralytics.py runs the script on a tiny digits dataset for one epoch"),
     (r"^pip (wheel --no-deps -w dist \.|install dist/slimflow-)", "builds and installs slimflow into the environment "
      "running the tests", "tests/test_wheel.py builds the wheel and installs it into a fresh environment"),
+    (r"^bash benchmarks/arm_env\.sh|^~/\.cache/slimflow/arm64/python3 ", "builds an arm64 Python as root with apt-get "
+     "(a minute), then runs a model under qemu-aarch64", "tests/test_arm.py builds it and runs both exported models"),
     (r"^snakedeploy deploy-workflow https://", "fetches a release from GitHub (and snakedeploy is not installed here)",
      "tests/test_module.py runs the project it writes (docs/module/Snakefile, the module a local path)"),
     (r"^torchrun ", "starts ranks on GPUs or waits for other nodes to join",
@@ -174,7 +176,7 @@ def test_documented_block_runs_on_a_fresh_clone(document, lineno, lines, tmp_pat
     text = "\n".join(runnable)
     if re.search(r"^python |--report", text, re.M):
         use_tiny_configs(copy)
-    if re.search(r"benchmarks/latency\.py|--report|pipeline_lib predict", text):
+    if re.search(r"benchmarks/(latency|denormals)\.py|--report|pipeline_lib predict", text):
         shutil.copytree(request.getfixturevalue("tiny_results"), copy / "results")
     for run in compared_runs(text):  # the runs above were dry runs: compare gets finished ones
         shutil.copytree(request.getfixturevalue("tiny_results"), copy / run / "results", dirs_exist_ok=True)

@@ -25,6 +25,7 @@ import torch
 
 from .. import __version__
 from ..export.analysis import kernel_counts
+from ..export.denormals import denormal_check, denormal_warning, zero_tiny_weights
 from ..export.geometry import geometries
 from ..export.latency import LATENCY_KEYS, ort_geometry_latency, torch_latency
 from ..export.onnx_export import check_parity, export_onnx
@@ -87,16 +88,19 @@ def export_stage(*, checkpoint: str | os.PathLike, manifest_path: str | os.PathL
     with atomic_path(out_onnx) as tmp:  # a model that fails parity is never published
         export_onnx(model, example, tmp, opset=export_cfg["opset"], input_names=task.input_names, output_names=outputs,
                     metadata=metadata, dynamic=task.dynamic_input)
+        denormals = zero_tiny_weights(tmp)  # before parity: the published weights are the checked ones
         parity = check_parity(model, tmp, inputs, export_cfg["parity_tol"], export_cfg["parity_rtol"])
     report = {"checkpoint": str(checkpoint), "onnx": str(out_onnx), "opset": export_cfg["opset"],
               "inputs": _input_shapes(task, example),
               "outputs": outputs, **metadata,
               "params": count_params(model), "flops": count_flops(model, example),
-              "file_bytes": os.path.getsize(out_onnx), "parity": parity, "onnxruntime": ort.__version__,
+              "file_bytes": os.path.getsize(out_onnx), "parity": parity, "denormal_weights": denormals,
+              "onnxruntime": ort.__version__,
               "torch": torch.__version__}
     write_json(out_report, report)
-    log.info("exported %s -> %s (opset %d); ORT parity max abs diff %.3g (tolerance %g + %g·|output|)", checkpoint,
-             out_onnx, export_cfg["opset"], parity["max_abs_diff"], parity["tolerance"], parity["rtol"])
+    log.info("exported %s -> %s (opset %d); ORT parity max abs diff %.3g (tolerance %g + %g·|output|); %d tiny "
+             "weights zeroed", checkpoint, out_onnx, export_cfg["opset"], parity["max_abs_diff"], parity["tolerance"],
+             parity["rtol"], denormals["zeroed"])
     return report
 
 
@@ -178,7 +182,8 @@ def evaluate_onnx_stage(*, onnx_path: str | os.PathLike, report_path: str | os.P
                         evaluator: str | os.PathLike | None = None) -> dict:
     """Evaluate an exported model through ONNX Runtime with the family's own evaluate; add latency.
 
-    Writes DESIGN.md's metrics JSON plus "format" (onnx_fp32 / onnx_int8), "latency_ms" and, for
+    Writes DESIGN.md's metrics JSON plus "format" (onnx_fp32 / onnx_int8), "latency_ms", "denormals"
+    (export.denormals.denormal_check; a warning when the model runs denormal arithmetic) and, for
     FP32, "parity_max_abs_diff", for INT8 "int8_calibration" and "int8_float_layers". `threads` is for evaluation only; latency uses
     `export_cfg["threads"]`.
     """
@@ -190,10 +195,15 @@ def evaluate_onnx_stage(*, onnx_path: str | os.PathLike, report_path: str | os.P
     metrics = task.evaluate(model, loader, torch.device("cpu"), eval_cfg, manifest)
     timed = _deploy_latency(loaded, export_cfg, seed)
     latency = {k: timed[0][k] for k in LATENCY_KEYS}  # DESIGN's latency_ms: the reference geometry, first
+    denormals = denormal_check(onnx_path, _random_input(task, imgsz, 1, seed), threads=export_cfg["threads"],
+                               runs=export_cfg["latency_runs"])
     result = metrics_record(stage=meta["stage"], task=task, path=onnx_path, metrics=metrics, params=report["params"],
                             flops=report["flops"], imgsz=imgsz, manifest_path=manifest_path,
                             network_calls=task.network_calls(model, eval_cfg), format=f"onnx_{meta['precision']}",
-                            runtime=f"onnxruntime {ort.__version__} CPU", latency_ms=latency, latency=timed)
+                            runtime=f"onnxruntime {ort.__version__} CPU", latency_ms=latency, latency=timed,
+                            denormals=denormals)
+    if denormals["denormal_arithmetic"]:
+        log.warning(denormal_warning(onnx_path, denormals))
     if meta["precision"] == "fp32":
         result["parity_max_abs_diff"] = report["parity"]["max_abs_diff"]
     else:  # how it was quantized, for the report's INT8 rows
