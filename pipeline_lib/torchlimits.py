@@ -13,28 +13,21 @@ its tensors at most that again.
 from __future__ import annotations
 
 import os
-import re
 import zipfile
 from typing import Any
 
 from .errors import UserError
 
-__all__ = ["TooLarge", "OVER_BUDGET", "memory_budget", "check_archive", "check_tensors", "gigabytes", "plain_text"]
+__all__ = ["TooLarge", "OVER_BUDGET", "memory_budget", "check_archive", "check_tensors", "gigabytes"]
 
 BUDGET_FILE_MULTIPLE, BUDGET_EXTRA_BYTES = 2, 256 << 20
 BUDGET_VARIABLE = "SLIMFLOW_WEIGHTS_BUDGET_MB"
 OVER_BUDGET = ("more than the {budget} this file may take in memory (twice its size + 256 MiB; "
                f"{BUDGET_VARIABLE} raises it for a file you trust); nothing of it was allocated")
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class TooLarge(UserError):
     """The file declares more than its archive holds or its memory budget allows."""
-
-
-def plain_text(message: str) -> str:
-    """`message` without terminal escape codes (torch bolds parts of its errors)."""
-    return _ANSI.sub("", message)
 
 
 def gigabytes(n: int) -> str:
