@@ -141,3 +141,20 @@ def test_the_pre_run_check_sees_weights_swapped_with_size_and_mtime_kept(tmp_pat
 
 def test_a_message_quoting_terminal_escape_codes_prints_without_them():
     assert str(UserError("best.pt: (\x1b[1mdo those steps\x1b[0m only)")) == "best.pt: (do those steps only)"
+
+
+def test_a_yolov5_best_pt_kept_under_results_and_named_in_model_weights_passes_the_pre_run_check(tmp_path, monkeypatch):
+    from pipeline_lib.config import load_config
+    from pipeline_lib.preflight import preflight
+
+    from yolov5_checkpoints import save_yolov5
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results").mkdir()
+    best = save_yolov5(tmp_path / "results/best.pt", yolov5_model(seed=0))  # a whole pickled model: code to torch
+    config = load_config(REPO / "config/test.yaml", {"model": {"weights": "results/best.pt"}})
+    preflight(config, "results", "cache.json")  # read by the safe importer, not refused as a checkpoint
+    (tmp_path / "results/copy.pt").write_bytes(best.read_bytes())  # the same file, not named in model.weights
+    with pytest.raises(UserError, match=r"^results/copy\.pt: not a loadable checkpoint: contains pickled objects "
+                                        r"that could run code \(models\.yolo\.DetectionModel\)"):
+        preflight(config, "results", "cache.json")
