@@ -23,7 +23,7 @@ __all__ = ["TooLarge", "OVER_BUDGET", "memory_budget", "check_archive", "check_t
 BUDGET_FILE_MULTIPLE, BUDGET_EXTRA_BYTES = 2, 256 << 20
 BUDGET_VARIABLE = "SLIMFLOW_WEIGHTS_BUDGET_MB"
 OVER_BUDGET = ("more than the {budget} this file may take in memory (twice its size + 256 MiB; "
-               f"{BUDGET_VARIABLE} raises it for a file you trust); nothing of it was allocated")
+               f"{BUDGET_VARIABLE} raises it for a file you trust); refused before anything that size was allocated")
 
 
 class TooLarge(UserError):
