@@ -36,14 +36,14 @@ from .chain import data_folder, dataset_settings
 from .chain import parent as chain_parent
 from .config import config_hash
 from .errors import UserError
-from .fingerprint import content_fingerprint, dataset_root, file_stamp, rehash_due
+from .fingerprint import PREFLIGHT_CACHE, content_fingerprint, dataset_root, file_stamp, rehash_due
 from .io import os_error, write_json
 
 __all__ = ["CACHE", "preflight", "check_dataset", "check_image", "check_writable", "dataset_fingerprint", "check_checkpoints", "check_lora_targets", "check_device"]
 
 log = logging.getLogger("slimflow")
 
-CACHE = ".snakemake/slimflow/preflight.json"  # relative to the project folder (the working directory)
+CACHE = PREFLIGHT_CACHE
 _FINGERPRINTS: dict[str, str | None] = {}  # this process's dataset checks: settings hash -> content fingerprint
 
 
