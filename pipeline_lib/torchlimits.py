@@ -22,6 +22,7 @@ __all__ = ["TooLarge", "OVER_BUDGET", "memory_budget", "check_archive", "check_t
 
 BUDGET_FILE_MULTIPLE, BUDGET_EXTRA_BYTES = 2, 256 << 20
 BUDGET_VARIABLE = "SLIMFLOW_WEIGHTS_BUDGET_MB"
+MAX_ENTRIES = 1_000_000  # values in a file's containers, counted as a walk meets them (a checkpoint holds thousands)
 OVER_BUDGET = ("more than the {budget} this file may take in memory (twice its size + 256 MiB; "
                f"{BUDGET_VARIABLE} raises it for a file you trust); refused before anything that size was allocated")
 
@@ -57,25 +58,33 @@ def check_archive(path: str | os.PathLike, budget: int) -> None:
                                + OVER_BUDGET.format(budget=gigabytes(budget)))
 
 
-def _tensors(node: Any, where: str):
+def _tensors(node: Any, where: str, visits: list[int]):
     import torch
 
+    visits[0] += 1
+    if visits[0] > MAX_ENTRIES:  # containers shared in a pickle multiply on every walk (hashing too)
+        raise TooLarge(f"more than {MAX_ENTRIES:,} values in its containers (containers repeated inside each "
+                       "other); refused before walking them all")
     if isinstance(node, torch.Tensor):
         yield where, node
     elif isinstance(node, dict):
         for key, value in node.items():
-            yield from _tensors(value, f"{where}.{key}" if where else str(key))
+            yield from _tensors(value, f"{where}.{key}" if where else str(key), visits)
     elif isinstance(node, (list, tuple)):
         for i, value in enumerate(node):
-            yield from _tensors(value, f"{where}[{i}]")
+            yield from _tensors(value, f"{where}[{i}]", visits)
 
 
 def check_tensors(path: str | os.PathLike, obj: Any, budget: int) -> None:
-    """The tensors in `obj`, each copied out once (as hashing or casting does), fit `budget`."""
+    """The tensors in `obj`, each copied out once (as hashing or casting does), fit `budget`, and
+    the walk over its containers ends (MAX_ENTRIES)."""
     total = 0
-    for name, tensor in _tensors(obj, ""):
-        nbytes = tensor.numel() * tensor.element_size()
-        total += nbytes
-        if total > budget:
-            raise TooLarge(f"{path}: tensor {name} of shape {tuple(tensor.shape)} takes {gigabytes(nbytes)}, "
-                           f"{gigabytes(total)} in all: " + OVER_BUDGET.format(budget=gigabytes(budget)))
+    try:
+        for name, tensor in _tensors(obj, "", [0]):
+            nbytes = tensor.numel() * tensor.element_size()
+            total += nbytes
+            if total > budget:
+                raise TooLarge(f"tensor {name} of shape {tuple(tensor.shape)} takes {gigabytes(nbytes)}, "
+                               f"{gigabytes(total)} in all: " + OVER_BUDGET.format(budget=gigabytes(budget)))
+    except TooLarge as e:
+        raise TooLarge(f"{path}: {e.args[0]}") from None

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from .errors import UserError
-from .torchlimits import OVER_BUDGET, TooLarge, check_archive, gigabytes, memory_budget
+from .torchlimits import OVER_BUDGET, TooLarge, check_archive, check_tensors, gigabytes, memory_budget
 
 __all__ = ["read_torch_pickle", "Refused"]
 
@@ -236,9 +236,14 @@ def _plain(node: Any, seen: dict[int, Any]) -> Any:
         for key, value in node.items():
             out[key if isinstance(key, (str, int)) else str(key)] = _plain(value, seen)
         return out
-    if isinstance(node, (list, tuple, set, frozenset)):
-        items = [_plain(v, seen) for v in node]
-        return tuple(items) if isinstance(node, tuple) else items
+    if isinstance(node, (list, tuple, set, frozenset)):  # kept shared too: a walk of copies would multiply
+        items = seen[id(node)] = [] if not isinstance(node, tuple) else None
+        converted = [_plain(v, seen) for v in node]
+        if items is None:
+            items = seen[id(node)] = tuple(converted)
+        else:
+            items.extend(converted)
+        return items
     return repr(node)
 
 
@@ -283,4 +288,6 @@ def read_torch_pickle(path: str | os.PathLike, record_prefixes: tuple[str, ...] 
         raise UserError(f"{path}: damaged or not a checkpoint ({type(e).__name__}: {str(e)[:80]})") from None
     except OSError as e:
         raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
-    return _plain(obj, {})
+    tree = _plain(obj, {})
+    check_tensors(path, tree, budget)  # every tensor was charged when built; this bounds the walks after
+    return tree

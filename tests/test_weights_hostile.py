@@ -37,6 +37,16 @@ def test_a_stride_0_view_is_refused_before_it_is_copied_out(tmp_path, read):
 
 
 @pytest.mark.parametrize("read", READERS)
+def test_containers_repeated_inside_each_other_are_refused_before_a_walk_multiplies_them(tmp_path, read):
+    nested = [torch.zeros(1)]
+    for _ in range(40):
+        nested = [nested, nested]  # 2 KB on disk (the pickle's memo), 2^40 values to a walk
+    torch.save({"w": nested}, tmp_path / "laughs.pt")
+    with pytest.raises(UserError, match=r"laughs\.pt: more than 1,000,000 values in its containers"):
+        read(tmp_path / "laughs.pt")
+
+
+@pytest.mark.parametrize("read", READERS)
 def test_a_compressed_member_is_checked_by_its_header_before_it_is_inflated(tmp_path, read):
     numel = 19 << 22  # 304 MiB of zeros in a file of 1.3 MB
     small = hostile.tensor_file(tmp_path / "bomb.pt", hostile.Tensor(numel, (numel,), (1,)), data=bytes(4))
