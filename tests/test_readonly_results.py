@@ -32,7 +32,7 @@ def read_only(path: Path):
 
 def _results(root: Path) -> Path:
     (root / "results/work/baseline").mkdir(parents=True)
-    (root / "results/baseline.pt").write_bytes(b"kept")
+    (root / "results/notes.txt").write_text("kept")  # not a .pt: the pre-run check would read that first
     return root / "results"
 
 
@@ -45,7 +45,7 @@ def test_the_probe_names_the_read_only_folder(tmp_path, folder):
     named = results if folder == "." else results / folder
     assert str(info.value).startswith(f"{named}: cannot write (Read-only file system)"), str(info.value)
     check_writable(results)  # writable again: passes, and leaves no probe file behind
-    assert sorted(p.name for p in results.rglob("*")) == ["baseline", "baseline.pt", "work"]
+    assert sorted(p.name for p in results.rglob("*")) == ["baseline", "notes.txt", "work"]
 
 
 @pytest.mark.e2e
