@@ -1,6 +1,7 @@
 """The shared training loop on a toy regression task: learning, EMA, resume, NaN guard."""
 import logging
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -163,6 +164,25 @@ def test_lr_schedule_runs_from_one_to_lrf(kind):
     lf = lr_lambda(kind, epochs=10, lrf=0.1)
     assert lf(0) == pytest.approx(1.0) and lf(10) == pytest.approx(0.1)
     assert all(lf(e) >= lf(e + 1) for e in range(10))
+
+
+def test_each_epoch_is_one_line_in_the_log_and_on_the_terminal(tmp_path, capfd):
+    from pipeline_lib.runner import run_logged
+
+    log = tmp_path / "train-toy.log"
+    result = run_logged(str(log), lambda: _run(tmp_path, _cfg(val_interval=2))[0])
+    number = r"-?[\d.]+(?:e[-+]\d+)?"
+    line = re.compile(rf"\d\d:\d\d:\d\d (?:INFO )?train epoch (?P<epoch>\d)/6: loss mse=(?P<loss>{number})(?: \| val mse=(?P<val>{number}))? "
+                      rf"\| {number}s, (?P<left>stage ETA (?:\d+s|\d+m\d\ds)|done)$")
+    text = log.read_bytes().decode()  # as written: read_text would turn carriage returns into newlines
+    assert "\r" not in text  # no progress bar in a log file
+    in_log = [m for m in map(line.search, text.splitlines()) if m]
+    on_terminal = [m for m in map(line.search, capfd.readouterr().err.splitlines()) if m]
+    for lines in (in_log, on_terminal):
+        assert [int(m["epoch"]) for m in lines] == [1, 2, 3, 4, 5, 6]
+        assert [float(m["loss"]) for m in lines] == pytest.approx([r["train/mse"] for r in result.history], rel=1e-3)
+        assert [m["val"] is not None for m in lines] == [False, True] * 3  # the evaluated epochs only
+        assert [m["left"].startswith("stage ETA") for m in lines] == [True] * 5 + [False]
 
 
 def test_tensorboard_logger_gets_every_epoch_row(tmp_path):

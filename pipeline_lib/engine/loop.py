@@ -28,6 +28,7 @@ from tqdm import tqdm
 from ..contracts import Criterion, StatefulCriterion
 from ..errors import UserError
 from ..failpoints import failpoint
+from ..progress import StageClock, epoch_line, progress
 from ..torchfile import load_sealed, save_sealed
 from . import distributed
 from .loggers import make_loggers
@@ -135,6 +136,7 @@ class _Run:
     desc: str
     loggers: list = field(default_factory=list)
     loss_scale: int = 1  # the world size for a loss summed over each process's batch (see train)
+    clock: StageClock | None = None  # the stage's ETA, from the epochs this process runs
 
     @property
     def accumulate(self) -> int:
@@ -162,6 +164,7 @@ def train(model: nn.Module, *, criterion: Criterion, train_loader: torch.utils.d
                make_loggers(cfg.get("loggers", []), Path(workdir)) if main else [],
                distributed.world_size() if loss_sums_over_batch else 1)
     state = _setup(model, criterion, run, run_id)
+    run.clock = StageClock(cfg["epochs"], state.epoch)
     for epoch in range(state.epoch, cfg["epochs"]):
         t0 = time.time()
         sums = distributed.all_mean(_train_epoch(state, run, train_loader, epoch))  # every rank's mean
@@ -228,8 +231,7 @@ def _end_epoch(state: _LoopState, run: _Run, row: dict[str, Any], lrs: list[floa
     for logger in run.loggers:
         logger.log_row(row)
     state.epoch = epoch
-    log.info("%s epoch %d/%d: %s", run.desc, epoch, epochs,
-             ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+    progress.info(epoch_line(run.desc, row, epochs=epochs, seconds=row["time_s"], eta=run.clock.eta(epoch)))
     save_sealed(run.last_path, state.state_dict())  # sealed: a damaged resume state is refused, never resumed
 
 
@@ -248,8 +250,9 @@ def _train_epoch(state: _LoopState, run: _Run, loader: torch.utils.data.DataLoad
             obj.set_epoch(epoch)
     epoch_lr = [group["initial_lr"] * run.lr_factor(epoch) for group in optimizer.param_groups]
     sums: dict[str, float] = {}
-    bar = tqdm(loader, desc=f"{run.desc} {epoch + 1}/{epochs}", file=sys.stderr, disable=not distributed.is_main(),
-               mininterval=0.5 if sys.stderr.isatty() else 15, dynamic_ncols=True)
+    # a bar on a terminal only: in a log file (a Snakemake job's stderr) it would be carriage returns
+    bar = tqdm(loader, desc=f"{run.desc} {epoch + 1}/{epochs}", file=sys.stderr, mininterval=0.5,
+               disable=not (distributed.is_main() and sys.stderr.isatty()), dynamic_ncols=True)
     optimizer.zero_grad(set_to_none=True)
     for i, batch in enumerate(bar):
         ni = i + nb * epoch
