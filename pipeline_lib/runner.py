@@ -93,6 +93,8 @@ def run_logged(log_path: str | None, fn: Callable[..., Any], **kwargs: Any) -> A
                     with contextlib.suppress(OSError):
                         print(line, file=out, flush=True)
             sys.exit(1)
+        except BrokenPipeError:  # the reader of stdout stopped early: the CLI ends quietly (__main__)
+            raise
         except Exception:
             logging.getLogger("slimflow").exception("step failed with a programming error")
             raise
