@@ -31,9 +31,9 @@ from ..failpoints import failpoint
 from ..progress import StageClock, epoch_line, progress
 from ..torchfile import load_sealed, save_sealed
 from . import distributed
-from .loggers import make_loggers
+from .loggers import Tracking, make_loggers
 from .ema import ModelEMA, unwrap
-from .optim import build_optimizer, lr_lambda
+from .optim import build_optimizer, lr_lambda, warmup
 from .utils import amp_dtype, rng_state, set_rng_state, to_device
 
 __all__ = ["train", "TrainResult", "Hook", "TrainingDiverged", "channels_last"]
@@ -70,17 +70,6 @@ class TrainResult:
 def channels_last(setting: bool | str, device: torch.device) -> bool:
     """`train.channels_last`: "auto" is NHWC on CUDA only (tensor cores); CPUs differ (measure)."""
     return device.type == "cuda" if setting == "auto" else bool(setting)
-
-
-def _warmup(optimizer: torch.optim.Optimizer, ni: int, nw: int, epoch_lr: Sequence[float], cfg: dict) -> None:
-    """Linear warmup: biases fall from warmup_bias_lr, other groups rise from 0; momentum rises too."""
-    for group, lr in zip(optimizer.param_groups, epoch_lr):
-        start = cfg["warmup_bias_lr"] if group.get("name") == "bias" else 0.0
-        group["lr"] = float(np.interp(ni, [0, nw], [start, lr]))
-        if "momentum" in group:
-            group["momentum"] = float(np.interp(ni, [0, nw], [cfg["warmup_momentum"], cfg["momentum"]]))
-        elif "betas" in group:
-            group["betas"] = (float(np.interp(ni, [0, nw], [cfg["warmup_momentum"], cfg["momentum"]])), group["betas"][1])
 
 
 @dataclass
@@ -153,15 +142,18 @@ class _Run:
 def train(model: nn.Module, *, criterion: Criterion, train_loader: torch.utils.data.DataLoader,
           evaluate: Callable[[nn.Module], dict[str, float]], fitness: Callable[[dict], float],
           cfg: dict, workdir: Path, device: torch.device, run_id: str,
-          hooks: Sequence[Hook] = (), desc: str = "train", loss_sums_over_batch: bool = False) -> TrainResult | None:
+          hooks: Sequence[Hook] = (), desc: str = "train", loss_sums_over_batch: bool = False,
+          mlflow_store: Path | None = None) -> TrainResult | None:
     """Rank 0 returns the best weights. A loss summed over a process's images (YOLOv5's) is scaled by
-    the world size: DDP averages gradients over ranks, one process sums over the global batch."""
+    the world size: DDP averages gradients over ranks, one process sums over the global batch.
+    `mlflow_store`: the folder `train.loggers: [mlflow]` records in."""
     Path(workdir).mkdir(parents=True, exist_ok=True)
     main = distributed.is_main()
+    loggers = make_loggers(cfg.get("loggers", []), Path(workdir), Tracking(desc, cfg, mlflow_store)) if main else []
     run = _Run(cfg, hooks, device, lr_lambda(cfg["scheduler"], cfg["epochs"], cfg["lrf"], cfg.get("milestones", ())),
                amp_dtype(cfg["amp"], device),
                train_loader.batch_size * distributed.world_size(), evaluate, fitness, Path(workdir), desc,
-               make_loggers(cfg.get("loggers", []), Path(workdir)) if main else [],
+               loggers,
                distributed.world_size() if loss_sums_over_batch else 1)
     state = _setup(model, criterion, run, run_id)
     run.clock = StageClock(cfg["epochs"], state.epoch)
@@ -174,7 +166,7 @@ def train(model: nn.Module, *, criterion: Criterion, train_loader: torch.utils.d
             row = {"epoch": epoch + 1, **{f"train/{k}": v / len(train_loader) for k, v in sums.items()}}
             _end_epoch(state, run, row, lrs, t0)
     for logger in run.loggers:
-        logger.close()
+        logger.close(state.best)
     distributed.barrier()
     if not main:
         return None
@@ -257,7 +249,7 @@ def _train_epoch(state: _LoopState, run: _Run, loader: torch.utils.data.DataLoad
     for i, batch in enumerate(bar):
         ni = i + nb * epoch
         if ni <= nw:
-            _warmup(optimizer, ni, nw, epoch_lr, cfg)
+            warmup(optimizer, ni, nw, epoch_lr, cfg)
             accumulate = max(1, round(float(np.interp(ni, [0, nw], [1, cfg["nominal_batch_size"] / run.global_batch]))))
         with run.autocast():
             loss, items = state.criterion(model, to_device(batch, run.device))
