@@ -60,9 +60,10 @@ def epoch_line(stage: str, row: dict[str, Any], *, epochs: int, seconds: float, 
 
 def probe_line(index: int, probe: dict[str, Any], goal: dict[str, float]) -> str:
     """A prune-target probe: its threshold, the ratio it prunes, what was measured, met or not."""
-    measured = [f"FLOPs {probe['flops']:.3g}"]
+    measured = [f"FLOPs {probe['flops']:.4g}"]  # 4 digits: probes near the goal differ in the third
     measured += [f"latency {probe['latency_ms']:.3g} ms"] if "latency_ms" in probe else []
     measured += [f"speedup {probe['speedup']:.3g}x"] if "speedup" in probe else []
-    wanted = ", ".join(f"{k} {'>=' if k == 'speedup' else '<='} {v:.3g}" for k, v in goal.items())
-    return (f"prune target probe {index}: |γ| threshold {probe['threshold']:.4g}, ratio {probe['ratio']:.3f}, "
+    wanted = ", ".join(f"{k} {'>=' if k == 'speedup' else '<='} {v:.4g}" for k, v in goal.items())
+    # |γ| of briefly trained networks cluster within 1e-4 of each other: 6 digits tell probes apart
+    return (f"prune target probe {index}: |γ| threshold {probe['threshold']:.6g}, ratio {probe['ratio']:.3f}, "
             f"{', '.join(measured)}: {'meets' if probe['meets'] else 'misses'} {wanted}")

@@ -66,8 +66,8 @@ def test_flops_target_is_met_by_the_smallest_threshold_within_one_rounding_step(
     assert all(p["meets"] == (p["flops"] <= goal) and 0 <= p["ratio"] < 1 for p in search["probes"])
     # One progress line per probe as it is made: its threshold, ratio, FLOPs, and met or not.
     lines = [r.getMessage() for r in records]
-    assert lines == [f"prune target probe {i}: |γ| threshold {p['threshold']:.4g}, ratio {p['ratio']:.3f}, "
-                     f"FLOPs {p['flops']:.3g}: {'meets' if p['meets'] else 'misses'} flops <= {goal:.3g}"
+    assert lines == [f"prune target probe {i}: |γ| threshold {p['threshold']:.6g}, ratio {p['ratio']:.3f}, "
+                     f"FLOPs {p['flops']:.4g}: {'meets' if p['meets'] else 'misses'} flops <= {goal:.4g}"
                      for i, p in enumerate(search["probes"], 1)]
 
 
