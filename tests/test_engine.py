@@ -175,8 +175,8 @@ def test_each_epoch_is_one_line_in_the_log_and_on_the_terminal(tmp_path, capfd):
     log = tmp_path / "train-toy.log"
     result = run_logged(str(log), lambda: _run(tmp_path, _cfg(val_interval=2))[0])
     number = r"-?[\d.]+(?:e[-+]\d+)?"
-    line = re.compile(rf"\d\d:\d\d:\d\d (?:INFO )?train epoch (?P<epoch>\d)/6: loss mse=(?P<loss>{number})(?: \| val mse=(?P<val>{number}))? "
-                      rf"\| {number}s, (?P<left>stage ETA (?:\d+s|\d+m\d\ds)|done)$")
+    line = re.compile(rf"\d\d:\d\d:\d\d (?:INFO )?train epoch (?P<epoch>\d)/6: loss mse=(?P<loss>{number})"
+                      rf"(?: \| val mse=(?P<val>{number}))? \| {number}s, (?P<left>stage ETA (?:\d+s|\d+m\d\ds)|done)$")
     text = log.read_bytes().decode()  # as written: read_text would turn carriage returns into newlines
     assert "\r" not in text  # no progress bar in a log file
     in_log = [m for m in map(line.search, text.splitlines()) if m]
