@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import re
 import sys
 from pathlib import Path
@@ -268,13 +270,29 @@ def _run(args: argparse.Namespace):
     return result
 
 
+@contextlib.contextmanager
+def _reader_may_stop_early():
+    """`slimflow compare a b | head -1`: once the reader has closed the pipe, stop quietly with exit
+    status 141 (128 + SIGPIPE, what a shell reports for a coreutils program in that place), not a
+    traceback. The flush is inside, so that output still buffered at exit meets the closed pipe here."""
+    try:
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit
+        sys.exit(141)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["run"] and argv[1:2] != ["-h"]:  # snakemake's options, passed on as they are
-        run_logged(None, lambda: _step(".launch:run")(argv[1:]))
-        return
-    args = _parser().parse_args(argv)
-    run_logged(None, lambda: _run(args))
+    with _reader_may_stop_early():
+        if argv[:1] == ["run"] and argv[1:2] != ["-h"]:  # snakemake's options, passed on as they are
+            run_logged(None, lambda: _step(".launch:run")(argv[1:]))
+            return
+        args = _parser().parse_args(argv)
+        run_logged(None, lambda: _run(args))
 
 
 if __name__ == "__main__":

@@ -10,11 +10,18 @@ turns it into `file:line: key: message` for the file that set that key.
 """
 from __future__ import annotations
 
+import re
+
 __all__ = ["UserError", "ConfigError"]
+
+_TERMINAL_ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class UserError(Exception):
     """A mistake in the user's input; the message names the file/line/key and what to do."""
+
+    def __str__(self) -> str:  # without terminal escape codes: torch bolds words of the errors a message may quote
+        return _TERMINAL_ESCAPES.sub("", super().__str__())
 
 
 class ConfigError(UserError):

@@ -9,10 +9,14 @@ A file's hash is reused while its (size, mtime) is unchanged; `hashes` holds wha
 each entry with the time it was hashed, and one hashed more than REHASH_DAYS ago (7, or
 $SLIMFLOW_REHASH_DAYS; 0 hashes every file on every check) is read again whatever its stamp
 says, so an edit that kept size and mtime is seen within that time.
+
+The pre-run check keeps `hashes` in PREFLIGHT_CACHE; `dataset_file_sha256` reads them there, so
+prepare_dataset does not hash a large dataset a second time on its first run.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -20,9 +24,12 @@ from typing import Callable, Iterable
 
 from .io import os_error, sha256_file
 
-__all__ = ["REHASH_DAYS", "content_fingerprint", "file_stamp", "rehash_due", "dataset_root", "portable_path"]
+__all__ = ["REHASH_DAYS", "PREFLIGHT_CACHE", "content_fingerprint", "dataset_file_sha256", "file_stamp", "rehash_due",
+           "dataset_root", "portable_path"]
 
 REHASH_DAYS = 7.0
+PREFLIGHT_CACHE = ".snakemake/slimflow/preflight.json"  # relative to the project folder (the working directory)
+_checked: dict = {"stamp": None, "hashes": {}}  # the pre-run check's hashes, as last read from PREFLIGHT_CACHE
 
 
 def _rehash_seconds() -> float:
@@ -75,6 +82,35 @@ def _digest(path: Path, stat: os.stat_result, hashes: dict, now: float, verify: 
         raise os_error(path, e, "cannot read") from None
     hashes[key] = [stat.st_size, stat.st_mtime_ns, digest, now]
     return digest
+
+
+def _checked_hashes() -> dict[str, list]:
+    """{absolute path: [size, mtime_ns, sha256, when]} of every dataset file the pre-run check
+    hashed in this project folder; read again when the cache file changes."""
+    stamp = file_stamp(PREFLIGHT_CACHE)
+    if stamp != _checked["stamp"]:
+        try:
+            state = json.loads(Path(PREFLIGHT_CACHE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            state = None
+        hashes = {}
+        if isinstance(state, dict) and state.get("cwd") == os.getcwd():  # a copied project's cache is not ours
+            for key, entry in state.items():
+                if key.startswith("dataset:") and isinstance(entry, dict) and isinstance(entry.get("hashes"), dict):
+                    hashes.update({os.path.abspath(p): h for p, h in entry["hashes"].items()
+                                   if isinstance(h, list) and len(h) == 4})
+        _checked.update(stamp=stamp, hashes=hashes)
+    return _checked["hashes"]
+
+
+def dataset_file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a dataset file: the pre-run check's, while its size and mtime are those it hashed
+    and its re-hash is not due; else hashed now."""
+    entry = _checked_hashes().get(os.path.abspath(path))
+    stat = os.stat(path)
+    if entry is not None and entry[:2] == [stat.st_size, stat.st_mtime_ns] and time.time() - entry[3] < _rehash_seconds():
+        return entry[2]
+    return sha256_file(path)
 
 
 def content_fingerprint(paths: Iterable[str | os.PathLike], root: str | os.PathLike, hashes: dict,

@@ -66,10 +66,12 @@ def _train(a: Artifact, config: dict) -> tuple[dict, dict]:
     files = {"init_checkpoint": _checkpoint(chain.parent(a.lineage, a.stage, config), a.results),
              "teacher_checkpoint": _checkpoint(chain.teacher(a.lineage, a.stage, config), a.results),
              "weights": weights, "manifest_path": _stage_data(a, config)["manifest_path"]}
+    train_cfg = stage_config(config, a.stage)
     return {k: v for k, v in files.items() if v is not None}, {
-        "label": a.label, "train_cfg": stage_config(config, a.stage), "model_cfg": config["model"],
+        "label": a.label, "train_cfg": train_cfg, "model_cfg": config["model"],
         "family": config["task"], "validation": validation_settings(config), "seed": config["seed"],
-        "device": config["device"], "workdir": a.workdir}
+        "device": config["device"], "workdir": a.workdir,
+        **({"mlflow_store": Results(a.results).mlruns} if "mlflow" in train_cfg["loggers"] else {})}
 
 
 def _prune(a: Artifact, config: dict) -> tuple[dict, dict]:

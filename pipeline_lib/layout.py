@@ -208,5 +208,10 @@ class Results:
         return self.path("report.rst")
 
     @property
+    def mlruns(self) -> str:
+        """The MLflow file store `train.loggers: [mlflow]` records every stage in."""
+        return self.path("mlruns")
+
+    @property
     def sweep_summary(self) -> str:
         return self.path("sweep/summary.csv")

@@ -22,6 +22,7 @@ from .engine import select_device
 from .errors import UserError
 from .export.runtime import load_onnx
 from .io import write_json
+from .preflight import check_image
 from .tasks import load_model
 
 __all__ = ["IMAGE_SUFFIXES", "DEPLOY_CONF", "list_images", "predict"]
@@ -70,11 +71,13 @@ def predict(*, model_path: str | os.PathLike, source: str | os.PathLike, out_dir
     `eval_threshold` (then the predictions are exactly those evaluation scored).
     """
     model_path, source, out_dir = Path(model_path), Path(source), Path(out_dir)
+    paths = list_images(source)
+    for path in paths:  # as a dataset's images are checked: a 16-bit image would reach the model saturated
+        check_image(path)
     task, model, imgsz, names, dev = _open(model_path, device, threads)
     eval_cfg = config["evaluate"] if config and config.get("task") == task.family else defaults(task.family)["evaluate"]
     if "conf_thres" in eval_cfg and not eval_threshold:
         eval_cfg = {**eval_cfg, "conf_thres": max(eval_cfg["conf_thres"], DEPLOY_CONF)}
-    paths = list_images(source)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = []
     with torch.no_grad():

@@ -36,14 +36,14 @@ from .chain import data_folder, dataset_settings
 from .chain import parent as chain_parent
 from .config import config_hash
 from .errors import UserError
-from .fingerprint import content_fingerprint, dataset_root, file_stamp, rehash_due
+from .fingerprint import PREFLIGHT_CACHE, content_fingerprint, dataset_root, file_stamp, rehash_due
 from .io import os_error, write_json
 
 __all__ = ["CACHE", "preflight", "check_dataset", "check_image", "check_writable", "dataset_fingerprint", "check_checkpoints", "check_lora_targets", "check_device"]
 
 log = logging.getLogger("slimflow")
 
-CACHE = ".snakemake/slimflow/preflight.json"  # relative to the project folder (the working directory)
+CACHE = PREFLIGHT_CACHE
 _FINGERPRINTS: dict[str, str | None] = {}  # this process's dataset checks: settings hash -> content fingerprint
 
 
@@ -59,6 +59,31 @@ _IMAGES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 _NOT_8_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}  # 16-bit or float: a loader's 8-bit conversion saturates
 
 
+def _jpeg_reaches_its_end(data: bytes) -> bool:
+    """The JPEG's segments, walked by their lengths and through each scan's data, reach its end
+    marker (EOI). Data after it (a camera's trailer) is allowed, as PIL allows it; an EOI inside
+    a segment (an EXIF thumbnail's) is skipped with that segment, so it cannot hide a cut image."""
+    i = 2  # after SOI
+    while i + 1 < len(data):
+        if data[i] != 0xFF:
+            return False
+        marker = data[i + 1]
+        if marker == 0xD9:
+            return True
+        if marker == 0xFF or 0xD0 <= marker <= 0xD7 or marker == 0x01:  # fill byte, or a marker without a length
+            i += 1 if marker == 0xFF else 2
+            continue
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+        while marker == 0xDA and i < len(data):  # a scan's entropy-coded data: up to a marker other than FF00, RSTn
+            i = data.find(b"\xff", i)
+            if i < 0:
+                return False
+            if data[i + 1:i + 2] not in (b"\x00", *(bytes([m]) for m in range(0xD0, 0xD8))):
+                break
+            i += 2
+    return False
+
+
 def check_image(path: Path) -> None:
     """An image file of a dataset, by its header and structure, without decoding its pixels (PIL's
     verify(); a JPEG ends with its end marker); another file passes. UserError naming it otherwise."""
@@ -70,9 +95,7 @@ def check_image(path: Path) -> None:
         with Image.open(path) as im:
             mode, jpeg = im.mode, im.format == "JPEG"
             im.verify()
-        with open(path, "rb") as f:  # verify() reads a PNG to its end, not a JPEG: its end marker then
-            f.seek(max(0, os.path.getsize(path) - 65536))
-            truncated = jpeg and b"\xff\xd9" not in f.read()
+        truncated = jpeg and not _jpeg_reaches_its_end(path.read_bytes())  # verify() reads a PNG to its end, not a JPEG
     except Exception as e:
         raise UserError(f"{path}: unreadable image ({type(e).__name__}); remove it or replace it with a valid image") from None
     if truncated:

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from .errors import UserError
 from .io import os_error, sweep_temporaries
+from .progress import progress
 
 __all__ = ["run_logged", "run_step", "setup_logging"]
 
@@ -22,6 +23,19 @@ def setup_logging(stream) -> None:
     logger.handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     logger.setLevel(logging.INFO)
     logger.propagate = False
+
+
+@contextlib.contextmanager
+def _progress_to(terminal):
+    """Progress lines (an epoch, a probe) on the terminal as well as in the log: Snakemake shows a
+    running job's stderr, never its log file until the job fails."""
+    handler = logging.StreamHandler(terminal)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    progress.addHandler(handler)
+    try:
+        yield
+    finally:
+        progress.removeHandler(handler)
 
 
 @contextlib.contextmanager
@@ -66,6 +80,7 @@ def run_logged(log_path: str | None, fn: Callable[..., Any], **kwargs: Any) -> A
                 print(f"slimflow error: {os_error(log_path, e, 'cannot write the log')}", file=sys.stderr)
                 sys.exit(1)
             terminal = stack.enter_context(_stderr_to(stream))
+            stack.enter_context(_progress_to(terminal))
         else:
             stream = sys.stderr
         setup_logging(stream)
@@ -78,6 +93,8 @@ def run_logged(log_path: str | None, fn: Callable[..., Any], **kwargs: Any) -> A
                     with contextlib.suppress(OSError):
                         print(line, file=out, flush=True)
             sys.exit(1)
+        except BrokenPipeError:  # the reader of stdout stopped early: the CLI ends quietly (__main__)
+            raise
         except Exception:
             logging.getLogger("slimflow").exception("step failed with a programming error")
             raise

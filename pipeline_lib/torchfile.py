@@ -9,8 +9,10 @@ torch (published checkpoints and the resume state) stores `checksum`: the sha256
 else in it — each tensor's dtype, shape and bytes, and every other value — recomputed and
 compared on every load. A file written before checksums existed loads unverified (logged once).
 
-Loading is `torch.load(weights_only=True)` on the CPU: a file cannot run code, and every failure
-(missing, truncated, damaged, a pickle that would run code, an OS error) is one UserError line
+Loading is `torch.load(weights_only=True)` on the CPU, or slimflow's restricted unpickler
+(`torchpickle`) for a pickle protocol torch's cannot read, within a memory budget
+(`torchlimits`): a file cannot run code nor exhaust memory, and every failure (missing,
+truncated, damaged, too large, a pickle that would run code, an OS error) is one UserError line
 naming the file and what to do.
 """
 from __future__ import annotations
@@ -18,8 +20,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import pickle
-import re
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +29,10 @@ import torch
 
 from .errors import UserError
 from .io import atomic_path, os_error
+from .torchlimits import TooLarge, check_archive, check_tensors, memory_budget
+from .torchpickle import Refused, read_torch_pickle
 
-__all__ = ["CHECKSUM_KEY", "content_digest", "save_sealed", "load_sealed"]
+__all__ = ["CHECKSUM_KEY", "content_digest", "save_sealed", "load_plain", "load_sealed"]
 
 log = logging.getLogger("slimflow")
 
@@ -70,53 +74,48 @@ def save_sealed(path: str | os.PathLike, obj: dict) -> None:
         torch.save(sealed, f)  # into a file object: a full disk surfaces as the OSError from write()
 
 
-def _refused_global(error: Exception) -> str | None:
-    """What weights_only refused — a global, class or call the pickle would make (code it would
-    run) — as torch names it ("posix.system", or "" when it names none); None for damage.
-
-    torch words it "Unsupported global: GLOBAL builtins.print ...", "unsupported GLOBAL ...",
-    "Trying to load unsupported GLOBAL posix.system whose module posix is blocked" (2.14, without
-    the "WeightsUnpickler error:" line), "Unsupported class ..." or "... reduce ..." depending on
-    the version and the opcode. Its advice mentions globals for every failure, damaged files
-    included ("Unsupported operand 93 ... add_safe_globals"), so that advice is not read.
-    """
-    if not isinstance(error, pickle.UnpicklingError):
-        return None
-    text, marker = str(error), "weightsunpickler error:"
-    if marker in text.lower():  # torch's own line for the cause
-        lines = [text[text.lower().index(marker) + len(marker):].strip().split("\n", 1)[0]]
-    else:  # without it, every line but torch's advice (printed for damage too)
-        lines = [line for line in text.splitlines() if not any(
-            word in line.lower() for word in ("safe_globals", "documentation", "weights only load failed"))]
-    for line in lines:
-        low = line.lower()
-        if any(word in low for word in ("global", "class", "reduce", "build", "blocked")):
-            named = re.search(r"(?:global|class)[: ]+(?:global )?([\w.]+)", line, re.IGNORECASE)
-            return named.group(1) if named else ""
-    return None
+def _restricted_read(path: Path, remedy: str) -> Any:
+    """What torch's weights_only unpickler refused, read by slimflow's restricted one, which also
+    reads pickle protocols 3 to 5 (torch's reads 2 only: "Unsupported operand 149") and names the
+    global a code-running pickle calls, whatever its opcode (GLOBAL, STACK_GLOBAL, INST)."""
+    try:
+        return read_torch_pickle(path, record_prefixes=None)
+    except Refused as e:
+        raise UserError(f"{path}: not a loadable checkpoint: contains pickled objects that could run code "
+                        f"({e.name}); slimflow loads plain tensors only (nothing in it ran)") from None
+    except TooLarge:
+        raise
+    except UserError:
+        raise UserError(f"{path}: not a loadable checkpoint: truncated or corrupted; {remedy}") from None
 
 
-def _is_code_pickle(error: Exception) -> bool:
-    """weights_only refused a global, class or call the pickle would make (`_refused_global`)."""
-    return _refused_global(error) is not None
+def load_plain(path: str | os.PathLike, remedy: str = "delete it and rerun the step that writes it") -> Any:
+    """A torch file of plain containers and tensors, read without running code and within its memory
+    budget (`torchlimits`); every failure is one UserError line naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: not found")
+    budget = memory_budget(path)
+    try:
+        if zipfile.is_zipfile(path):  # before torch inflates a member
+            check_archive(path, budget)
+        with warnings.catch_warnings():  # torch warns of a protocol it may not read; the fallback reads it
+            warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as e:
+        raise os_error(path, e, "cannot read") from None
+    except UserError:
+        raise
+    except Exception:
+        obj = _restricted_read(path, remedy)
+    check_tensors(path, obj, budget)
+    return obj
 
 
 def load_sealed(path: str | os.PathLike, remedy: str = "delete it and rerun the step that writes it") -> Any:
     """Load a torch file with weights_only=True and verify its checksum; UserError on any damage."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError as e:
-        raise os_error(path, e, "cannot read") from None
-    except Exception as e:
-        if (named := _refused_global(e)) is not None:
-            why = (f"contains pickled objects that could run code{f' ({named})' if named else ''}; "
-                   "slimflow loads plain tensors only (nothing in it ran)")
-        else:
-            why = f"truncated or corrupted ({type(e).__name__}); {remedy}"
-        raise UserError(f"{path}: not a loadable checkpoint: {why}") from None
+    obj = load_plain(path, remedy)
     if isinstance(obj, dict) and CHECKSUM_KEY in obj:
         recorded = obj[CHECKSUM_KEY]
         if not isinstance(recorded, str) or content_digest(obj) != recorded:

@@ -1,7 +1,9 @@
 """Shared helpers: run the real snakemake on a config in a temporary working directory."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
 import subprocess
 import sys
@@ -138,6 +140,26 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
                 m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
                 m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
     return model.eval()
+
+
+@contextlib.contextmanager
+def progress_records():
+    """The records of the "slimflow.progress" logger while the block runs (caplog's handler sits on
+    the root logger, which a step's logging setup cuts "slimflow" off from)."""
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    records: list[logging.LogRecord] = []
+    handler, logger = Keep(logging.INFO), logging.getLogger("slimflow.progress")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def snapshot(results: Path) -> dict[str, str]:

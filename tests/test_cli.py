@@ -1,5 +1,6 @@
 """`python -m pipeline_lib`: every step a subcommand with --help, --set overrides validated like the
 file, user mistakes in one line, and `compare` over runs."""
+import os
 import re
 import shutil
 import subprocess
@@ -101,3 +102,21 @@ def test_check_config_says_what_it_checked():
     # test.yaml sets 17 keys; ratio05.yaml adds prune.target (its prune.ratio and --set's seed are in test.yaml too)
     assert proc.stdout.strip() == "ok: config/test.yaml + config/ratio05.yaml (detection, 18 keys set)"
     assert cli("check-config", "--config", "config/test_reid.yaml").stdout.startswith("ok: config/test_reid.yaml (reid, ")
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("args", [["compare", "a", "b"], ["--help"]])
+def test_a_reader_that_stops_early_ends_the_output_quietly(tmp_path, args):
+    """`compare a b | head -1`: stdout is a real pipe whose reader has already gone (as `head` has
+    after its line), so every write meets a closed pipe."""
+    from test_report_plots import TABLE
+
+    for run in ("a", "b"):
+        (tmp_path / run / "results").mkdir(parents=True)
+        TABLE.to_csv(tmp_path / run / "results/summary.csv", index=False)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    proc = subprocess.run([sys.executable, "-m", "pipeline_lib", *args], stdout=write_end, stderr=subprocess.PIPE,
+                          text=True, cwd=tmp_path, timeout=300, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    os.close(write_end)
+    assert proc.returncode == 141 and proc.stderr == "", proc.stderr  # 128 + SIGPIPE, as the shell reports for `yes`

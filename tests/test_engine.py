@@ -1,8 +1,11 @@
 """The shared training loop on a toy regression task: learning, EMA, resume, NaN guard."""
 import logging
 import math
+import re
+import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -14,6 +17,7 @@ from pipeline_lib.engine.ema import ModelEMA
 from pipeline_lib.engine.loop import TrainingDiverged
 from pipeline_lib.engine.optim import build_optimizer, lr_lambda, param_groups
 from pipeline_lib.engine.utils import make_loader, seed_everything
+from pipeline_lib.errors import UserError
 
 from conftest import Interrupt, KillInEpoch
 
@@ -41,7 +45,7 @@ def _cfg(**overrides):
     return {**cfg, **overrides}
 
 
-def _run(tmp_path, cfg, hooks=(), run_id="r"):
+def _run(tmp_path, cfg, hooks=(), run_id="r", **settings):
     model, loader, (x, y) = _toy()
 
     def evaluate(m):
@@ -51,7 +55,7 @@ def _run(tmp_path, cfg, hooks=(), run_id="r"):
 
     result = train(model, criterion=_criterion, train_loader=loader, evaluate=evaluate,
                    fitness=lambda m: -m["mse"], cfg=cfg, workdir=tmp_path / "work", device=torch.device("cpu"),
-                   run_id=run_id, hooks=hooks)
+                   run_id=run_id, hooks=hooks, **settings)
     return result, evaluate
 
 
@@ -165,6 +169,25 @@ def test_lr_schedule_runs_from_one_to_lrf(kind):
     assert all(lf(e) >= lf(e + 1) for e in range(10))
 
 
+def test_each_epoch_is_one_line_in_the_log_and_on_the_terminal(tmp_path, capfd):
+    from pipeline_lib.runner import run_logged
+
+    log = tmp_path / "train-toy.log"
+    result = run_logged(str(log), lambda: _run(tmp_path, _cfg(val_interval=2))[0])
+    number = r"-?[\d.]+(?:e[-+]\d+)?"
+    line = re.compile(rf"\d\d:\d\d:\d\d (?:INFO )?train epoch (?P<epoch>\d)/6: loss mse=(?P<loss>{number})"
+                      rf"(?: \| val mse=(?P<val>{number}))? \| {number}s, (?P<left>stage ETA (?:\d+s|\d+m\d\ds)|done)$")
+    text = log.read_bytes().decode()  # as written: read_text would turn carriage returns into newlines
+    assert "\r" not in text  # no progress bar in a log file
+    in_log = [m for m in map(line.search, text.splitlines()) if m]
+    on_terminal = [m for m in map(line.search, capfd.readouterr().err.splitlines()) if m]
+    for lines in (in_log, on_terminal):
+        assert [int(m["epoch"]) for m in lines] == [1, 2, 3, 4, 5, 6]
+        assert [float(m["loss"]) for m in lines] == pytest.approx([r["train/mse"] for r in result.history], rel=1e-3)
+        assert [m["val"] is not None for m in lines] == [False, True] * 3  # the evaluated epochs only
+        assert [m["left"].startswith("stage ETA") for m in lines] == [True] * 5 + [False]
+
+
 def test_tensorboard_logger_gets_every_epoch_row(tmp_path):
     pytest.importorskip("tensorboard", reason="the [tb] extra")  # the logger is optional; the engine test is above
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -174,6 +197,33 @@ def test_tensorboard_logger_gets_every_epoch_row(tmp_path):
     loss = events.Scalars("train/mse")
     assert [e.step for e in loss] == [row["epoch"] for row in result.history]
     assert [e.value for e in loss] == pytest.approx([row["train/mse"] for row in result.history])
+
+
+def test_mlflow_logger_records_params_every_epoch_and_the_best_metrics_in_a_local_store(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow", reason="the [tracking] extra")
+    from mlflow import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result, _ = _run(tmp_path, _cfg(loggers=["mlflow", "csv"], val_interval=2), mlflow_store=tmp_path / "mlruns")
+    client = MlflowClient(tracking_uri=(tmp_path / "mlruns").as_uri())  # MLflow's own reader of the store
+    (run,) = client.search_runs([client.get_experiment_by_name("slimflow").experiment_id])
+    assert run.info.run_name == "train" and run.info.status == "FINISHED"
+    assert run.data.params["epochs"] == "6" and run.data.params["lr0"] == "0.05"
+    loss = client.get_metric_history(run.info.run_id, "train/mse")
+    assert [m.step for m in loss] == [1, 2, 3, 4, 5, 6]
+    assert [m.value for m in loss] == pytest.approx([row["train/mse"] for row in result.history])
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "metrics/mse")] == [2, 4, 6]
+    assert run.data.metrics["best/mse"] == pytest.approx(result.metrics["mse"])
+    assert run.data.metrics["best/epoch"] == result.epoch
+    # csv: the rows so far, the same as the history the stage's CSV is written from
+    rows = pd.read_csv(tmp_path / "work" / "epochs.csv")
+    assert rows["train/mse"].tolist() == pytest.approx([row["train/mse"] for row in result.history])
+
+
+def test_a_missing_mlflow_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # as if not installed: its import fails
+    with pytest.raises(UserError, match=r"^train\.loggers: mlflow needs the mlflow-skinny package: pip install"):
+        _run(tmp_path, _cfg(loggers=["mlflow"]), mlflow_store=tmp_path / "mlruns")
 
 
 def test_channels_last_trains_the_same_network_and_publishes_nchw_weights(tmp_path):

@@ -68,3 +68,13 @@ def test_every_job_uses_the_files_jobs_names(tmp_path, case):
     if case == "lineages":
         rules = {job["rule"] for job in listing}
         assert {"train_lora", "sweep_report"} <= rules
+
+
+def test_the_mlflow_store_is_a_train_param_only_where_mlflow_is_asked_for(tmp_path):
+    """results/mlruns for `train.loggers: [mlflow]`; no new param otherwise, so runs made before
+    the mlflow logger existed are not retrained for it."""
+    cfg = load_config(REPO / "config" / "test.yaml")
+    assert "mlflow_store" not in jobs.step_args("train", Artifact("", "baseline"), cfg)
+    cfg["train"]["loggers"] = ["mlflow"]
+    args = jobs.step_args("train", Artifact("", "sparse", "runs/a/results"), cfg)
+    assert args["mlflow_store"] == Results("runs/a/results").mlruns == "runs/a/results/mlruns"

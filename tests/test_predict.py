@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from pipeline_lib.config import defaults
+from pipeline_lib.errors import UserError
 from pipeline_lib.export.runtime import OrtModel
 from pipeline_lib.io import read_json
 from pipeline_lib.predict import predict
@@ -107,3 +108,14 @@ def test_reid_predict_writes_the_embeddings_evaluation_ranks_by(tmp_path):
     (record,) = result["images"]
     assert record["predictions"]["embedding"] == pytest.approx(expected[query], abs=1e-5)
     assert "drawn" not in record and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["predictions.json"]
+
+
+def test_a_16_bit_image_is_refused_in_one_line_before_any_model_is_read(tmp_path):
+    import numpy as np
+
+    image = tmp_path / "photos/depth.png"
+    image.parent.mkdir()
+    Image.fromarray(np.full((32, 32), 40000, dtype=np.uint16)).save(image)  # 61% grey: white once clipped to 8 bits
+    with pytest.raises(UserError, match=rf"^{image}: a I;16\w? image \(16-bit or float\); slimflow reads 8-bit"):
+        predict(model_path=tmp_path / "absent.pt", source=image.parent, out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -15,7 +15,7 @@ from pipeline_lib.slimming.target import SearchCache, bisect, candidate_threshol
 from pipeline_lib.export.latency import PairedLatency
 from pipeline_lib.tasks.detection.model import YOLODetector
 
-from conftest import randomize_bn
+from conftest import progress_records, randomize_bn
 
 GUARDS = {"min_channels": 4, "round_to": 8, "on_infeasible": "clamp"}
 
@@ -49,7 +49,8 @@ def _search(model, example, tmp_path, target, **settings):
 
 def test_flops_target_is_met_by_the_smallest_threshold_within_one_rounding_step(tmp_path):
     model, example = _model()
-    scored, unpruned, (plan, search) = _search(model, example, tmp_path, {"flops": 0.5})
+    with progress_records() as records:
+        scored, unpruned, (plan, search) = _search(model, example, tmp_path, {"flops": 0.5})
     goal = 0.5 * unpruned["flops"]
     assert search["goal"] == {"flops": goal}
     flops = count_flops(prune_model(copy.deepcopy(model), example, plan), example)
@@ -63,6 +64,11 @@ def test_flops_target_is_met_by_the_smallest_threshold_within_one_rounding_step(
     chosen = [p for p in search["probes"] if p["threshold"] == search["threshold"]]
     assert chosen and chosen[0]["meets"] and chosen[0]["flops"] == flops
     assert all(p["meets"] == (p["flops"] <= goal) and 0 <= p["ratio"] < 1 for p in search["probes"])
+    # One progress line per probe as it is made: its threshold, ratio, FLOPs, and met or not.
+    lines = [r.getMessage() for r in records]
+    assert lines == [f"prune target probe {i}: |γ| threshold {p['threshold']:.6g}, ratio {p['ratio']:.3f}, "
+                     f"FLOPs {p['flops']:.4g}: {'meets' if p['meets'] else 'misses'} flops <= {goal:.4g}"
+                     for i, p in enumerate(search["probes"], 1)]
 
 
 def test_an_unreachable_target_fails_naming_the_best_reachable_value(tmp_path):

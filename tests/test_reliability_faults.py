@@ -22,7 +22,7 @@ from pipeline_lib.errors import UserError
 from pipeline_lib.io import atomic_path
 from pipeline_lib.provenance import provenance
 from pipeline_lib.tasks.detection.model import YOLODetector
-from pipeline_lib.torchfile import CHECKSUM_KEY, _is_code_pickle, load_sealed, save_sealed
+from pipeline_lib.torchfile import CHECKSUM_KEY, load_sealed, save_sealed
 
 from conftest import REPO, corrupt_tensor_bytes, one_error_line, randomize_bn, run_snakemake, snakemake_cmd, snapshot
 
@@ -66,21 +66,6 @@ def test_a_checkpoint_without_checksum_still_loads_and_says_so(tmp_path, caplog)
     with caplog.at_level(logging.INFO, logger="slimflow"):
         assert load_sealed(path)["meta"]["imgsz"] == 64
     assert "without a checksum" in caplog.text
-
-
-@pytest.mark.parametrize("message, runs_code", [
-    ("Weights only load failed. ...\n\tWeightsUnpickler error: Unsupported global: GLOBAL builtins.print was not an "
-     "allowed global by default. Please use `torch.serialization.add_safe_globals([print])`", True),
-    ("Weights only load failed.\n WeightsUnpickler error: unsupported GLOBAL __main__.Exploit", True),
-    ("Weights only load failed. In PyTorch 2.6, ...\n\n\nTrying to load unsupported GLOBAL posix.system whose module "
-     "posix is blocked.\n\nCheck the documentation of torch.load to learn more", True),  # torch 2.14: no marker line
-    ("Weights only load failed. ...\n\tWeightsUnpickler error: Unsupported operand 93\n Check the "
-     "documentation of torch.load ... add_safe_globals ...", False),  # damage, though the advice mentions globals
-])
-def test_code_running_pickles_are_told_apart_from_damage(message, runs_code):
-    import pickle
-
-    assert _is_code_pickle(pickle.UnpicklingError(message)) is runs_code
 
 
 def test_provenance_is_checked_against_the_parent_file(tmp_path):

@@ -28,11 +28,12 @@ from tqdm import tqdm
 from ..contracts import Criterion, StatefulCriterion
 from ..errors import UserError
 from ..failpoints import failpoint
+from ..progress import StageClock, epoch_line, progress
 from ..torchfile import load_sealed, save_sealed
 from . import distributed
-from .loggers import make_loggers
+from .loggers import Tracking, make_loggers
 from .ema import ModelEMA, unwrap
-from .optim import build_optimizer, lr_lambda
+from .optim import build_optimizer, lr_lambda, warmup
 from .utils import amp_dtype, rng_state, set_rng_state, to_device
 
 __all__ = ["train", "TrainResult", "Hook", "TrainingDiverged", "channels_last"]
@@ -69,17 +70,6 @@ class TrainResult:
 def channels_last(setting: bool | str, device: torch.device) -> bool:
     """`train.channels_last`: "auto" is NHWC on CUDA only (tensor cores); CPUs differ (measure)."""
     return device.type == "cuda" if setting == "auto" else bool(setting)
-
-
-def _warmup(optimizer: torch.optim.Optimizer, ni: int, nw: int, epoch_lr: Sequence[float], cfg: dict) -> None:
-    """Linear warmup: biases fall from warmup_bias_lr, other groups rise from 0; momentum rises too."""
-    for group, lr in zip(optimizer.param_groups, epoch_lr):
-        start = cfg["warmup_bias_lr"] if group.get("name") == "bias" else 0.0
-        group["lr"] = float(np.interp(ni, [0, nw], [start, lr]))
-        if "momentum" in group:
-            group["momentum"] = float(np.interp(ni, [0, nw], [cfg["warmup_momentum"], cfg["momentum"]]))
-        elif "betas" in group:
-            group["betas"] = (float(np.interp(ni, [0, nw], [cfg["warmup_momentum"], cfg["momentum"]])), group["betas"][1])
 
 
 @dataclass
@@ -135,6 +125,7 @@ class _Run:
     desc: str
     loggers: list = field(default_factory=list)
     loss_scale: int = 1  # the world size for a loss summed over each process's batch (see train)
+    clock: StageClock | None = None  # the stage's ETA, from the epochs this process runs
 
     @property
     def accumulate(self) -> int:
@@ -151,17 +142,21 @@ class _Run:
 def train(model: nn.Module, *, criterion: Criterion, train_loader: torch.utils.data.DataLoader,
           evaluate: Callable[[nn.Module], dict[str, float]], fitness: Callable[[dict], float],
           cfg: dict, workdir: Path, device: torch.device, run_id: str,
-          hooks: Sequence[Hook] = (), desc: str = "train", loss_sums_over_batch: bool = False) -> TrainResult | None:
+          hooks: Sequence[Hook] = (), desc: str = "train", loss_sums_over_batch: bool = False,
+          mlflow_store: Path | None = None) -> TrainResult | None:
     """Rank 0 returns the best weights. A loss summed over a process's images (YOLOv5's) is scaled by
-    the world size: DDP averages gradients over ranks, one process sums over the global batch."""
+    the world size: DDP averages gradients over ranks, one process sums over the global batch.
+    `mlflow_store`: the folder `train.loggers: [mlflow]` records in."""
     Path(workdir).mkdir(parents=True, exist_ok=True)
     main = distributed.is_main()
+    loggers = make_loggers(cfg.get("loggers", []), Path(workdir), Tracking(desc, cfg, mlflow_store)) if main else []
     run = _Run(cfg, hooks, device, lr_lambda(cfg["scheduler"], cfg["epochs"], cfg["lrf"], cfg.get("milestones", ())),
                amp_dtype(cfg["amp"], device),
                train_loader.batch_size * distributed.world_size(), evaluate, fitness, Path(workdir), desc,
-               make_loggers(cfg.get("loggers", []), Path(workdir)) if main else [],
+               loggers,
                distributed.world_size() if loss_sums_over_batch else 1)
     state = _setup(model, criterion, run, run_id)
+    run.clock = StageClock(cfg["epochs"], state.epoch)
     for epoch in range(state.epoch, cfg["epochs"]):
         t0 = time.time()
         sums = distributed.all_mean(_train_epoch(state, run, train_loader, epoch))  # every rank's mean
@@ -171,7 +166,7 @@ def train(model: nn.Module, *, criterion: Criterion, train_loader: torch.utils.d
             row = {"epoch": epoch + 1, **{f"train/{k}": v / len(train_loader) for k, v in sums.items()}}
             _end_epoch(state, run, row, lrs, t0)
     for logger in run.loggers:
-        logger.close()
+        logger.close(state.best)
     distributed.barrier()
     if not main:
         return None
@@ -228,8 +223,7 @@ def _end_epoch(state: _LoopState, run: _Run, row: dict[str, Any], lrs: list[floa
     for logger in run.loggers:
         logger.log_row(row)
     state.epoch = epoch
-    log.info("%s epoch %d/%d: %s", run.desc, epoch, epochs,
-             ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+    progress.info(epoch_line(run.desc, row, epochs=epochs, seconds=row["time_s"], eta=run.clock.eta(epoch)))
     save_sealed(run.last_path, state.state_dict())  # sealed: a damaged resume state is refused, never resumed
 
 
@@ -248,13 +242,14 @@ def _train_epoch(state: _LoopState, run: _Run, loader: torch.utils.data.DataLoad
             obj.set_epoch(epoch)
     epoch_lr = [group["initial_lr"] * run.lr_factor(epoch) for group in optimizer.param_groups]
     sums: dict[str, float] = {}
-    bar = tqdm(loader, desc=f"{run.desc} {epoch + 1}/{epochs}", file=sys.stderr, disable=not distributed.is_main(),
-               mininterval=0.5 if sys.stderr.isatty() else 15, dynamic_ncols=True)
+    # a bar on a terminal only: in a log file (a Snakemake job's stderr) it would be carriage returns
+    bar = tqdm(loader, desc=f"{run.desc} {epoch + 1}/{epochs}", file=sys.stderr, mininterval=0.5,
+               disable=not (distributed.is_main() and sys.stderr.isatty()), dynamic_ncols=True)
     optimizer.zero_grad(set_to_none=True)
     for i, batch in enumerate(bar):
         ni = i + nb * epoch
         if ni <= nw:
-            _warmup(optimizer, ni, nw, epoch_lr, cfg)
+            warmup(optimizer, ni, nw, epoch_lr, cfg)
             accumulate = max(1, round(float(np.interp(ni, [0, nw], [1, cfg["nominal_batch_size"] / run.global_batch]))))
         with run.autocast():
             loss, items = state.criterion(model, to_device(batch, run.device))

@@ -9,10 +9,11 @@ import bisect
 import math
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["param_groups", "build_optimizer", "lr_lambda", "OPTIMIZERS"]
+__all__ = ["param_groups", "build_optimizer", "lr_lambda", "warmup", "OPTIMIZERS"]
 
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
@@ -67,3 +68,14 @@ def lr_lambda(kind: str, epochs: int, lrf: float, milestones: Sequence[float] = 
         steps = sorted(round(m * epochs) for m in milestones)
         return lambda e: lrf ** (bisect.bisect_right(steps, e) / max(len(steps), 1))
     raise ValueError(f"unknown scheduler {kind!r}")
+
+
+def warmup(optimizer: torch.optim.Optimizer, ni: int, nw: int, epoch_lr: Sequence[float], cfg: dict) -> None:
+    """Linear warmup: biases fall from warmup_bias_lr, other groups rise from 0; momentum rises too."""
+    for group, lr in zip(optimizer.param_groups, epoch_lr):
+        start = cfg["warmup_bias_lr"] if group.get("name") == "bias" else 0.0
+        group["lr"] = float(np.interp(ni, [0, nw], [start, lr]))
+        if "momentum" in group:
+            group["momentum"] = float(np.interp(ni, [0, nw], [cfg["warmup_momentum"], cfg["momentum"]]))
+        elif "betas" in group:
+            group["betas"] = (float(np.interp(ni, [0, nw], [cfg["warmup_momentum"], cfg["momentum"]])), group["betas"][1])

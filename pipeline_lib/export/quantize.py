@@ -26,7 +26,7 @@ Choices that decide whether INT8 is faster at all on x86 (measured in docs/EXPOR
 - SiLU stays float (`fuse_silu`): quantized, it costs two kernels that outweigh the int8 gain.
   `silu="lut"` then replaces each float SiLU by an exact table lookup on its uint8 input (`silu_lut`).
   ReLU needs nothing: the quantizer folds it into the preceding QLinearConv's output range,
-  which is why the default detector config uses ReLU (`model.act`).
+  which is why the speed-first config/detector_speedup.yaml uses ReLU (`model.act`).
 """
 from __future__ import annotations
 
@@ -204,6 +204,13 @@ def space_to_depth_stem(model: onnx.ModelProto) -> bool:
     return False
 
 
+def _copy_metadata(source: onnx.ModelProto, model: onnx.ModelProto, metadata: dict | None) -> None:
+    """`source`'s model properties on `model`, `metadata` entries overwriting them as `slimflow.<key>`."""
+    props = {p.key: p.value for p in source.metadata_props}
+    props.update({f"slimflow.{k}": json.dumps(v) for k, v in (metadata or {}).items()})
+    onnx.helper.set_model_props(model, props)
+
+
 def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, batches: Sequence[np.ndarray], *,
                   per_channel: bool = True, activation_type: str = "uint8", calibrate_method: str = "minmax",
                   keep_float_after: Iterable[str] = (), float_heads: bool = False, stem: str = "int8",
@@ -254,15 +261,14 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, bat
                         extra_options=options, calibration_cache_path=calibration_cache)
         model = onnx.load(str(quantized))
     silu_tables = lookup_silu(model) if silu == "lut" else 0
-    props = {p.key: p.value for p in source.metadata_props}
-    props.update({f"slimflow.{k}": json.dumps(v) for k, v in (metadata or {}).items()})
-    onnx.helper.set_model_props(model, props)
+    _copy_metadata(source, model, metadata)
     onnx.checker.check_model(model)
     write_bytes(out_path, model.SerializeToString())
     return {"format": "QDQ", "activation_type": activation_type, "weight_type": "int8", "per_channel": per_channel,
             "calibrate_method": calibrate_method, "calibration_images": sum(batch_size(b) for b in batches),
             "op_types": list(op_types) if op_types else "all supported", "extra_options": options,
-            "silu": silu, "float_silu_nodes": silu_nodes - silu_tables, "silu_tables": silu_tables, "stem": stem, "stem_space_to_depth": stem_rewritten,
+            "silu": silu, "float_silu_nodes": silu_nodes - silu_tables, "silu_tables": silu_tables, "stem": stem,
+            "stem_space_to_depth": stem_rewritten,
             "float_nodes": len(excluded), "float_conditioning_nodes": len(conditioning),
             "float_layers": list(float_layers),
             "quantizable_layers": quantizable}

@@ -25,6 +25,7 @@ from ..errors import UserError
 from ..inputs import Inputs
 from ..io import read_json, write_json
 from ..profile import count_flops
+from ..progress import probe_line, progress
 from ..targets import is_timed, target_kind
 from .plan import PrunePlan, Scored, feasible_threshold, plan_at_threshold, prune_model
 
@@ -55,16 +56,18 @@ def candidate_thresholds(scored: Scored, *, min_channels: int, clamp: bool) -> l
     return values
 
 
-def bisect(candidates: list[float], probe: Callable[[float], dict],
-           meets: Callable[[dict], bool]) -> tuple[int | None, list[dict]]:
+def bisect(candidates: list[float], probe: Callable[[float], dict], meets: Callable[[dict], bool],
+           on_probe: Callable[[int, dict], None] = lambda index, result: None) -> tuple[int | None, list[dict]]:
     """Index of the smallest candidate whose probe meets the goal (None: not even the largest
-    does), and every probe made, in order. log2(len(candidates)) + 1 probes."""
+    does), and every probe made, in order, each also handed to `on_probe` as it is made.
+    log2(len(candidates)) + 1 probes."""
     probes: list[dict] = []
 
     def run(i: int) -> bool:
         result = {"threshold": candidates[i], **probe(candidates[i])}
         result["meets"] = bool(meets(result))
         probes.append(result)
+        on_probe(len(probes), result)
         return result["meets"]
 
     lo, hi = -1, len(candidates) - 1  # candidates[hi] meets; those up to lo do not
@@ -143,7 +146,7 @@ def search(model: nn.Module, example: Inputs, scored: Scored, prune_cfg: dict, u
 
     candidates = candidate_thresholds(scored, min_channels=plan_args["min_channels"],
                                       clamp=prune_cfg["on_infeasible"] == "clamp")
-    found, probes = bisect(candidates, probe, meets)
+    found, probes = bisect(candidates, probe, meets, lambda i, result: progress.info(probe_line(i, result, goal)))
     if found is None:
         raise UserError(infeasible_message(target, probes[0], unpruned, prune_cfg))
     return {"target": target, "goal": goal, "unpruned": unpruned, "threshold": candidates[found],

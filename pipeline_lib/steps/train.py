@@ -61,6 +61,7 @@ class StageSpec:
     out_adapter: str | os.PathLike | None = None  # LoRA stages: the adapter alone (default: beside out_checkpoint)
     teacher_checkpoint: str | os.PathLike | None = None  # stages.finetune.distill: the unpruned model that teaches
     weights: str | os.PathLike | None = None  # model.weights of a baseline: the user's own (docs/WEIGHTS.md)
+    mlflow_store: str | os.PathLike | None = None  # train.loggers: [mlflow] records here (results/mlruns)
 
 
 def _section(label: str) -> str:
@@ -184,7 +185,8 @@ def _train_process(spec: StageSpec) -> None:
     result = train(model, criterion=criterion, train_loader=train_loader,
                    evaluate=lambda m: task.evaluate(m, val_loader, dev, spec.validation, manifest),
                    fitness=task.fitness, cfg=train_cfg, workdir=Path(spec.workdir), device=dev,
-                   run_id=run_hash, hooks=hooks, desc=spec.label, loss_sums_over_batch=task.loss_sums_over_batch)
+                   run_id=run_hash, hooks=hooks, desc=spec.label, loss_sums_over_batch=task.loss_sums_over_batch,
+                   mlflow_store=spec.mlflow_store and Path(spec.mlflow_store))
     if result is None:  # not rank 0
         return
     model.load_state_dict(result.state_dict)

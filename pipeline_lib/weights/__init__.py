@@ -5,7 +5,7 @@
     write_imported("best.pt", "yolov5n_imported.pt", "detection", cfg["model"])        # once; weights_only from then on
 
 Families read their published formats (`Task.import_weights`): YOLOv5 pickles through the
-restricted unpickler of `safe_pickle`, torchvision and HRNet state dicts through
+restricted unpickler of `torchpickle`, torchvision and HRNet state dicts through
 `torch.load(weights_only=True)`. A slimflow checkpoint (what `import-weights` writes) is read
 here for every family, so a converted file behaves as its source does. Nothing is downloaded.
 """
@@ -23,9 +23,10 @@ from torch import nn
 
 from ..checkpoint import FORMAT, save_checkpoint
 from ..errors import UserError
+from ..io import sha256_file
 from ..registry import get_task
-from ..torchfile import load_sealed
-from .safe_pickle import Refused, read_torch_pickle
+from ..torchfile import load_plain, load_sealed
+from ..torchpickle import Refused, read_torch_pickle
 
 __all__ = ["Imported", "TransferReport", "transfer", "read_state_dict", "record_state_dict", "slimflow_checkpoint",
            "import_weights", "write_imported", "import_weights_file", "check_weights",
@@ -88,16 +89,11 @@ def transfer(model: nn.Module, state: dict[str, torch.Tensor], heads: list[nn.Mo
 
 def read_state_dict(path: str | os.PathLike, what: str) -> dict[str, Any]:
     """A published state dict (.pth of tensors, possibly wrapped as {'state_dict': ...}) loaded with
-    weights_only=True: a file that pickles code is refused by torch before anything runs."""
+    weights_only=True (`load_plain`): a file that pickles code is refused before anything runs."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: not found (model.weights)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # weights_only refuses globals; a damaged file fails to unzip or unpickle
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:100]
-        raise UserError(f"{path}: cannot be read as {what} with weights_only=True ({first}); slimflow loads "
-                        "plain tensors only") from None
+    obj = load_plain(path, remedy=f"expected {what}")
     for key in ("state_dict", "model", "net"):  # common wrappers of training checkpoints
         if isinstance(obj, dict) and isinstance(obj.get(key), dict) and not isinstance(obj.get(key), torch.Tensor):
             inner = obj[key]
@@ -173,12 +169,17 @@ def import_weights_file(*, path_in: str | os.PathLike, path_out: str | os.PathLi
 
 
 def check_weights(config: dict, cache: dict) -> None:
-    """Preflight: `model.weights` reads and fits its family (cached by the file's size and mtime)."""
+    """Preflight: `model.weights` reads and fits its family. What passed is remembered by the file's
+    sha256, hashed on every check (one file, ~1 GB/s): a file swapped with its size and mtime kept
+    is checked anew, which a cache keyed by (size, mtime) would have let through."""
     path = config["model"].get("weights")
     if not path:
         return
-    stat = Path(path).stat() if Path(path).is_file() else None
-    stamp = [str(path), config["task"], stat.st_size, stat.st_mtime_ns] if stat else None
+    try:
+        digest = sha256_file(path)
+    except OSError:  # missing or unreadable: import_weights names it
+        digest = None
+    stamp = [str(path), config["task"], digest] if digest else None
     if stamp is not None and cache.get("weights") == stamp:
         return
     import_weights(get_task(config["task"]), path, config["model"], None)

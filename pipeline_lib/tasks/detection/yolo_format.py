@@ -22,8 +22,8 @@ from pathlib import Path
 from PIL import Image
 
 from ...errors import UserError
-from ...fingerprint import portable_path
-from ...io import read_yaml_mapping, sha256_file
+from ...fingerprint import dataset_file_sha256, portable_path
+from ...io import read_yaml_mapping
 
 __all__ = ["IMAGE_SUFFIXES", "load_data_yaml", "check_yolo_dataset", "index_yolo_dataset", "coco_ground_truth",
            "image_size"]
@@ -195,7 +195,8 @@ def index_yolo_dataset(data_yaml: str | Path) -> dict:
                           "image_id": image_id, "width": width, "height": height, "boxes": boxes})
             for f in (image, label):
                 if f.is_file():
-                    digest.update(f"{f.relative_to(spec['root']) if f.is_relative_to(spec['root']) else f}:{sha256_file(f)}\n".encode())
+                    named = f.relative_to(spec["root"]) if f.is_relative_to(spec["root"]) else f
+                    digest.update(f"{named}:{dataset_file_sha256(f)}\n".encode())
         splits[split], checksums[split] = items, digest.hexdigest()
     return {"root": str(spec["root"]), "names": names, "nc": len(names), "splits": splits, "checksums": checksums}
 

@@ -21,7 +21,7 @@ from torchvision.transforms.v2 import functional as F
 from ...contracts import ImageSize, input_size
 from ...engine.utils import make_loader
 from ...errors import UserError
-from ...io import sha256_file
+from ...fingerprint import dataset_file_sha256
 from .idx import FILES, NAMES, find_split_files, read_idx, read_split
 from .synthetic import generate_digits
 
@@ -46,7 +46,7 @@ def prepare(dataset_cfg: dict, out_dir: Path, seed: int) -> dict:
         images, labels = read_split(root, split, len(NAMES))
         counts[split] = {"images": len(labels), "per_class": np.bincount(labels, minlength=len(NAMES)).tolist()}
         for path in (images_path, labels_path):
-            checksums[path.name] = sha256_file(path)
+            checksums[path.name] = dataset_file_sha256(path)
         # Paths as given (relative ones stay relative, so a results folder can move); the root resolved for the log.
         splits[split] = [{"images": str(images_path), "labels": str(labels_path), "count": len(labels),
                           "size": list(images.shape[1:])}]

@@ -26,7 +26,8 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from ...errors import UserError
-from ...io import sha256_file, write_json
+from ...fingerprint import dataset_file_sha256
+from ...io import write_json
 
 __all__ = ["SPLITS", "locate", "flip_pairs", "index_coco_keypoints", "check_coco_keypoints", "check_sigmas"]
 
@@ -184,9 +185,9 @@ def _index_split(ann_path: Path, image_dir: Path, gt_path: Path) -> tuple[dict, 
     data = _read(ann_path)
     cat = _category(ann_path, data)
     images = _images(ann_path, data, image_dir, verify=True)
-    digest = hashlib.sha256(f"{ann_path.name}:{sha256_file(ann_path)}\n".encode())
+    digest = hashlib.sha256(f"{ann_path.name}:{dataset_file_sha256(ann_path)}\n".encode())
     for im in images.values():
-        digest.update(f"{im['file_name']}:{sha256_file(image_dir / im['file_name'])}\n".encode())
+        digest.update(f"{im['file_name']}:{dataset_file_sha256(image_dir / im['file_name'])}\n".encode())
     people, gt_anns = [], []
     for ann, labelled in _annotations(ann_path, data, cat, images):
         x, y, w, h = ann["bbox"]

@@ -18,7 +18,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from ...errors import UserError
-from ...io import sha256_file
+from ...fingerprint import dataset_file_sha256
 
 __all__ = ["SPLIT_DIRS", "NAME_PATTERN", "parse_name", "index_market"]
 
@@ -78,7 +78,7 @@ def index_market(root: str | Path, verify_images: bool = True) -> dict:
             items.append({"image": str(path), "pid": pid, "camid": camid})
             if verify_images:  # off for the pre-run check: names and layout only
                 _check_image(path)
-                digest.update(f"{folder_name}/{path.name}:{sha256_file(path)}\n".encode())
+                digest.update(f"{folder_name}/{path.name}:{dataset_file_sha256(path)}\n".encode())
         if not items:
             raise UserError(f"{folder}: no usable images (named PPPP_cCsS_FFFFFF_NN.jpg with pid >= 0)")
         splits[split], checksums[split] = items, digest.hexdigest()

@@ -11,6 +11,11 @@ unpickler does, but instead of the real classes it hands out inert records that 
 their qualified name and the state the pickle gives them. Tensors are rebuilt from the zip
 archive's raw storages by this module (dtype, offset, size, stride), never by a function the
 file names. Any other global is refused with one line naming it, before anything is built.
+
+Reads are bounded: each storage's size in the pickle must be its archive member's size (read
+from the zip header, so a small compressed member cannot inflate to gigabytes), each tensor must
+lie within its storage, and storages plus tensors built may take at most `memory_budget(path)`
+bytes (a stride-0 view of one element as 30000×30000 would otherwise be copied out to 3.6 GB).
 """
 from __future__ import annotations
 
@@ -26,7 +31,8 @@ from typing import Any
 
 import torch
 
-from ..errors import UserError
+from .errors import UserError
+from .torchlimits import OVER_BUDGET, TooLarge, check_archive, check_tensors, gigabytes, memory_budget
 
 __all__ = ["read_torch_pickle", "Refused"]
 
@@ -61,7 +67,11 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 class Refused(UserError):
-    """The file names a global outside the allow-list (nothing of it was run)."""
+    """The file names a global outside the allow-list (nothing of it was run); `name` is that global."""
+
+    def __init__(self, message: str, name: str | None = None):
+        super().__init__(message)
+        self.name = message if name is None else name
 
 
 class _Record:
@@ -110,10 +120,19 @@ def _reconstructor(cls, base, state):
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, file, archive: zipfile.ZipFile, prefix: str, record_prefixes: tuple[str, ...]):
+    def __init__(self, file, archive: zipfile.ZipFile, prefix: str, record_prefixes: tuple[str, ...] | None,
+                 budget: int):
         super().__init__(file)
         self.archive, self.prefix, self.record_prefixes = archive, prefix, record_prefixes
         self.storages: dict[str, torch.Tensor] = {}
+        self.storage_keys: dict[int, str] = {}  # id(storage) -> its key, to name it in a refusal
+        self.budget, self.spent = budget, 0
+
+    def _charge(self, nbytes: int, what: str) -> None:
+        self.spent += nbytes
+        if self.spent > self.budget:
+            raise TooLarge(f"{what} takes {gigabytes(nbytes)}, {gigabytes(self.spent)} in all: {OVER_BUDGET}"
+                           .format(budget=gigabytes(self.budget)))
 
     def find_class(self, module: str, name: str) -> Any:
         # Protocol 2 (torch.save's) writes Python 2 names (__builtin__.set); the mapped name is
@@ -141,8 +160,8 @@ class _Unpickler(pickle.Unpickler):
             return _encode
         if qualname == "copyreg._reconstructor":
             return _reconstructor
-        if (qualname in _TORCH_RECORDS or qualname in _INERT
-                or any(qualname.startswith(p) for p in self.record_prefixes)):
+        if self.record_prefixes is not None and (qualname in _TORCH_RECORDS or qualname in _INERT
+                                                 or any(qualname.startswith(p) for p in self.record_prefixes)):
             return _record_class(qualname)
         raise Refused(qualname)
 
@@ -155,19 +174,33 @@ class _Unpickler(pickle.Unpickler):
         _, storage_type, key, _location, numel = pid
         key = key.decode() if isinstance(key, bytes) else str(key)
         if key not in self.storages:
-            raw = self.archive.read(f"{self.prefix}data/{key}")
             dtype = storage_type.dtype
+            info = self.archive.getinfo(f"{self.prefix}data/{key}")
+            declared = int(numel) * dtype.itemsize
+            if info.file_size != declared:  # checked before reading: the header's size, not the bytes'
+                raise TooLarge(f"storage {key}: the pickle declares {declared} bytes, its archive member holds "
+                               f"{info.file_size}; damaged or forged")
+            self._charge(declared, f"storage {key}")
+            raw = self.archive.read(info)
             flat = torch.frombuffer(bytearray(raw), dtype=dtype) if raw else torch.empty(0, dtype=dtype)
-            if flat.numel() != numel:
-                raise pickle.UnpicklingError(f"storage {key}: {flat.numel()} elements, the pickle says {numel}")
             self.storages[key] = flat
+            self.storage_keys[id(flat)] = key
         return self.storages[key]
 
-    @staticmethod
-    def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
+    def _rebuild_tensor(self, storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
         if not isinstance(storage, torch.Tensor):
             raise pickle.UnpicklingError("a tensor without a storage")
-        return storage.as_strided(tuple(size), tuple(stride), int(offset)).clone()
+        size, stride, offset = tuple(size), tuple(stride), int(offset)
+        what = f"a tensor of shape {size} (storage {self.storage_keys.get(id(storage), '?')})"
+        numel = 1
+        for n in size:
+            numel *= n
+        if len(size) != len(stride) or min((*size, *stride, offset), default=0) < 0 or (
+                numel and offset + sum((n - 1) * s for n, s in zip(size, stride)) >= storage.numel()):
+            raise TooLarge(f"{what}: strides {stride} from offset {offset} reach outside its storage of "
+                           f"{storage.numel()} elements; damaged or forged")
+        self._charge(numel * storage.element_size(), what)  # the copy made below
+        return storage.as_strided(size, stride, offset).clone()
 
 
 def _rebuild_parameter(data, requires_grad=False, hooks=None, state=None):
@@ -203,18 +236,24 @@ def _plain(node: Any, seen: dict[int, Any]) -> Any:
         for key, value in node.items():
             out[key if isinstance(key, (str, int)) else str(key)] = _plain(value, seen)
         return out
-    if isinstance(node, (list, tuple, set, frozenset)):
-        items = [_plain(v, seen) for v in node]
-        return tuple(items) if isinstance(node, tuple) else items
+    if isinstance(node, (list, tuple, set, frozenset)):  # kept shared too: a walk of copies would multiply
+        items = seen[id(node)] = [] if not isinstance(node, tuple) else None
+        converted = [_plain(v, seen) for v in node]
+        if items is None:
+            items = seen[id(node)] = tuple(converted)
+        else:
+            items.extend(converted)
+        return items
     return repr(node)
 
 
-def read_torch_pickle(path: str | os.PathLike, record_prefixes: tuple[str, ...] = ()) -> Any:
+def read_torch_pickle(path: str | os.PathLike, record_prefixes: tuple[str, ...] | None = ()) -> Any:
     """The object a torch.save zip file holds, as plain containers and tensors, without running it.
 
     Classes whose qualified name starts with one of `record_prefixes` (e.g. "models.") and the
-    common torch.nn modules become {"class": qualname, **their __dict__}; tensors are rebuilt on
-    the CPU in their saved dtype. Any other global is one UserError line naming it.
+    common torch.nn modules become {"class": qualname, **their __dict__} (None: no records at all,
+    what torch's weights_only allows); tensors are rebuilt on the CPU in their saved dtype. Any
+    other global is one UserError line naming it; a file over its memory budget, one naming the tensor.
     """
     path = Path(path)
     if not path.is_file():
@@ -222,7 +261,9 @@ def read_torch_pickle(path: str | os.PathLike, record_prefixes: tuple[str, ...] 
     if not zipfile.is_zipfile(path):
         raise UserError(f"{path}: not a torch.save zip archive (a file from torch < 1.6 or not a checkpoint); "
                         "only the zip format (torch >= 1.6) can be read without running its pickle")
+    budget = memory_budget(path)
     try:
+        check_archive(path, budget)
         with zipfile.ZipFile(path) as archive:
             pkl = [n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
             if len(pkl) != 1:
@@ -233,11 +274,13 @@ def read_torch_pickle(path: str | os.PathLike, record_prefixes: tuple[str, ...] 
                 raise UserError(f"{path}: saved on a {archive.read(order).decode()}-endian machine; "
                                 "slimflow reads weights in this machine's byte order only")
             with archive.open(pkl[0]) as f:
-                obj = _Unpickler(f, archive, prefix, record_prefixes).load()
+                obj = _Unpickler(f, archive, prefix, record_prefixes, budget).load()
     except Refused as e:
         raise Refused(f"{path}: refused: its pickle names {e.args[0]}, which is not a tensor, a container or a "
                       "model layer's record; nothing in the file was run (if you trust it, load it with its "
-                      "own code and save model.state_dict())") from None
+                      "own code and save model.state_dict())", e.name) from None
+    except TooLarge as e:
+        raise TooLarge(e.args[0] if e.args[0].startswith(f"{path}: ") else f"{path}: {e.args[0]}") from None
     except UserError:
         raise
     except (pickle.UnpicklingError, zipfile.BadZipFile, KeyError, EOFError, ValueError, TypeError,
@@ -245,4 +288,6 @@ def read_torch_pickle(path: str | os.PathLike, record_prefixes: tuple[str, ...] 
         raise UserError(f"{path}: damaged or not a checkpoint ({type(e).__name__}: {str(e)[:80]})") from None
     except OSError as e:
         raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
-    return _plain(obj, {})
+    tree = _plain(obj, {})
+    check_tensors(path, tree, budget)  # every tensor was charged when built; this bounds the walks after
+    return tree
