@@ -25,14 +25,12 @@ from pipeline_lib.export import check_parity, export_onnx, kernel_counts, quanti
 from pipeline_lib.tasks import load_model
 from pipeline_lib.tasks.detection.model import ACTIVATIONS, Conv
 
-SWAPS = {**ACTIVATIONS, "hardswish": nn.Hardswish}
-
 
 def _with_activation(model: nn.Module, act: str) -> nn.Module:
     swapped = copy.deepcopy(model)
     for m in swapped.modules():
         if isinstance(m, Conv):
-            m.act = SWAPS[act]()
+            m.act = ACTIVATIONS[act]()
     return swapped.eval()
 
 
@@ -41,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("checkpoint", type=Path, help="a detection checkpoint (e.g. results/pruned.pt)")
     p.add_argument("out", type=Path, help="folder for the .onnx files")
     p.add_argument("--sizes", type=int, nargs="+", default=[640], help="input sizes (multiples of 32)")
-    p.add_argument("--acts", nargs="*", default=["relu", "hardswish", "leaky_relu"], choices=sorted(SWAPS),
+    p.add_argument("--acts", nargs="*", default=["relu", "hardswish", "leaky_relu"], choices=sorted(ACTIVATIONS),
                    help="activations swapped in for SiLU (INT8 with each as the quantizer leaves it)")
     args = p.parse_args(argv)
     loaded = load_model(args.checkpoint, family="detection")

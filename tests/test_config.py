@@ -49,6 +49,9 @@ def test_defaults_fill_nested_sections(tmp_path):
     ("task: reid\ntrain:\n  augment:\n    mosaic: 0.0\n", 4, "train.augment.mosaic: unknown key"),
     ("task: reid\nevaluate:\n  iou_thres: 0.5\n", 3, "evaluate.iou_thres: unknown key"),
     ("task: detection\nmodel:\n  neck_feat: after\n", 3, "model.neck_feat: unknown key"),  # a ReID key
+    # the activation swap is the detector's: the only family whose architecture has `act`
+    ("task: reid\nstages:\n  finetune:\n    act: relu\n", 4, "stages.finetune.act: unknown key"),
+    ("stages:\n  finetune:\n    act: gelu\n", 3, "stages.finetune.act: 'gelu' is not one of"),
     ("model:\n  name: resnet18\n", 2, "model.name: 'resnet18' is not one of"),
     ("seed: 1\ntask: segmentation\n", 2, "task: 'segmentation' is not a model family (one of: "),
 ])

@@ -28,7 +28,7 @@ from ..io import atomic_path, read_json, sha256_file
 from ..profile import count_params
 from ..runner import setup_logging
 from ..slimming import L1Sparsity, prunable_bns
-from ..tasks import Criterion, Task, get_task, load_model
+from ..tasks import Criterion, Task, build_from_checkpoint, get_task, load_model
 from ..weights import import_weights
 from .records import NO_MANIFEST, check_names
 
@@ -126,14 +126,29 @@ def _start(spec: StageSpec, task: Task, manifest: dict) -> _Start:
         parent = load_model(spec.init_checkpoint, family=spec.family)
         check_names(spec.init_checkpoint, parent.ckpt, spec.manifest_path, manifest,
                     "a stage continues its parent's classes (stages.finetune.dataset needs the baseline's)")
-        meta = parent.ckpt["meta"]
-        return _Start(parent.model, parent.ckpt["arch"], sha256_file(spec.init_checkpoint),
-                      meta.get("epochs_total", meta.get("epochs", 0)))
+        meta, act = parent.ckpt["meta"], spec.train_cfg.get("act")
+        arch, model = _with_activation(spec, parent.ckpt, act) if act else (parent.ckpt["arch"], parent.model)
+        return _Start(model, arch, sha256_file(spec.init_checkpoint), meta.get("epochs_total", meta.get("epochs", 0)))
     if spec.weights:  # the user's own weights (docs/WEIGHTS.md): their arch, this data's classes
         imported = import_weights(task, spec.weights, spec.model_cfg, manifest)
         return _Start(imported.model, imported.arch, sha256_file(spec.weights), 0)
     arch = task.arch(spec.model_cfg, manifest)
     return _Start(task.build_model(arch), arch, None, 0)
+
+
+def _with_activation(spec: StageSpec, ckpt: dict, act: str) -> tuple[dict, nn.Module]:
+    """`stages.finetune.act`: the parent's architecture with `act` after every conv, and its network
+    with the parent's weights (an activation holds none, so the rewritten arch takes them unchanged).
+    The arch is what the stage's checkpoint records, so export, evaluate and predict build `act` too."""
+    kwargs = ckpt["arch"]["kwargs"]
+    if "act" not in kwargs:
+        raise UserError(f"{spec.init_checkpoint}: stages.{_section(spec.label)}.act={act!r}, but its "
+                        f"{ckpt['arch']['family']} architecture has no activation setting to swap; remove the key")
+    if act != kwargs["act"]:
+        log.info("%s: activation %s -> %s before training (stages.%s.act)", spec.label, kwargs["act"], act,
+                 _section(spec.label))
+    arch = {**ckpt["arch"], "kwargs": {**kwargs, "act": act}}
+    return arch, build_from_checkpoint({**ckpt, "arch": arch}, spec.init_checkpoint)
 
 
 def _train_process(spec: StageSpec) -> None:

@@ -36,9 +36,9 @@ STRIDES = (8, 16, 32)
 ANCHORS = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
 # The activation after every conv. SiLU is YOLOv5's (v4.0+); ReLU is what INT8 runtimes fuse into
 # the integer convolution, while SiLU stays a float op between quantize/dequantize pairs
-# (measured in docs/EXPORT.md); LeakyReLU(0.1) is YOLOv5's before v4.0. Not in-place: keeps
-# autograd and fx tracing simple for the pruner.
-ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.1)}
+# (measured in docs/EXPORT.md); LeakyReLU(0.1) is YOLOv5's before v4.0; HardSwish is SiLU's
+# piecewise-linear stand-in (MobileNetV3). Not in-place: keeps autograd and fx tracing simple for the pruner.
+ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.1), "hardswish": nn.Hardswish}
 
 
 def _make_divisible(x: float, divisor: int = 8) -> int:
