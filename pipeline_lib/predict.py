@@ -71,10 +71,12 @@ def predict(*, model_path: str | os.PathLike, source: str | os.PathLike, out_dir
     `eval_threshold` (then the predictions are exactly those evaluation scored).
     """
     model_path, source, out_dir = Path(model_path), Path(source), Path(out_dir)
-    task, model, imgsz, names, dev = _open(model_path, device, threads)  # a wrong model file is named first
+    if not model_path.is_file():  # named before the images are listed; read only after they are checked
+        raise UserError(f"{model_path}: no such model file (give a .pt checkpoint or an exported .onnx)")
     paths = list_images(source)
     for path in paths:  # as a dataset's images are checked: a 16-bit image would reach the model saturated
         check_image(path)
+    task, model, imgsz, names, dev = _open(model_path, device, threads)
     eval_cfg = config["evaluate"] if config and config.get("task") == task.family else defaults(task.family)["evaluate"]
     if "conf_thres" in eval_cfg and not eval_threshold:
         eval_cfg = {**eval_cfg, "conf_thres": max(eval_cfg["conf_thres"], DEPLOY_CONF)}

@@ -54,7 +54,7 @@ def test_help(command):
     (["train", "--stage", "foo"], r"argument --stage: invalid choice: 'foo'"),
     (["evaluate"], r"results/data/dataset.json: not found \(written by `python -m pipeline_lib prepare-dataset`"),
     (["train", "--set", "train.epoch=3"], r"train\.epoch: unknown key"),
-    (["predict", "--model", "nothere.onnx", "--source", ".", "--out", "x"], r"nothere.onnx: not a readable ONNX"),
+    (["predict", "--model", "nothere.onnx", "--source", ".", "--out", "x"], r"nothere.onnx: no such model file"),
     (["compare", "nothere"], r"nothere: no results/summary.csv"),
     (["frobnicate"], r"invalid choice: 'frobnicate'"),
 ])

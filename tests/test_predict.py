@@ -116,6 +116,8 @@ def test_a_16_bit_image_is_refused_in_one_line_before_any_model_is_read(tmp_path
     image = tmp_path / "photos/depth.png"
     image.parent.mkdir()
     Image.fromarray(np.full((32, 32), 40000, dtype=np.uint16)).save(image)  # 61% grey: white once clipped to 8 bits
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"not read: the images are checked first")
     with pytest.raises(UserError, match=rf"^{image}: a I;16\w? image \(16-bit or float\); slimflow reads 8-bit"):
-        predict(model_path=tmp_path / "absent.pt", source=image.parent, out_dir=tmp_path / "out")
+        predict(model_path=model, source=image.parent, out_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
