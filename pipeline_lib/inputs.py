@@ -10,11 +10,13 @@ through these helpers, so they name no family.
 """
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import TYPE_CHECKING, Sequence, Union
 
 import numpy as np
-import onnxruntime as ort
 import torch
+
+if TYPE_CHECKING:  # a name in an annotation: importing ONNX Runtime costs a job that runs none ~0.3 s
+    import onnxruntime as ort
 
 __all__ = ["Inputs", "as_tuple", "batch_size", "first_rows", "numpy_inputs", "ort_feed", "concat_batches"]
 

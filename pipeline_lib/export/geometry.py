@@ -13,11 +13,10 @@ always the reference one (the trained size, `export.threads`, batch 1): DESIGN's
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import torch
-
-from ..inputs import Inputs, as_tuple
+if TYPE_CHECKING:  # torch only for export's dynamic shapes: the report and the prune planner read the rest
+    from ..inputs import Inputs
 
 __all__ = ["GEOMETRY_KEYS", "resolve_threads", "deploy_sizes", "geometries", "geometry_label", "target_geometry", "LATENCY_HEAD",
            "SPEEDUP_HEAD", "geometry_columns", "deployment_head", "spatial_dims"]
@@ -88,6 +87,10 @@ def deployment_head(heads: Sequence[str]) -> str | None:
 def spatial_dims(example: Inputs, dynamic: int) -> tuple[dict, ...]:
     """torch.export's dynamic shapes for `example`: the batch of every input, and with `dynamic` > 0
     the height and width of the image (the first input) as multiples of `dynamic`."""
+    import torch
+
+    from ..inputs import as_tuple
+
     batch = torch.export.Dim("batch")
     shapes = [{0: batch} for _ in as_tuple(example)]
     if dynamic:

@@ -5,7 +5,8 @@
 
 Both runtimes get the same fixed thread count, warmup calls that are not timed (allocations,
 lazy kernel choice), then `runs` timed calls of one forward pass each; median and p90 summarise
-them because a shared CPU adds rare long stalls that would distort a mean.
+them because a shared CPU adds rare long stalls that would distort a mean. ONNX and ONNX Runtime
+are imported by the functions that use them: the PyTorch latency job loads neither.
 """
 from __future__ import annotations
 
@@ -21,8 +22,6 @@ import torch
 from torch import nn
 
 from ..inputs import Inputs, as_tuple, batch_size, first_rows, ort_feed
-from .onnx_export import export_onnx
-from .runtime import make_session
 
 __all__ = ["LATENCY_KEYS", "time_calls", "latency_stats", "ort_latency", "ort_geometry_latency", "PairedLatency",
            "torch_latency"]
@@ -51,6 +50,8 @@ def latency_stats(times_s: np.ndarray, *, threads: int, batch: int) -> dict:
 
 def ort_latency(path: str | os.PathLike, example: Inputs, *, threads: int, runs: int, warmup: int) -> dict:
     """ONNX Runtime CPU latency of one `example` batch (see runtime.session_options for the settings)."""
+    from .runtime import make_session  # here: PyTorch's latency (torch_latency) needs no ONNX Runtime
+
     session = make_session(path, threads)
     feed = ort_feed(session, example)
     times = time_calls(lambda: session.run(None, feed), runs, warmup)
@@ -62,6 +63,8 @@ def ort_geometry_latency(path: str | os.PathLike, examples: list[tuple[dict, Inp
     """ONNX Runtime latency of one model at each (geometry, example input) pair: one record per
     geometry, {"imgsz", "threads", "batch", "median", "p90", "runs"} (ms). The geometries are timed
     in `rounds` interleaved rounds, so a burst of load on the host falls on all of them alike."""
+    from .runtime import make_session
+
     sessions = {threads: make_session(path, threads) for threads in dict.fromkeys(g["threads"] for g, _ in examples)}
     calls = [partial(sessions[g["threads"]].run, None, ort_feed(sessions[g["threads"]], x)) for g, x in examples]
     for call in calls:
@@ -90,6 +93,9 @@ class PairedLatency:
         self.reference = self._runner(reference)
 
     def _runner(self, model: nn.Module) -> Callable[[], object]:
+        from .onnx_export import export_onnx
+        from .runtime import make_session
+
         with tempfile.TemporaryDirectory() as tmp:  # the session holds the model: the file can go
             path = Path(tmp) / "model.onnx"
             export_onnx(model, self.example, path)

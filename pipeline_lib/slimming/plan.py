@@ -18,13 +18,16 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from ..errors import UserError
 from ..inputs import Inputs
+
+if TYPE_CHECKING:  # torch-pruning is imported where a graph is built: loading a model (drop_blocks) needs none
+    import torch_pruning as tp
 
 __all__ = ["PrunePlan", "GroupPlan", "dependency_graph", "prunable_bns", "score_groups", "feasible_threshold",
            "plan_prune", "plan_at_threshold", "apply_mask", "drop_blocks", "prune_model"]
@@ -66,6 +69,8 @@ class PrunePlan:
 
 
 def dependency_graph(model: nn.Module, example: Inputs) -> tp.DependencyGraph:
+    import torch_pruning as tp
+
     was_training = model.training
     graph = tp.DependencyGraph().build_dependency(model.eval(), example_inputs=example)
     model.train(was_training)
@@ -100,6 +105,8 @@ Scored = list  # [(root module, torch-pruning group, importance per channel)] fr
 
 def score_groups(model: nn.Module, example: Inputs, keep: list[nn.Module] = ()) -> Scored:
     """Every prunable group with its channels' importance (the largest coupled |γ|)."""
+    import torch_pruning as tp
+
     importance = tp.importance.BNScaleImportance(group_reduction="max", normalizer=None)
     graph = dependency_graph(model, example)
     scored = [(root, group, importance(group).detach()) for root, group in _groups(model, graph, keep)]

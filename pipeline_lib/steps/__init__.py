@@ -10,9 +10,11 @@ Each module's names are imported on first use (PEP 562): torch loads with the st
 from ..lazy import lazy_exports
 
 _WHERE = {
-    "chain": ("prepare_dataset", "prune_stage", "train_evaluator", "evaluate_stage"),
+    "dataset": ("prepare_dataset",),
+    "chain": ("prune_stage", "train_evaluator", "evaluate_stage"),
     "train": ("StageSpec", "train_stage", "merge_lora"),
-    "export": ("export_stage", "quantize_stage", "evaluate_onnx_stage", "torch_latency_stage"),
+    "export": ("export_stage", "quantize_stage", "evaluate_onnx_stage"),
+    "latency": ("torch_latency_stage",),
     "reports": ("report", "sweep_report"),
 }
 __getattr__, __all__ = lazy_exports(__name__, _WHERE)

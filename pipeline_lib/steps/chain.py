@@ -1,6 +1,6 @@
-"""The chain's steps around training: the dataset, pruning, evaluation, the family's evaluator.
+"""The chain's steps around training: pruning, evaluation, the family's evaluator (the dataset:
+`steps.dataset`).
 
-    prepare_dataset(dataset_cfg=cfg["dataset"], family="detection", seed=0, manifest_path="results/data/dataset.json")
     evaluate_stage(**jobs.step_args("evaluate", Artifact("", "pruned"), cfg))
 """
 from __future__ import annotations
@@ -14,10 +14,7 @@ from torch import nn
 
 from ..checkpoint import save_checkpoint
 from ..config import config_hash
-from ..engine import seed_everything, select_device
-from ..engine.utils import to_device
-from ..export.geometry import target_geometry
-from ..export.latency import PairedLatency
+from ..engine.utils import seed_everything, select_device, to_device
 from ..io import read_json, sha256_file, write_json
 from ..profile import count_flops, count_params
 from ..slimming import plan_prune, prune_model, score_groups
@@ -25,20 +22,9 @@ from ..slimming.target import SearchCache, plan_to_target
 from ..tasks import get_task, load_model, with_evaluator
 from .records import NO_MANIFEST, check_names, metrics_record
 
-__all__ = ["prepare_dataset", "prune_stage", "train_evaluator", "evaluate_stage"]
+__all__ = ["prune_stage", "train_evaluator", "evaluate_stage"]
 
 log = logging.getLogger("slimflow")
-
-
-def prepare_dataset(*, dataset_cfg: dict, family: str, seed: int, manifest_path: str | os.PathLike,
-                    fingerprint: str | None = None) -> dict:
-    """Generate (embedded default) or index a real dataset, validate it once, write the manifest
-    (with `fingerprint`, the pre-run check's content fingerprint of the dataset it was made from)."""
-    manifest_path = Path(manifest_path)
-    manifest = {**get_task(family).prepare_dataset(dataset_cfg, manifest_path.parent, seed), "fingerprint": fingerprint}
-    write_json(manifest_path, manifest)
-    log.info("dataset: %s; names: %s", manifest["counts"], manifest["names"])
-    return manifest
 
 
 def _bn_widths(model: nn.Module) -> dict[str, int]:
@@ -48,6 +34,10 @@ def _bn_widths(model: nn.Module) -> dict[str, int]:
 def _target_timer(loaded, prune_cfg: dict) -> partial:
     """PairedLatency at the timed target's geometry (export.geometry.target_geometry): candidates are
     exported with the input size they are timed at."""
+    # imported here: only a timed target exports and times candidates (torch.onnx, onnx, ONNX Runtime)
+    from ..export.geometry import target_geometry
+    from ..export.latency import PairedLatency
+
     task = loaded.task
     geometry = target_geometry(prune_cfg["target"], prune_cfg.get("deploy_imgsz"), trained=loaded.imgsz,
                                extra_sizes=task.deploy_sizes, dynamic=task.dynamic_input,

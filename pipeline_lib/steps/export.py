@@ -8,11 +8,11 @@
                    out_onnx="results/export/pruned_finetuned.int8.onnx", out_report="results/export/pruned_finetuned.int8.json")
     evaluate_onnx_stage(onnx_path="results/export/pruned_finetuned.int8.onnx",
                         report_path="results/export/pruned_finetuned.int8.json", ..., out_metrics="results/metrics/onnx_int8.json")
-    torch_latency_stage(checkpoint="results/baseline.pt", export_cfg=..., out_json="results/latency/baseline.torch.json")
 
 Every exported model carries its own description (family, stage, imgsz, heads) in ONNX metadata,
 and a JSON report beside it (`<model>.json`: parity, params, FLOPs, quantization settings), so
-later steps need nothing but the .onnx, its report and the dataset manifest.
+later steps need nothing but the .onnx, its report and the dataset manifest. PyTorch's own latency,
+which needs neither ONNX nor ONNX Runtime, is `steps.latency`.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from .. import __version__
 from ..export.analysis import kernel_counts
 from ..export.denormals import denormal_check, denormal_warning, zero_tiny_weights
 from ..export.geometry import geometries
-from ..export.latency import LATENCY_KEYS, ort_geometry_latency, torch_latency
+from ..export.latency import LATENCY_KEYS, ort_geometry_latency
 from ..export.onnx_export import check_parity, export_onnx
 from ..export.quantize import quantize_int8
 from ..export.runtime import LoadedOnnx, load_onnx
@@ -36,15 +36,12 @@ from ..inputs import as_tuple, concat_batches, numpy_inputs
 from ..io import atomic_path, read_json, sha256_file, write_json
 from ..profile import count_flops, count_params
 from ..tasks import Task, load_model, with_evaluator
+from .latency import random_input
 from .records import metrics_record
 
-__all__ = ["export_stage", "quantize_stage", "evaluate_onnx_stage", "torch_latency_stage"]
+__all__ = ["export_stage", "quantize_stage", "evaluate_onnx_stage"]
 
 log = logging.getLogger("slimflow")
-
-def _random_input(task: Task, imgsz, batch: int, seed: int):
-    return task.example_input(imgsz, batch, generator=torch.Generator().manual_seed(seed))
-
 
 def _input_shapes(task: Task, example) -> dict:
     """The report's input shapes: "batch" for the dynamic batch, "height"/"width" where those are dynamic."""
@@ -58,7 +55,7 @@ def _input_shapes(task: Task, example) -> dict:
 def _size_parity_inputs(task: Task, imgsz, seed: int) -> dict:
     """For a graph with dynamic height and width: a random input at each of the family's deployment sizes."""
     sizes = [s for s in task.deploy_sizes if s != imgsz] if task.dynamic_input else []
-    return {f"random {s} px": _random_input(task, s, 1, seed + 2) for s in sizes}
+    return {f"random {s} px": random_input(task, s, 1, seed + 2) for s in sizes}
 
 
 def export_stage(*, checkpoint: str | os.PathLike, manifest_path: str | os.PathLike, export_cfg: dict,
@@ -81,8 +78,8 @@ def export_stage(*, checkpoint: str | os.PathLike, manifest_path: str | os.PathL
                 "precision": "fp32", "heads": heads,
                 "checkpoint_sha256": sha256_file(checkpoint), "slimflow": __version__}
     val = task.loader(manifest, "val", train=False, imgsz=imgsz, batch_size=8, workers=0, seed=seed)
-    inputs = {"random batch 1": _random_input(task, imgsz, 1, seed),
-              "random batch 3": _random_input(task, imgsz, 3, seed + 1),
+    inputs = {"random batch 1": random_input(task, imgsz, 1, seed),
+              "random batch 3": random_input(task, imgsz, 3, seed + 1),
               "val images": task.model_inputs(next(iter(val)), torch.Generator().manual_seed(seed)),
               **_size_parity_inputs(task, imgsz, seed)}
     with atomic_path(out_onnx) as tmp:  # a model that fails parity is never published
@@ -171,7 +168,7 @@ def _deploy_latency(loaded: LoadedOnnx, export_cfg: dict, seed: int) -> list[dic
     dynamic = loaded.meta.get("dynamic_input", 0)  # a model exported before the key has a fixed graph
     found = geometries(export_cfg["deploy"], trained=loaded.imgsz, extra_sizes=loaded.task.deploy_sizes,
                        dynamic=dynamic, threads=export_cfg["threads"])
-    examples = [(g, _random_input(loaded.task, g["imgsz"], g["batch"], seed)) for g in found]
+    examples = [(g, random_input(loaded.task, g["imgsz"], g["batch"], seed)) for g in found]
     return ort_geometry_latency(loaded.path, examples, runs=export_cfg["latency_runs"],
                                 warmup=export_cfg["latency_warmup"])
 
@@ -195,7 +192,7 @@ def evaluate_onnx_stage(*, onnx_path: str | os.PathLike, report_path: str | os.P
     metrics = task.evaluate(model, loader, torch.device("cpu"), eval_cfg, manifest)
     timed = _deploy_latency(loaded, export_cfg, seed)
     latency = {k: timed[0][k] for k in LATENCY_KEYS}  # DESIGN's latency_ms: the reference geometry, first
-    denormals = denormal_check(onnx_path, _random_input(task, imgsz, 1, seed), threads=export_cfg["threads"],
+    denormals = denormal_check(onnx_path, random_input(task, imgsz, 1, seed), threads=export_cfg["threads"],
                                runs=export_cfg["latency_runs"])
     result = metrics_record(stage=meta["stage"], task=task, path=onnx_path, metrics=metrics, params=report["params"],
                             flops=report["flops"], imgsz=imgsz, manifest_path=manifest_path,
@@ -210,17 +207,4 @@ def evaluate_onnx_stage(*, onnx_path: str | os.PathLike, report_path: str | os.P
         result |= {k: meta[k] for k in ("int8_calibration", "int8_float_layers") if k in meta}
     write_json(out_metrics, result)
     log.info("%s: %s", onnx_path, result)
-    return result
-
-
-def torch_latency_stage(*, checkpoint: str | os.PathLike, export_cfg: dict, out_json: str | os.PathLike,
-                        seed: int = 0) -> dict:
-    """PyTorch eager CPU latency of a checkpoint at batch 1 (the reference for the ONNX Runtime numbers)."""
-    loaded = load_model(checkpoint)
-    latency = torch_latency(loaded.model, _random_input(loaded.task, loaded.imgsz, 1, seed), threads=export_cfg["threads"],
-                            runs=export_cfg["latency_runs"], warmup=export_cfg["latency_warmup"])
-    result = {"stage": loaded.ckpt["meta"].get("stage"), "checkpoint": str(checkpoint), "format": "torch",
-              "runtime": f"torch {torch.__version__} eager CPU", "imgsz": loaded.imgsz, "latency_ms": latency}
-    write_json(out_json, result)
-    log.info("%s: PyTorch eager latency %s", checkpoint, latency)
     return result

@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-import torchvision.transforms.v2.functional as F
-from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -40,6 +38,10 @@ class ResizedImages(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> dict:
+        # imported here, not at the top: every job imports this contract, and torchvision costs ~1.5 s
+        import torchvision.transforms.v2.functional as F
+        from PIL import Image
+
         with Image.open(self.paths[i]) as im:
             image = F.pil_to_tensor(im.convert("RGB"))  # uint8 (3, H, W)
         return {"images": F.resize(image, list(self.size), antialias=True).float() / 255}
