@@ -28,6 +28,7 @@ STEPS = [
     ("evaluate_stage", {"torchvision", "onnx", "onnxruntime", "pandas", "torch_pruning", "matplotlib"}),
     ("prune_stage", {"torchvision", "onnx", "onnxruntime", "pandas", "torch_pruning", "matplotlib"}),
     ("train_evaluator", {"torchvision", "onnx", "onnxruntime", "pandas", "torch_pruning", "matplotlib"}),
+    ("family detection", {"torchvision", "onnx", "onnxruntime", "pandas", "torch_pruning", "matplotlib"}),
     ("family pose", {"torchvision", "onnx", "onnxruntime", "pandas", "torch_pruning", "matplotlib"}),
     ("train_stage", {"torchvision", "onnx", "onnxruntime", "torch_pruning", "matplotlib"}),
     ("report", {"torchvision", "onnx", "onnxruntime", "torch_pruning"}),

@@ -1,6 +1,10 @@
 """The detection family behind slimflow's Task interface.
 
     task = DetectionTask(); manifest = task.prepare_dataset(cfg["dataset"], Path("results/data"), seed=0)
+
+The data pipeline, the loss and the evaluation (torchvision, with the torch._dynamo it imports,
+~1.5 s; pycocotools) are imported by the methods that use them: the jobs that only index the
+dataset or time the network load neither.
 """
 from __future__ import annotations
 
@@ -8,14 +12,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.ops import box_convert
 
 from ...engine.utils import make_loader
 from ...io import read_json, write_json
 from ..base import Task
-from .data import YoloDataset, collate, scale_boxes_to_original
-from .evaluate import coco_detection_metrics
-from .loss import DetectionLoss, distill_loss
 from .anchors import fit_anchors
 from .model import ANCHORS, Bottleneck, YOLODetector, postprocess
 from .synthetic import generate_synthetic
@@ -28,6 +28,8 @@ class _Criterion:
     """(model, batch) -> (loss, items): the engine's view of the YOLOv5 loss."""
 
     def __init__(self, model: nn.Module, hyp: dict):
+        from .loss import DetectionLoss
+
         self.loss = DetectionLoss(model, hyp)
 
     def __call__(self, model: nn.Module, batch: dict):
@@ -72,6 +74,8 @@ class DetectionTask(Task):
         return YOLODetector(**arch["kwargs"])
 
     def loader(self, manifest, split, *, train, imgsz, batch_size, workers, seed, augment=None):
+        from .data import YoloDataset, collate
+
         items = manifest["splits"][split]
         dataset = YoloDataset(items, imgsz, augment if train else None, seed=seed)
         return make_loader(dataset, batch_size=batch_size, shuffle=train, workers=workers, seed=seed,
@@ -79,6 +83,8 @@ class DetectionTask(Task):
 
     def image_loader(self, paths, *, imgsz, batch_size):
         # The val split's letterbox: the same dataset class without labels.
+        from .data import YoloDataset, collate
+
         items = []
         for i, path in enumerate(paths):
             width, height = image_size(Path(path))  # EXIF-upright, as the loader reads it
@@ -90,11 +96,17 @@ class DetectionTask(Task):
         return _Criterion(model, train_cfg["loss"])
 
     def distill_loss(self, student_out, teacher_out, cfg):
+        from .loss import distill_loss
+
         return distill_loss(student_out, teacher_out, cfg["temperature"])
 
     @torch.no_grad()
     def predict(self, model, batch, device, eval_cfg):
         """Per image: [{"category_id", "score", "bbox": [x, y, w, h]}] in original pixels, after NMS."""
+        from torchvision.ops import box_convert
+
+        from .data import scale_boxes_to_original
+
         decoded = model(batch["images"].to(device))  # (B, N, 5+nc)
         outputs = postprocess(decoded, eval_cfg["conf_thres"], eval_cfg["iou_thres"], eval_cfg["max_det"])
         predictions = []
@@ -108,6 +120,8 @@ class DetectionTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model, loader, device, eval_cfg, manifest, predictions_path=None):
+        from .evaluate import coco_detection_metrics
+
         model.eval()
         detections = []
         for batch in loader:
