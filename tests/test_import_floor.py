@@ -31,6 +31,7 @@ STEPS = [
     ("family detection", {"torchvision", "onnx", "onnxruntime", "pandas", "torch_pruning", "matplotlib"}),
     ("family pose", {"torchvision", "onnx", "onnxruntime", "pandas", "torch_pruning", "matplotlib"}),
     ("train_stage", {"torchvision", "onnx", "onnxruntime", "torch_pruning", "matplotlib"}),
+    ("family diffusion", {"torchvision", "onnx", "onnxruntime", "torch_pruning"}),
     ("report", {"torchvision", "onnx", "onnxruntime", "torch_pruning"}),
 ]
 

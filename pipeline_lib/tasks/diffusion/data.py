@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
-from torchvision.transforms.v2 import functional as F
 
 from ...contracts import ImageSize, input_size
 from ...engine.utils import make_loader
@@ -75,6 +74,8 @@ class DigitDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         image = self.images[i].unsqueeze(0)  # uint8 (1, H, W)
         if tuple(image.shape[1:]) != self.size:  # resized as uint8: values stay in [0, 255]
+            from torchvision.transforms.v2 import functional as F  # here: torchvision only for a file to resize
+
             image = F.resize(image, list(self.size), antialias=True)
         return {"images": image.float() / 255, "labels": self.labels[i]}
 

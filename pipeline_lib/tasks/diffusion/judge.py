@@ -19,12 +19,14 @@ from __future__ import annotations
 import copy
 import math
 import os
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torchvision.transforms import v2
+
+if TYPE_CHECKING:  # torchvision (~1.5 s with torch._dynamo) is imported by the judge's training only
+    from torchvision.transforms import v2
 
 from ...checkpoint import load_checkpoint, load_weights, save_checkpoint
 from ...errors import UserError
@@ -127,6 +129,8 @@ def train_judge(train_loader: Iterable[dict], val_loader: Iterable[dict], *, epo
     global RNG, seeded here inside `torch.random.fork_rng`, so the caller's RNG state is the same
     afterwards (evaluating draws nothing). The batch order is the loader's (its own seed).
     """
+    from torchvision.transforms import v2
+
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     device = torch.device(device)
