@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -51,6 +52,14 @@ def write_config(path: Path, base: str = "test.yaml", **sections) -> Path:
         cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def continue_tiny_run(tiny_run: Path, tmp_path: Path, **prune) -> tuple[Path, Path]:
+    """A copy of the tiny run (its files' times kept: nothing done reruns) and a copy of
+    config/test.yaml with `prune` updated, to run snakemake on."""
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_run, workdir, symlinks=True)
+    return workdir, write_config(tmp_path / "config.yaml", prune=prune)
 
 
 # Files whose parametrized cases are independent processes on cheap (or session-wide) fixtures.
