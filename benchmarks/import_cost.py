@@ -44,7 +44,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="fresh processes per step (the median is shown)")
     parser.add_argument("--family", default="detection", help="the family whose Task each step then loads")
-    parser.add_argument("steps", nargs="*", default=STEPS, help="step functions of pipeline_lib.steps")
+    parser.add_argument("steps", nargs="*", default=STEPS, choices=STEPS, metavar="STEP",
+                        help=f"step functions of pipeline_lib.steps (default: all of {', '.join(STEPS)})")
     args = parser.parse_args()
     import pipeline_lib
     print(f"pipeline_lib from {pipeline_lib.__file__}; median of {args.runs} fresh processes; family {args.family}")

@@ -5,11 +5,14 @@
 
 Every checkpoint's meta carries `versions()` (`checkpoint.save_checkpoint`) and provenance.json
 the revision (`provenance`); both sit above this module, which imports nothing of pipeline_lib
-but its version (docs/ARCHITECTURE.md). torch and torchvision are imported when asked.
+but its version (docs/ARCHITECTURE.md). torch is imported when asked; torchvision's version is
+its installed distribution's (without torch's local build tag such as +cu130): importing
+torchvision costs a job 1.5 s (it loads torch._dynamo), and many jobs never need it.
 """
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import platform
 import subprocess
 from pathlib import Path
@@ -39,7 +42,10 @@ def git_revision() -> str | None:
 def versions() -> dict[str, str | None]:
     """The stamp every checkpoint carries in meta["versions"]."""
     import torch
-    import torchvision
 
+    try:
+        vision = importlib.metadata.version("torchvision")
+    except importlib.metadata.PackageNotFoundError:
+        vision = None
     return {"slimflow": __version__, "git": git_revision(), "torch": str(torch.__version__),
-            "torchvision": str(torchvision.__version__), "python": platform.python_version()}
+            "torchvision": vision, "python": platform.python_version()}

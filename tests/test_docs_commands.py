@@ -76,6 +76,8 @@ REWRITES = [
     (r"(widths\.py .*)--rounds 30", r"\1--rounds 1", "the measurement takes half a minute; the command is what is checked"),
     (r"(train_step\.py .*)--steps \d+ --rounds \d+", r"\1--steps 2 --rounds 1",
      "the measurement takes minutes; the command is what is checked"),
+    (r"(import_cost\.py) --runs \d+$", r"\1 --runs 1 evaluate_stage report",
+     "ten steps three times take a minute; tests/test_import_floor.py checks what every step loads"),
     ]
 # Conda lines run only where conda is (even a dry run with --sdm conda asks `conda info`); elsewhere
 # tests/test_conda_envs.py checks the environment file, and the same commands without conda run above.

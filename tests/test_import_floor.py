@@ -61,3 +61,18 @@ def loaded_after() -> dict[str, list[str]]:
 def test_a_step_loads_only_the_libraries_its_work_needs(loaded_after, step, forbidden):
     assert not forbidden & set(loaded_after[step]), f"importing {step} loaded {sorted(forbidden & set(loaded_after[step]))}"
 
+
+
+def test_a_checkpoints_version_stamp_names_torchvision_without_loading_it():
+    """Every saved checkpoint carries versions() (the prune step and every train save one): it reads
+    torchvision's installed version instead of importing it."""
+    probe = ("import json, sys; from pipeline_lib.versions import versions; "
+             "print(json.dumps({'stamp': versions(), 'loaded': 'torchvision' in sys.modules}))")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.splitlines()[-1])
+    import torchvision
+
+    assert not result["loaded"]
+    assert result["stamp"]["torchvision"] == torchvision.__version__.split("+")[0]

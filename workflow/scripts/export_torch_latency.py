@@ -1,4 +1,4 @@
-"""Snakemake adapter for pipeline_lib.export.torch_latency_stage (its arguments: pipeline_lib.jobs)."""
+"""Snakemake adapter for pipeline_lib.steps.latency.torch_latency_stage (its arguments: pipeline_lib.jobs)."""
 from pipeline_lib.steps import torch_latency_stage
 from pipeline_lib.runner import run_step
 
