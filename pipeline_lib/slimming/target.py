@@ -15,6 +15,7 @@ import copy
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -138,10 +139,13 @@ def search(model: nn.Module, example: Inputs, scored: Scored, prune_cfg: dict, u
         plan = plan_at_threshold(model, scored, threshold, **plan_args)
         widths = (tuple(len(g.remove) for g in plan.groups), tuple(plan.dropped))
         if widths not in measured:
+            started = time.perf_counter()
             slim = prune_model(copy.deepcopy(model), example, plan)
             measured[widths] = {"ratio": round(plan.achieved_ratio, 4), "flops": count_flops(slim, example),
                                 **({"blocks_dropped": len(plan.dropped)} if blocks else {}),
                                 **(time_model(slim) if time_model else {})}
+            if time_model:  # what a timed probe cost (export, INT8 quantization, timing): the search's price
+                measured[widths]["probe_s"] = round(time.perf_counter() - started, 1)
         return measured[widths]
 
     candidates = candidate_thresholds(scored, min_channels=plan_args["min_channels"],
