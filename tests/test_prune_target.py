@@ -1,21 +1,27 @@
-"""prune.target: the threshold search meets FLOPs, latency and speedup targets, records its probes,
-fails in one line when the guards make a target unreachable, and is reused from its cache."""
+"""prune.target: the threshold search meets FLOPs, latency and speedup targets (FP32 or INT8), records
+its probes, fails in one line when the guards make a target unreachable, and is reused from its cache."""
 from __future__ import annotations
 
 import copy
 import json
+from functools import partial
 
+import onnx
 import pytest
 import torch
 
+from pipeline_lib.config import load_config
 from pipeline_lib.errors import UserError
+from pipeline_lib.export.settings import rule_settings
 from pipeline_lib.profile import count_flops
 from pipeline_lib.slimming import plan_at_threshold, prune_model, score_groups
 from pipeline_lib.slimming.target import SearchCache, bisect, candidate_thresholds, plan_to_target
 from pipeline_lib.export.latency import PairedLatency
+from pipeline_lib.steps.chain import _target_timer
+from pipeline_lib.tasks import load_model
 from pipeline_lib.tasks.detection.model import YOLODetector
 
-from conftest import progress_records, randomize_bn
+from conftest import REPO, progress_records, randomize_bn
 
 GUARDS = {"min_channels": 4, "round_to": 8, "on_infeasible": "clamp"}
 
@@ -120,3 +126,36 @@ def test_bisect_finds_the_first_candidate_that_meets_a_monotone_goal():
         assert index == goal and len(probes) <= 8
     index, probes = bisect(values, lambda v: {"v": v}, lambda p: False)
     assert index is None and len(probes) == 1  # the largest candidate is tried first
+
+
+@pytest.mark.e2e  # the tiny run's sparse checkpoint and data; every probe a real export and INT8 quantization
+def test_an_int8_target_times_each_probe_quantized_against_the_unpruned_fp32(tiny_run, tmp_path):
+    loaded = load_model(tiny_run / "results/sparse.pt")
+    export_cfg = load_config(REPO / "config/test.yaml")["export"]
+    cfg = {**GUARDS, "target": {"latency_ms": 1e4, "int8": True, "imgsz": 32, "runs": 10}, "threads": 1,
+           "deploy_imgsz": None, "int8_quantize": rule_settings(export_cfg, "quantize_int8")}
+    timer = _target_timer(loaded, cfg, tiny_run / "results/data/dataset.json")
+    built = []  # the op types of every model a probe timed
+
+    def recording(model, folder):
+        path = timer.keywords["candidate_export"](model, folder)
+        built.append({node.op_type for node in onnx.load(path).graph.node})
+        return path
+
+    model, example = loaded.model, loaded.task.example_input(loaded.imgsz)
+    scored = score_groups(model, example, loaded.task.keep_width_modules(model))
+    with progress_records() as records:
+        _, search = plan_to_target(model, example, scored, cfg, {"flops": count_flops(model, example)},
+                                   SearchCache(tmp_path / "prune_search.json", "sha", cfg),
+                                   partial(timer, candidate_export=recording))
+    int8_at = {"imgsz": 32, "threads": 1, "batch": 1, "precision": "int8"}
+    assert search["geometry"] == int8_at and all(p["geometry"] == int8_at for p in search["probes"])
+    # each distinct model was quantized (QDQ) and timed once; the FP32 reference was not quantized
+    assert len(built) == search["models_measured"] >= 2
+    assert all({"QuantizeLinear", "DequantizeLinear"} <= ops for ops in built)
+    assert all(p["meets"] == (p["latency_ms"] <= 1e4) and p["speedup"] > 0 and p["probe_s"] > 0
+               for p in search["probes"])
+    assert next(p for p in search["probes"] if p["threshold"] == search["threshold"])["meets"]
+    lines = [r.getMessage() for r in records]
+    assert len(lines) == len(search["probes"])
+    assert all("timed as INT8 against the unpruned FP32, in " in line for line in lines)
