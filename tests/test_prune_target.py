@@ -14,6 +14,7 @@ from pipeline_lib.config import load_config
 from pipeline_lib.errors import UserError
 from pipeline_lib.export.settings import rule_settings
 from pipeline_lib.profile import count_flops
+from pipeline_lib.progress import probe_line
 from pipeline_lib.slimming import plan_at_threshold, prune_model, score_groups
 from pipeline_lib.slimming.target import SearchCache, bisect, candidate_thresholds, plan_to_target
 from pipeline_lib.export.latency import PairedLatency
@@ -92,7 +93,8 @@ def test_latency_target_records_every_probe_and_a_rerun_reuses_the_outcome(tmp_p
     _, unpruned, (plan, search) = _search(model, example, tmp_path, {"speedup": 1.3, "runs": 10})
     assert search["unpruned"]["latency_ms"] > 0 and search["goal"] == {"speedup": 1.3}
     probes = search["probes"]
-    assert probes and all(p["latency_ms"] > 0 and p["speedup"] > 0 and p["flops"] > 0 for p in probes)
+    assert probes and all(p["latency_ms"] > 0 and p["speedup"] > 0 and p["flops"] > 0 and p["probe_s"] > 0
+                          for p in probes)
     assert all(p["meets"] == (p["speedup"] >= 1.3) for p in probes)
     # thresholds that leave the same widths are one model, timed once: equal FLOPs, equal timings
     for a in probes:
@@ -128,34 +130,26 @@ def test_bisect_finds_the_first_candidate_that_meets_a_monotone_goal():
     assert index is None and len(probes) == 1  # the largest candidate is tried first
 
 
-@pytest.mark.e2e  # the tiny run's sparse checkpoint and data; every probe a real export and INT8 quantization
-def test_an_int8_target_times_each_probe_quantized_against_the_unpruned_fp32(tiny_run, tmp_path):
-    loaded = load_model(tiny_run / "results/sparse.pt")
-    export_cfg = load_config(REPO / "config/test.yaml")["export"]
-    cfg = {**GUARDS, "target": {"latency_ms": 1e4, "int8": True, "imgsz": 32, "runs": 10}, "threads": 1,
-           "deploy_imgsz": None, "int8_quantize": rule_settings(export_cfg, "quantize_int8")}
-    timer = _target_timer(loaded, cfg, tiny_run / "results/data/dataset.json")
-    built = []  # the op types of every model a probe timed
+@pytest.mark.e2e  # the tiny run's checkpoint and data; a real export and INT8 quantization (seconds each)
+def test_an_int8_target_times_the_candidate_quantized_against_the_unpruned_fp32(tiny_run, monkeypatch):
+    monkeypatch.chdir(tiny_run)  # the manifest names its images relative to the run, as the prune step runs
+    loaded = load_model("results/sparse.pt")
+    quantize = {**rule_settings(load_config(REPO / "config/test.yaml")["export"], "quantize_int8"), "calibration_images": 4}
+    cfg = {"target": {"speedup": 1.5, "int8": True, "imgsz": 32, "runs": 10}, "threads": 1, "deploy_imgsz": None,
+           "int8_quantize": quantize}
+    timer = _target_timer(loaded, cfg, "results/data/dataset.json")
+    built = []  # the op types of every model timed as a candidate
 
-    def recording(model, folder):
-        path = timer.keywords["candidate_export"](model, folder)
+    def recording(candidate, folder):
+        path = timer.keywords["candidate_export"](candidate, folder)
         built.append({node.op_type for node in onnx.load(path).graph.node})
         return path
 
-    model, example = loaded.model, loaded.task.example_input(loaded.imgsz)
-    scored = score_groups(model, example, loaded.task.keep_width_modules(model))
-    with progress_records() as records:
-        _, search = plan_to_target(model, example, scored, cfg, {"flops": count_flops(model, example)},
-                                   SearchCache(tmp_path / "prune_search.json", "sha", cfg),
-                                   partial(timer, candidate_export=recording))
-    int8_at = {"imgsz": 32, "threads": 1, "batch": 1, "precision": "int8"}
-    assert search["geometry"] == int8_at and all(p["geometry"] == int8_at for p in search["probes"])
-    # each distinct model was quantized (QDQ) and timed once; the FP32 reference was not quantized
-    assert len(built) == search["models_measured"] >= 2
-    assert all({"QuantizeLinear", "DequantizeLinear"} <= ops for ops in built)
-    assert all(p["meets"] == (p["latency_ms"] <= 1e4) and p["speedup"] > 0 and p["probe_s"] > 0
-               for p in search["probes"])
-    assert next(p for p in search["probes"] if p["threshold"] == search["threshold"])["meets"]
-    lines = [r.getMessage() for r in records]
-    assert len(lines) == len(search["probes"])
-    assert all("timed as INT8 against the unpruned FP32, in " in line for line in lines)
+    timed = partial(timer, candidate_export=recording)(loaded.model)(loaded.model)  # what search() does per probe
+    assert timed["geometry"] == {"imgsz": 32, "threads": 1, "batch": 1, "precision": "int8"}
+    assert timed["latency_ms"] > 0 and timed["speedup"] > 0
+    # the candidate was quantized (QDQ) as quantize_int8 does; the reference, the unpruned FP32, was not
+    assert len(built) == 1 and {"QuantizeLinear", "DequantizeLinear"} <= built[0]
+    probe = {"threshold": 0.5, "ratio": 0.0, "flops": 1e6, **timed, "probe_s": 3.0, "meets": True}
+    assert probe_line(1, probe, {"speedup": 1.5}).endswith(
+        "timed as INT8 against the unpruned FP32, in 3.0 s: meets speedup >= 1.5")
