@@ -24,7 +24,7 @@ from .chain import sweep_lineage
 from .errors import ConfigError, UserError
 from .io import read_config_file
 from .registry import families, family_check, schema_path
-from .targets import TARGET_KEYS
+from .targets import TARGET_KEYS, check_int8_targets
 
 __all__ = ["SCHEMA_PATH", "TRAINED_STAGES", "schema", "load_config", "read_config_files", "validate_config",
            "stage_config", "config_hash", "defaults"]
@@ -227,20 +227,6 @@ def _sorted_keys(node: Any) -> Any:
     return node
 
 
-def _check_int8_targets(targets: list[tuple[tuple, object]], export_int8) -> None:
-    """A target that counts INT8 times an INT8 model: a FLOPs goal has nothing to time, and with
-    export.int8 false the chain deploys no INT8 model for it to describe (true and auto do build one)."""
-    for where, target in targets:
-        if not (isinstance(target, dict) and target.get("int8")):
-            continue
-        if "flops" in target:
-            raise ConfigError(where, "int8: true times the INT8 model, and a flops goal is counted, not timed: "
-                              "drop int8 or give speedup or latency_ms")
-        if export_int8 is False:
-            raise ConfigError(where, "int8: true counts the INT8 model but export.int8 is false (no INT8 model "
-                              "is deployed): set export.int8 to true or auto, or drop int8 here")
-
-
 def _check_across_keys(config: dict) -> None:
     """Rules a JSON schema cannot say: they relate two keys, or values after formatting."""
     prune = config["prune"]
@@ -259,7 +245,7 @@ def _check_across_keys(config: dict) -> None:
             hint = " (a config laid over another keeps its target's keys: set the other one to null)" if given else ""
             raise ConfigError(where, f"give exactly one of {', '.join(TARGET_KEYS)} "
                               f"(got {', '.join(given) or 'none'}){hint}")
-    _check_int8_targets(points + [(("prune", "target"), prune["target"])], config["export"]["int8"])
+    check_int8_targets(points + [(("prune", "target"), prune["target"])], config["export"]["int8"])
     if prune["target"] is not None:
         if prune["iterations"] > 1:
             raise ConfigError(("prune", "target"), "a target sets the final model's size, not each iteration's: "
