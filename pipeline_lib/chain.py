@@ -73,11 +73,13 @@ def _iteration(lineage: str, prune_cfg: dict) -> int:
     return int(re.fullmatch(r"iter/(\d+)/", lineage).group(1))
 
 
-def prune_settings(lineage: str, prune_cfg: dict, threads: int = 1, deploy_imgsz: list | None = None) -> dict:
+def prune_settings(lineage: str, prune_cfg: dict, threads: int = 1, deploy_imgsz: list | None = None,
+                   quantize: dict | None = None) -> dict:
     """What `prune` needs in one lineage: its ratio or target and the guards (not `iterations`/`sweep`,
     so adding a sweep ratio does not rerun the main chain's prune). `threads` (export.threads) and
     `deploy_imgsz` (export.deploy.imgsz, where a timed target is measured by default) only with a
-    timed target: a FLOPs target or a ratio does not depend on them. `drop_blocks` only
+    timed target: a FLOPs target or a ratio does not depend on them; `quantize` (the quantize_int8
+    step's export keys) as "int8_quantize" only with a target that counts INT8. `drop_blocks` only
     when set, so that runs from before the key keep their params (and are not pruned again)."""
     guards = {k: prune_cfg[k] for k in ("min_channels", "on_infeasible")} | {"round_to": resolve_round_to(prune_cfg["round_to"])}
     if prune_cfg.get("drop_blocks"):
@@ -91,6 +93,7 @@ def prune_settings(lineage: str, prune_cfg: dict, threads: int = 1, deploy_imgsz
         ratio = None if target else iteration_ratios(prune_cfg)[_iteration(lineage, prune_cfg) - 1]
     if target:
         timed = {"threads": threads, "deploy_imgsz": deploy_imgsz} if is_timed(target) else {}
+        timed |= {"int8_quantize": quantize} if timed and target.get("int8") else {}
         return {"ratio": None, "target": target, **guards, **timed}
     return {"ratio": ratio, **guards}
 

@@ -24,7 +24,7 @@ from .chain import sweep_lineage
 from .errors import ConfigError, UserError
 from .io import read_config_file
 from .registry import families, family_check, schema_path
-from .targets import TARGET_KEYS
+from .targets import TARGET_KEYS, check_int8_targets
 
 __all__ = ["SCHEMA_PATH", "TRAINED_STAGES", "schema", "load_config", "read_config_files", "validate_config",
            "stage_config", "config_hash", "defaults"]
@@ -245,6 +245,7 @@ def _check_across_keys(config: dict) -> None:
             hint = " (a config laid over another keeps its target's keys: set the other one to null)" if given else ""
             raise ConfigError(where, f"give exactly one of {', '.join(TARGET_KEYS)} "
                               f"(got {', '.join(given) or 'none'}){hint}")
+    check_int8_targets(points + [(("prune", "target"), prune["target"])], config["export"]["int8"])
     if prune["target"] is not None:
         if prune["iterations"] > 1:
             raise ConfigError(("prune", "target"), "a target sets the final model's size, not each iteration's: "

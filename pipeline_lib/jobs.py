@@ -75,9 +75,13 @@ def _train(a: Artifact, config: dict) -> tuple[dict, dict]:
 
 
 def _prune(a: Artifact, config: dict) -> tuple[dict, dict]:
+    """A target that counts INT8 quantizes each probe as quantize_int8 will quantize the finetuned
+    model: that step's settings and calibration data."""
     settings = chain.prune_settings(a.lineage, config["prune"], config["export"]["threads"],
-                                    config["export"]["deploy"]["imgsz"])
-    return ({"checkpoint": _checkpoint(chain.parent(a.lineage, "pruned", config), a.results)},
+                                    config["export"]["deploy"]["imgsz"], rule_settings(config["export"], "quantize_int8"))
+    finetuned = replace(a, stage="pruned_finetuned")
+    calibration = {"manifest_path": _stage_data(finetuned, config)["manifest_path"]} if "int8_quantize" in settings else {}
+    return ({"checkpoint": _checkpoint(chain.parent(a.lineage, "pruned", config), a.results), **calibration},
             {"prune_cfg": settings, "search_cache": a.prune_search})
 
 

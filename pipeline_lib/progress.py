@@ -63,6 +63,9 @@ def probe_line(index: int, probe: dict[str, Any], goal: dict[str, float]) -> str
     measured = [f"FLOPs {probe['flops']:.4g}"]  # 4 digits: probes near the goal differ in the third
     measured += [f"latency {probe['latency_ms']:.3g} ms"] if "latency_ms" in probe else []
     measured += [f"speedup {probe['speedup']:.3g}x"] if "speedup" in probe else []
+    measured += ["timed as INT8 against the unpruned FP32"] if probe.get("geometry", {}).get("precision") == "int8" else []
+    measured += ["the same model as an earlier probe (not timed again)" if probe.get("same_model")
+                 else f"in {probe['probe_s']:.1f} s"] if "probe_s" in probe else []
     wanted = ", ".join(f"{k} {'>=' if k == 'speedup' else '<='} {v:.4g}" for k, v in goal.items())
     # |γ| of briefly trained networks cluster within 1e-4 of each other: 6 digits tell probes apart
     return (f"prune target probe {index}: |γ| threshold {probe['threshold']:.6g}, ratio {probe['ratio']:.3f}, "

@@ -68,6 +68,7 @@ def prune_request(prune_report: dict) -> str:
     how = f"reused from {search['reused']}" if "reused" in search else f"{len(search['probes'])} probes"
     at = search.get("geometry")  # a timed target's geometry (absent from a prune.json before it was recorded)
     where = f", timed at {geometry_label(at)} {at['precision'].upper()}" if at else ""
+    where += " against the unpruned FP32" if at and at["precision"] == "int8" else ""
     return f"- target: {kind} {value:g}: reached {reached}{where} (threshold by bisection, {how})"
 
 

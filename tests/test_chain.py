@@ -66,6 +66,19 @@ def test_a_target_replaces_the_ratio_and_only_a_timed_one_depends_on_threads():
     assert chain.prune_settings("sweep/r0.25/", _config(target={"flops": 0.4}, sweep=[0.25])["prune"])["ratio"] == 0.25
 
 
+def test_only_a_target_that_counts_int8_gets_the_quantize_settings_and_the_calibration_data():
+    from pipeline_lib import jobs
+    from pipeline_lib.layout import Artifact
+
+    cfg = defaults()
+    cfg["prune"]["target"] = {"speedup": 3.0}
+    assert "manifest_path" not in jobs.step_args("prune", Artifact("", "pruned"), cfg)
+    cfg["prune"]["target"] = {"speedup": 3.0, "int8": True}
+    args = jobs.step_args("prune", Artifact("", "pruned"), cfg)
+    assert args["prune_cfg"]["int8_quantize"]["calibration_images"] == cfg["export"]["calibration_images"]
+    assert args["manifest_path"] == jobs.step_args("quantize_int8", Artifact("", "pruned_finetuned"), cfg)["manifest_path"]
+
+
 def test_a_sweep_point_may_be_a_target_with_its_own_folder():
     cfg = _config(sweep=[0.3, {"flops": 0.4}, {"speedup": 2.5, "runs": 20}])
     assert chain.sweep_lineages(cfg["prune"]) == ["sweep/r0.3/", "sweep/flops0.4/", "sweep/speedup2.5/"]

@@ -40,6 +40,10 @@ def test_defaults_fill_nested_sections(tmp_path):
     ("prune:\n  target: {flops: 0.4, speedup: 2}\n", 2, "prune.target: give exactly one of flops, latency_ms, "
      "speedup (got flops, speedup)"),
     ("prune:\n  target: {runs: 20}\n", 2, "prune.target: give exactly one of flops, latency_ms, speedup (got none)"),
+    ("prune:\n  target: {flops: 0.4, int8: true}\n", 2, "prune.target: int8: true times the INT8 model, and a flops"),
+    ("export:\n  int8: false\nprune:\n  target: {speedup: 3, int8: true}\n", 4,
+     "prune.target: int8: true counts the INT8 model but export.int8 is false"),
+    ("prune:\n  sweep: [{latency_ms: 9}, {flops: 0.3, int8: true}]\n", 2, "prune.sweep.1: int8: true times the INT8"),
     ("prune:\n  iterations: 2\n  target:\n    flops: 0.4\n", 3, "prune.target: a target sets the final model's"),
     ("prune:\n  target: {speedup: 0.5}\n", 2, "prune.target.speedup: 0.5 is less than or equal to the minimum of 1"),
     ("export:\n  int8_float_layers: all\n", 2, "export.int8_float_layers: 'all' is not 'auto' or a list"),
@@ -63,6 +67,13 @@ def test_mistakes_name_file_line_and_key(tmp_path, text, line, key):
     message = str(info.value)
     assert message.startswith(f"{path}:{line}: {key}")
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("export_int8", [True, "auto"])
+def test_a_target_may_count_int8_where_the_chain_builds_an_int8_model(tmp_path, export_int8):
+    path = tmp_path / "int8.yaml"
+    path.write_text(f"export:\n  int8: {str(export_int8).lower()}\nprune:\n  target: {{speedup: 3, int8: true}}\n")
+    assert load_config(path)["prune"]["target"] == {"speedup": 3, "int8": True}
 
 
 def test_each_family_gets_its_own_defaults(tmp_path):

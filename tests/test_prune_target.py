@@ -1,21 +1,28 @@
-"""prune.target: the threshold search meets FLOPs, latency and speedup targets, records its probes,
-fails in one line when the guards make a target unreachable, and is reused from its cache."""
+"""prune.target: the threshold search meets FLOPs, latency and speedup targets (FP32 or INT8), records
+its probes, fails in one line when the guards make a target unreachable, and is reused from its cache."""
 from __future__ import annotations
 
 import copy
 import json
+from functools import partial
 
+import onnx
 import pytest
 import torch
 
+from pipeline_lib.config import load_config
 from pipeline_lib.errors import UserError
+from pipeline_lib.export.settings import rule_settings
 from pipeline_lib.profile import count_flops
+from pipeline_lib.progress import probe_line
 from pipeline_lib.slimming import plan_at_threshold, prune_model, score_groups
 from pipeline_lib.slimming.target import SearchCache, bisect, candidate_thresholds, plan_to_target
 from pipeline_lib.export.latency import PairedLatency
+from pipeline_lib.steps.chain import _target_timer
+from pipeline_lib.tasks import load_model
 from pipeline_lib.tasks.detection.model import YOLODetector
 
-from conftest import progress_records, randomize_bn
+from conftest import REPO, progress_records, randomize_bn
 
 GUARDS = {"min_channels": 4, "round_to": 8, "on_infeasible": "clamp"}
 
@@ -87,6 +94,8 @@ def test_latency_target_records_every_probe_and_a_rerun_reuses_the_outcome(tmp_p
     assert search["unpruned"]["latency_ms"] > 0 and search["goal"] == {"speedup": 1.3}
     probes = search["probes"]
     assert probes and all(p["latency_ms"] > 0 and p["speedup"] > 0 and p["flops"] > 0 for p in probes)
+    # each probe's cost is recorded where it was paid: a probe of an already measured model costs nothing
+    assert all((p["probe_s"] > 0) != p.get("same_model", False) for p in probes)
     assert all(p["meets"] == (p["speedup"] >= 1.3) for p in probes)
     # thresholds that leave the same widths are one model, timed once: equal FLOPs, equal timings
     for a in probes:
@@ -120,3 +129,28 @@ def test_bisect_finds_the_first_candidate_that_meets_a_monotone_goal():
         assert index == goal and len(probes) <= 8
     index, probes = bisect(values, lambda v: {"v": v}, lambda p: False)
     assert index is None and len(probes) == 1  # the largest candidate is tried first
+
+
+@pytest.mark.e2e  # the tiny run's checkpoint and data; a real export and INT8 quantization (seconds each)
+def test_an_int8_target_times_the_candidate_quantized_against_the_unpruned_fp32(tiny_run, monkeypatch):
+    monkeypatch.chdir(tiny_run)  # the manifest names its images relative to the run, as the prune step runs
+    loaded = load_model("results/sparse.pt")
+    quantize = {**rule_settings(load_config(REPO / "config/test.yaml")["export"], "quantize_int8"), "calibration_images": 4}
+    cfg = {"target": {"speedup": 1.5, "int8": True, "imgsz": 32, "runs": 10}, "threads": 1, "deploy_imgsz": None,
+           "int8_quantize": quantize}
+    timer = _target_timer(loaded, cfg, "results/data/dataset.json")
+    built = []  # the op types of every model timed as a candidate
+
+    def recording(candidate, folder):
+        path = timer.keywords["candidate_export"](candidate, folder)
+        built.append({node.op_type for node in onnx.load(path).graph.node})
+        return path
+
+    timed = partial(timer, candidate_export=recording)(loaded.model)(loaded.model)  # what search() does per probe
+    assert timed["geometry"] == {"imgsz": 32, "threads": 1, "batch": 1, "precision": "int8"}
+    assert timed["latency_ms"] > 0 and timed["speedup"] > 0
+    # the candidate was quantized (QDQ) as quantize_int8 does; the reference, the unpruned FP32, was not
+    assert len(built) == 1 and {"QuantizeLinear", "DequantizeLinear"} <= built[0]
+    probe = {"threshold": 0.5, "ratio": 0.0, "flops": 1e6, **timed, "probe_s": 3.0, "meets": True}
+    assert probe_line(1, probe, {"speedup": 1.5}).endswith(
+        "timed as INT8 against the unpruned FP32, in 3.0 s: meets speedup >= 1.5")

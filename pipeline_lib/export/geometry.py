@@ -51,11 +51,12 @@ def target_geometry(target: dict, deploy_imgsz: Sequence[int] | None, *, trained
                     dynamic: int, threads: int) -> dict:
     """Where a timed prune target is measured: `target`'s imgsz (default: the largest deployment
     size, where a user deploying at 640 px wants the speed) and threads (default `threads`,
-    export.threads), batch 1, FP32."""
+    export.threads), batch 1; the candidate timed as INT8 with `target.int8` (against the unpruned
+    model's FP32 always: what a user starts from), else FP32."""
     sizes = deploy_sizes(deploy_imgsz, trained, extra_sizes, dynamic)
     largest = max(sizes, key=lambda s: s if isinstance(s, int) else s[0] * s[1])
     return {"imgsz": target.get("imgsz") or largest, "threads": resolve_threads(target.get("threads") or threads),
-            "batch": 1, "precision": "fp32"}
+            "batch": 1, "precision": "int8" if target.get("int8") else "fp32"}
 
 
 def geometry_label(geometry: dict) -> str:

@@ -83,28 +83,34 @@ class PairedLatency:
 
     A burst of load on the host hits both models of a round alike, so the speedup (median of the
     per-round ratios) is far steadier than two latencies taken minutes apart. Models are exported
-    as the export step exports them (torch.export, to a temporary file).
+    as the export step exports them (torch.export, to a temporary file); `candidate_export(model,
+    folder)`, when given, makes each candidate's ONNX file instead (e.g. its INT8 model) and returns
+    its path, while the reference stays the FP32 export.
     """
 
     def __init__(self, reference: nn.Module, example: Inputs, *, threads: int, runs: int, rounds: int = 5,
-                 geometry: dict | None = None):
+                 geometry: dict | None = None, candidate_export: Callable[[nn.Module, Path], Path] | None = None):
         self.example, self.threads, self.rounds, self.geometry = example, threads, rounds, geometry
         self.per_round = max(runs // rounds, 1)
+        self.candidate_export = candidate_export
         self.reference = self._runner(reference)
 
-    def _runner(self, model: nn.Module) -> Callable[[], object]:
+    def _export_fp32(self, model: nn.Module, folder: Path) -> Path:
         from .onnx_export import export_onnx
+
+        export_onnx(model, self.example, folder / "model.onnx")
+        return folder / "model.onnx"
+
+    def _runner(self, model: nn.Module, export: Callable[[nn.Module, Path], Path] | None = None) -> Callable[[], object]:
         from .runtime import make_session
 
         with tempfile.TemporaryDirectory() as tmp:  # the session holds the model: the file can go
-            path = Path(tmp) / "model.onnx"
-            export_onnx(model, self.example, path)
-            session = make_session(path, self.threads)
+            session = make_session((export or self._export_fp32)(model, Path(tmp)), self.threads)
         feed = ort_feed(session, first_rows(self.example, 1))
         return lambda: session.run(None, feed)
 
     def __call__(self, model: nn.Module) -> dict:
-        candidate = self._runner(model)
+        candidate = self._runner(model, self.candidate_export)
         timed = lambda run: np.median(time_calls(run, self.per_round, 2))  # noqa: E731
         pairs = [(timed(self.reference), timed(candidate)) for _ in range(self.rounds)]
         return {"latency_ms": round(float(np.median([c for _, c in pairs])) * 1e3, 4),

@@ -15,6 +15,7 @@ import copy
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -122,7 +123,8 @@ def search(model: nn.Module, example: Inputs, scored: Scored, prune_cfg: dict, u
     (threshold, goal, every probe's ratio, FLOPs and latency) as prune.json records it.
 
     Thresholds that leave the same widths (past the point where every group is clamped, say) are
-    the same model: it is measured once, so noise cannot judge one network twice."""
+    the same model: it is measured once, so noise cannot judge one network twice (such a probe
+    records "same_model": true and probe_s 0)."""
     target = prune_cfg["target"]
     plan_args = {"min_channels": prune_cfg["min_channels"], "round_to": prune_cfg["round_to"], "blocks": blocks}
     time_model = make_timer(model) if is_timed(target) else None
@@ -137,11 +139,15 @@ def search(model: nn.Module, example: Inputs, scored: Scored, prune_cfg: dict, u
     def probe(threshold: float) -> dict:
         plan = plan_at_threshold(model, scored, threshold, **plan_args)
         widths = (tuple(len(g.remove) for g in plan.groups), tuple(plan.dropped))
-        if widths not in measured:
-            slim = prune_model(copy.deepcopy(model), example, plan)
-            measured[widths] = {"ratio": round(plan.achieved_ratio, 4), "flops": count_flops(slim, example),
-                                **({"blocks_dropped": len(plan.dropped)} if blocks else {}),
-                                **(time_model(slim) if time_model else {})}
+        if widths in measured:  # the same network again: its measurement, not its cost again
+            return measured[widths] | ({"same_model": True, "probe_s": 0.0} if time_model else {})
+        started = time.perf_counter()
+        slim = prune_model(copy.deepcopy(model), example, plan)
+        measured[widths] = {"ratio": round(plan.achieved_ratio, 4), "flops": count_flops(slim, example),
+                            **({"blocks_dropped": len(plan.dropped)} if blocks else {}),
+                            **(time_model(slim) if time_model else {})}
+        if time_model:  # what a timed probe cost (export, INT8 quantization, timing): the search's price
+            measured[widths]["probe_s"] = round(time.perf_counter() - started, 1)
         return measured[widths]
 
     candidates = candidate_thresholds(scored, min_channels=plan_args["min_channels"],

@@ -31,28 +31,32 @@ def _bn_widths(model: nn.Module) -> dict[str, int]:
     return {name: m.num_features for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
 
 
-def _target_timer(loaded, prune_cfg: dict) -> partial:
+def _target_timer(loaded, prune_cfg: dict, manifest_path: str | os.PathLike | None = None) -> partial:
     """PairedLatency at the timed target's geometry (export.geometry.target_geometry): candidates are
-    exported with the input size they are timed at."""
+    exported with the input size they are timed at, or with `prune.target.int8` quantized as the
+    quantize step would (calibrated on `manifest_path`'s training images) and timed as INT8."""
     # imported here: only a timed target exports and times candidates (torch.onnx, onnx, ONNX Runtime)
     from ..export.geometry import target_geometry
     from ..export.latency import PairedLatency
+    from .export import int8_probe_export
 
     task = loaded.task
     geometry = target_geometry(prune_cfg["target"], prune_cfg.get("deploy_imgsz"), trained=loaded.imgsz,
                                extra_sizes=task.deploy_sizes, dynamic=task.dynamic_input,
                                threads=prune_cfg.get("threads", 1))
+    int8 = int8_probe_export(loaded, manifest_path, prune_cfg["int8_quantize"]) if geometry["precision"] == "int8" else None
     return partial(PairedLatency, example=task.example_input(geometry["imgsz"]), threads=geometry["threads"],
-                   runs=prune_cfg["target"].get("runs", 50), geometry=geometry)
+                   runs=prune_cfg["target"].get("runs", 50), geometry=geometry, candidate_export=int8)
 
 
 def prune_stage(*, checkpoint: str | os.PathLike, prune_cfg: dict, out_checkpoint: str | os.PathLike,
-                out_report: str | os.PathLike, search_cache: str | os.PathLike | None = None) -> dict:
+                out_report: str | os.PathLike, search_cache: str | os.PathLike | None = None,
+                manifest_path: str | os.PathLike | None = None) -> dict:
     """Plan and cut channels of a (sparsity-trained) checkpoint; write pruned.pt and prune.json.
 
     The plan comes from `prune_cfg["ratio"]`, or from a search for `prune_cfg["target"]` whose
     outcome is kept in `search_cache` (default: prune_search.json beside prune.json) and reused by
-    reruns (target.SearchCache).
+    reruns (target.SearchCache). `manifest_path`: the calibration data of a target that counts INT8.
     """
     loaded = load_model(checkpoint)
     ckpt, model = loaded.ckpt, loaded.model
@@ -66,7 +70,7 @@ def prune_stage(*, checkpoint: str | os.PathLike, prune_cfg: dict, out_checkpoin
     if prune_cfg.get("target"):
         cache = SearchCache(Path(search_cache or Path(out_report).with_name("prune_search.json")),
                             sha256_file(checkpoint), prune_cfg)
-        timer = _target_timer(loaded, prune_cfg)
+        timer = _target_timer(loaded, prune_cfg, manifest_path)
         plan, search = plan_to_target(model, example, score_groups(model, example, keep), prune_cfg, before, cache,
                                       timer, blocks)
     else:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+from pathlib import Path
+from typing import Callable
 
 import onnxruntime as ort
 import torch
@@ -39,7 +41,7 @@ from ..tasks import Task, load_model, with_evaluator
 from .latency import random_input
 from .records import metrics_record
 
-__all__ = ["export_stage", "quantize_stage", "evaluate_onnx_stage"]
+__all__ = ["export_stage", "quantize_stage", "int8_probe_export", "calibration_batches", "evaluate_onnx_stage"]
 
 log = logging.getLogger("slimflow")
 
@@ -69,8 +71,7 @@ def export_stage(*, checkpoint: str | os.PathLike, manifest_path: str | os.PathL
     ckpt, task, model, imgsz = loaded.ckpt, loaded.task, loaded.model, loaded.imgsz
     manifest = read_json(manifest_path)
     example = task.example_input(imgsz)
-    module_names = {m: name for name, m in model.named_modules()}
-    heads = [f"{module_names[m]}.weight" for m in task.int8_float_modules(model)]
+    heads = int8_heads(task, model)
     outputs = list(task.output_names)
     metadata = {"family": task.family, "arch": ckpt["arch"]["name"], "kwargs": ckpt["arch"]["kwargs"],
                 "stage": ckpt["meta"].get("stage"),
@@ -101,7 +102,35 @@ def export_stage(*, checkpoint: str | os.PathLike, manifest_path: str | os.PathL
     return report
 
 
-def _calibration_batches(task: Task, manifest: dict, imgsz, n: int, seed: int) -> list:
+def int8_heads(task: Task, model: torch.nn.Module) -> list[str]:
+    """The weights of the modules the family keeps float in INT8 (its heads): the FP32 model's metadata "heads"."""
+    module_names = {m: name for name, m in model.named_modules()}
+    return [f"{module_names[m]}.weight" for m in task.int8_float_modules(model)]
+
+
+def int8_probe_export(loaded, manifest_path: str | os.PathLike, export_cfg: dict,
+                      seed: int = 0) -> Callable[[torch.nn.Module, Path], Path]:
+    """How a prune-target probe becomes the INT8 model this chain's quantize step would write from
+    it: exported as export_stage exports (dynamic input at the trained size, tiny weights zeroed),
+    quantized by `quantize_int8` with the `export` section's settings on the same calibration
+    images (read once, for every probe). `int8_float_layers: auto` (one quantization per layer) is
+    not run per probe: a probe keeps only the fixed rules' layers float."""
+    task, imgsz = loaded.task, loaded.imgsz
+    batches = calibration_batches(task, read_json(manifest_path), imgsz, export_cfg["calibration_images"], seed)
+    settings = _quantize_settings({"heads": int8_heads(task, loaded.model)}, export_cfg)
+    float_layers = [] if export_cfg["int8_float_layers"] == "auto" else export_cfg["int8_float_layers"]
+
+    def export(model: torch.nn.Module, folder: Path) -> Path:
+        fp32, int8 = folder / "probe.onnx", folder / "probe.int8.onnx"
+        export_onnx(model, task.example_input(imgsz), fp32, input_names=task.input_names,
+                    output_names=list(task.output_names), dynamic=task.dynamic_input)
+        zero_tiny_weights(fp32)
+        quantize_int8(fp32, int8, batches, float_layers=float_layers, **settings)
+        return int8
+    return export
+
+
+def calibration_batches(task: Task, manifest: dict, imgsz, n: int, seed: int) -> list:
     """`n` training images spread evenly over the split's items, preprocessed as for evaluation, one per batch.
 
     Batch 1 keeps every calibration batch the same shape, which the histogram calibrators need.
@@ -136,7 +165,7 @@ def quantize_stage(*, onnx_path: str | os.PathLike, report_path: str | os.PathLi
     """
     loaded = load_onnx(onnx_path)
     meta, imgsz = loaded.meta, loaded.imgsz
-    batches = _calibration_batches(loaded.task, read_json(manifest_path), imgsz, export_cfg["calibration_images"], seed)
+    batches = calibration_batches(loaded.task, read_json(manifest_path), imgsz, export_cfg["calibration_images"], seed)
     settings = _quantize_settings(meta, export_cfg)
     float_layers, selection = export_cfg["int8_float_layers"], None
     if float_layers == "auto":
