@@ -114,9 +114,11 @@ def _plot_geometries(ax, table: pd.DataFrame) -> None:
         y = [g + k * height for g in range(len(heads))]
         ax.barh(y, row[heads].astype(float), height=height, color=f"C{k % 10}", label=row["stage"])
         for yi, head in zip(y, heads):
-            speedup = row[head.replace(LATENCY_HEAD, SPEEDUP_HEAD, 1)]
-            ax.annotate(f"{row[head]:.3g} ms, {speedup:.2f}x", (row[head], yi), xytext=(4, 0),
-                        textcoords="offset points", va="center", fontsize=7)
+            if pd.isna(row[head]):
+                continue  # not timed at this geometry
+            speedup = row[head.replace(LATENCY_HEAD, SPEEDUP_HEAD, 1)]  # none where the baseline was not timed there
+            ax.annotate(f"{row[head]:.3g} ms" + ("" if pd.isna(speedup) else f", {speedup:.2f}x"), (row[head], yi),
+                        xytext=(4, 0), textcoords="offset points", va="center", fontsize=7)
     ax.set_yticks([g + 0.4 - height / 2 for g in range(len(heads))], [h.removeprefix(f"{LATENCY_HEAD} ") for h in heads])
     ax.invert_yaxis()
     low, high = models[heads].min().min(), models[heads].max().max()

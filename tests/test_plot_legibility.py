@@ -177,3 +177,17 @@ def test_confidence_curves_and_confusion_matrix_read(figures, tmp_path):
     ax = matrix.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == names + ["background"]
     assert sorted(t.get_text() for t in ax.texts) == ["1", "1", "2"], "each non-zero count printed in its cell"
+
+
+def test_geometry_labels_omit_a_speedup_the_baseline_was_not_timed_for(figures, tmp_path):
+    """A chain continued from an older run: its baseline ONNX was timed at 128 px only, so the slim
+    models' 640-px bars have a latency but no speedup; their labels say the latency alone, never "nan"."""
+    heads = {"ORT ms 128 px 1 thr b1": [1.0, np.nan, np.nan, 0.4], "speedup 128 px 1 thr b1": [1.0, np.nan, np.nan, 2.5],
+             "ORT ms 640 px 1 thr b1": [np.nan, np.nan, np.nan, 12.7],
+             "speedup 640 px 1 thr b1": [np.nan, np.nan, np.nan, np.nan]}
+    report.plot_latency(TABLE.assign(flops_vs_baseline=1.0, **heads), tmp_path / "latency.png")
+    (fig,) = figures
+    notes = [t.get_text() for t in fig.axes[1].texts]
+    assert notes and not any("nan" in n for n in notes), notes
+    assert "12.7 ms" in notes and "0.4 ms, 2.50x" in notes
+    assert_titles_fit(fig)
