@@ -14,6 +14,7 @@ import os
 import pandas as pd
 import torch
 from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.transforms import offset_copy
 
 from .chain import sweep_label, sweep_point
 from .checkpoint import load_checkpoint
@@ -132,7 +133,9 @@ def _plot_geometries(ax, table: pd.DataFrame) -> None:
     ax.set(xlabel=f"ONNX Runtime latency, ms (median{'; log scale' if high / low > 20 else ''})",
            title=wrapped(ax.figure, "per deployment geometry (input size, threads, batch): ms, and speedup against "
                                     "the FP32 baseline at the same geometry", share=0.7))
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=min(len(models), 3))
+    # below the x label at a fixed distance in points: a fraction of a short panel's height would overlap it
+    below = offset_copy(ax.transAxes, fig=ax.figure, y=-36, units="points")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0), bbox_transform=below, ncol=min(len(models), 3))
 
 
 def plot_latency(table: pd.DataFrame, out_png: str | os.PathLike) -> None:

@@ -181,7 +181,8 @@ def test_confidence_curves_and_confusion_matrix_read(figures, tmp_path):
 
 def test_geometry_labels_omit_a_speedup_the_baseline_was_not_timed_for(figures, tmp_path):
     """A chain continued from an older run: its baseline ONNX was timed at 128 px only, so the slim
-    models' 640-px bars have a latency but no speedup; their labels say the latency alone, never "nan"."""
+    models' 640-px bars have a latency but no speedup; their labels say the latency alone, never "nan".
+    Two models make a short panel: its legend still sits below the x label."""
     heads = {"ORT ms 128 px 1 thr b1": [1.0, np.nan, np.nan, 0.4], "speedup 128 px 1 thr b1": [1.0, np.nan, np.nan, 2.5],
              "ORT ms 640 px 1 thr b1": [np.nan, np.nan, np.nan, 12.7],
              "speedup 640 px 1 thr b1": [np.nan, np.nan, np.nan, np.nan]}
@@ -191,3 +192,6 @@ def test_geometry_labels_omit_a_speedup_the_baseline_was_not_timed_for(figures, 
     assert notes and not any("nan" in n for n in notes), notes
     assert "12.7 ms" in notes and "0.4 ms, 2.50x" in notes
     assert_titles_fit(fig)
+    legend, xlabel = fig.axes[1].get_legend().get_window_extent(), fig.axes[1].xaxis.label.get_window_extent()
+    assert legend.y1 <= xlabel.y0, f"the legend {legend.bounds} covers the x label {xlabel.bounds} of a short panel"
+    assert legend.y0 >= fig.bbox.y0, "the legend leaves the figure"
