@@ -70,15 +70,23 @@ def all_targets():
     return targets + lora_adapters()
 
 
-def lora_adapters():
-    """The adapter file of every artifact trained with LoRA, in every lineage. Asked for by name:
-    Snakemake reruns a job for a missing output only when something needs that output."""
-    adapters = []
+def lora_artifacts():
+    """Every artifact trained with LoRA, in every lineage."""
+    artifacts = []
     for lineage in [*ITERATIONS, "", *SWEEP]:
         # a sweep only finetunes; an iteration has no baseline of its own
         trained = {"": TRAINED, "sweep/": ["pruned_finetuned"]}.get(lineage[:6], ["sparse", "pruned_finetuned"])
-        adapters += [Artifact(lineage, stage).adapter for stage in trained if stage in LORA]
-    return adapters
+        artifacts += [Artifact(lineage, stage) for stage in trained if stage in LORA]
+    return artifacts
+
+
+def lora_adapters():
+    """The adapter file of every artifact trained with LoRA. Asked for by name: Snakemake reruns a
+    job for a missing output only when something needs that output."""
+    return [a.adapter for a in lora_artifacts()]
+
+
+ADAPTER_OF = {a.checkpoint: a.adapter for a in lora_artifacts()}
 
 
 # The keys of each kind of job, from a job's wildcards.
@@ -106,6 +114,18 @@ def job_inputs(step, key=artifact):
 def job_params(step, key=artifact):
     """A rule's `args` param: the config values the step reads (a change reruns the job)."""
     return lambda wildcards: jobs.params(step, key(wildcards), config)
+
+
+def adapters_read(step, key=artifact):
+    """A rule's unnamed inputs: the adapter of each LoRA-trained checkpoint the step reads. So a stage
+    that gains `lora:` is trained again whichever of its files is asked for: its merged checkpoint's
+    params would not trigger that while the job's other output, the adapter, has no record."""
+
+    def read(wildcards):
+        files = jobs.inputs(step, key(wildcards), config).values()
+        return [ADAPTER_OF[f] for f in files if isinstance(f, str) and f in ADAPTER_OF]
+
+    return read
 
 
 def one_of(names):

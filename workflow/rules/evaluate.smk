@@ -1,6 +1,7 @@
 rule evaluate:
     input:
         unpack(job_inputs("evaluate")),
+        adapters_read("evaluate"),
     output:
         **jobs.outputs("evaluate", ARTIFACT),
     log:

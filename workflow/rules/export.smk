@@ -14,6 +14,7 @@ localrules:
 rule export_onnx:
     input:
         unpack(job_inputs("export_onnx")),
+        adapters_read("export_onnx"),
     output:
         **jobs.outputs("export_onnx", MAIN),
     log:
@@ -72,6 +73,7 @@ rule evaluate_onnx:
 rule latency_torch:
     input:
         unpack(job_inputs("latency_torch")),
+        adapters_read("latency_torch"),
     output:
         **jobs.outputs("latency_torch", MAIN),
     log:

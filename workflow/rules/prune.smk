@@ -6,6 +6,7 @@ localrules:
 rule prune:
     input:
         unpack(job_inputs("prune", pruned)),
+        adapters_read("prune", pruned),
     output:
         **jobs.outputs("prune", Artifact("{lineage}", "pruned")),
     log:

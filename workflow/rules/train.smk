@@ -1,6 +1,7 @@
 rule train:
     input:
         unpack(job_inputs("train")),
+        adapters_read("train"),
     output:
         **jobs.outputs("train", ARTIFACT),
     log:
