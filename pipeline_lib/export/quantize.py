@@ -26,7 +26,7 @@ Choices that decide whether INT8 is faster at all on x86 (measured in docs/EXPOR
 - SiLU stays float (`fuse_silu`): quantized, it costs two kernels that outweigh the int8 gain.
   `silu="lut"` then replaces each float SiLU by an exact table lookup on its uint8 input (`silu_lut`).
   ReLU needs nothing: the quantizer folds it into the preceding QLinearConv's output range,
-  which is why the speed-first config/detector_speedup.yaml uses ReLU (`model.act`).
+  which is why a model meant to run in INT8 pays to use ReLU (docs/EXPORT.md measures both).
 """
 from __future__ import annotations
 

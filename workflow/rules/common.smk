@@ -67,26 +67,22 @@ def all_targets():
     targets = list(jobs.outputs("report", RESULTS).values()) + jobs.deployment_files(config, RESULTS.root)
     if SWEEP:
         targets += list(jobs.outputs("sweep_report", RESULTS).values())
-    return targets + lora_adapters()
+    return targets + list(ADAPTER_OF.values())
 
 
-def lora_artifacts():
-    """Every artifact trained with LoRA, in every lineage."""
-    artifacts = []
+def lora_adapters_by_checkpoint():
+    """{merged checkpoint: its adapter} of every artifact trained with LoRA, in every lineage."""
+    adapters = {}
     for lineage in [*ITERATIONS, "", *SWEEP]:
         # a sweep only finetunes; an iteration has no baseline of its own
         trained = {"": TRAINED, "sweep/": ["pruned_finetuned"]}.get(lineage[:6], ["sparse", "pruned_finetuned"])
-        artifacts += [Artifact(lineage, stage) for stage in trained if stage in LORA]
-    return artifacts
+        adapters |= {Artifact(lineage, s).checkpoint: Artifact(lineage, s).adapter for s in trained if s in LORA}
+    return adapters
 
 
-def lora_adapters():
-    """The adapter file of every artifact trained with LoRA. Asked for by name: Snakemake reruns a
-    job for a missing output only when something needs that output."""
-    return [a.adapter for a in lora_artifacts()]
-
-
-ADAPTER_OF = {a.checkpoint: a.adapter for a in lora_artifacts()}
+# Every LoRA adapter, asked for by name (all_targets, adapters_read): Snakemake reruns a job for a
+# missing output only when something needs that output.
+ADAPTER_OF = lora_adapters_by_checkpoint()
 
 
 # The keys of each kind of job, from a job's wildcards.
