@@ -26,7 +26,7 @@ from .preflight import dataset_fingerprint
 from .registry import has_evaluator, validation_settings
 
 __all__ = ["STEPS", "PLOTS", "inputs", "outputs", "params", "step_args", "summary_rows", "onnx_rows",
-           "deployment_files"]
+           "deployment_files", "lora_adapters", "adapters_read"]
 
 
 def summary_rows(config: dict) -> list[tuple[str, str]]:
@@ -133,6 +133,27 @@ def deployment_files(config: dict, results: str = RESULTS) -> list[str]:
     for stage in ("baseline", DEPLOYED):
         files += outputs("latency_torch", Artifact("", stage, results)).values()
     return list(dict.fromkeys(files))
+
+
+def lora_adapters(config: dict, results: str = RESULTS) -> dict[str, str]:
+    """{merged checkpoint: its adapter} of every artifact trained with LoRA (rule train_lora), in every lineage."""
+    lora = [stage for stage in TRAINED_STAGES if stage_config(config, stage).get("lora")]
+    adapters = {}
+    for lineage in [*chain.iteration_lineages(config["prune"])[:-1], "", *chain.sweep_lineages(config["prune"])]:
+        # a sweep only finetunes; an earlier iteration has no baseline of its own
+        trained = {"": TRAINED_STAGES, "sweep/": ["pruned_finetuned"]}.get(lineage[:6], ["sparse", "pruned_finetuned"])
+        adapters |= {Artifact(lineage, s, results).checkpoint: Artifact(lineage, s, results).adapter
+                     for s in trained if s in lora}
+    return adapters
+
+
+def adapters_read(step: str, key, config: dict) -> list[str]:
+    """The adapter of each LoRA-trained checkpoint `step` reads: a rule's unnamed inputs (the step
+    function never sees them). So a stage that gains `lora:` is trained again whichever of its files
+    is asked for: its merged checkpoint's params trigger does not fire while the job's other output,
+    the adapter, has no record."""
+    adapter_of = lora_adapters(config, key.root if isinstance(key, Results) else key.results)
+    return [adapter_of[f] for f in inputs(step, key, config).values() if isinstance(f, str) and f in adapter_of]
 
 
 def _report(r: Results, config: dict) -> tuple[dict, dict]:

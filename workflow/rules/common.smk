@@ -55,7 +55,6 @@ onstart:
 TRAINED = list(TRAINED_STAGES)
 # Trained artifacts whose stage trains LoRA adapters (rule train_lora, which also writes the adapter).
 LORA = [stage for stage in TRAINED if stage_config(config, stage).get("lora")]
-ITERATIONS = slim_chain.iteration_lineages(config["prune"])[:-1]  # earlier iterations; the last is the main chain
 SWEEP = slim_chain.sweep_lineages(config["prune"])
 # What a rule's output, log and benchmark patterns are made of (pipeline_lib.layout).
 ARTIFACT, DATA, EXPORTED = Artifact("{lineage}", "{stage}"), DataFolder("{data}"), Exported("{prefix}", "{precision}")
@@ -67,22 +66,7 @@ def all_targets():
     targets = list(jobs.outputs("report", RESULTS).values()) + jobs.deployment_files(config, RESULTS.root)
     if SWEEP:
         targets += list(jobs.outputs("sweep_report", RESULTS).values())
-    return targets + list(ADAPTER_OF.values())
-
-
-def lora_adapters_by_checkpoint():
-    """{merged checkpoint: its adapter} of every artifact trained with LoRA, in every lineage."""
-    adapters = {}
-    for lineage in [*ITERATIONS, "", *SWEEP]:
-        # a sweep only finetunes; an iteration has no baseline of its own
-        trained = {"": TRAINED, "sweep/": ["pruned_finetuned"]}.get(lineage[:6], ["sparse", "pruned_finetuned"])
-        adapters |= {Artifact(lineage, s).checkpoint: Artifact(lineage, s).adapter for s in trained if s in LORA}
-    return adapters
-
-
-# Every LoRA adapter, asked for by name (all_targets, adapters_read): Snakemake reruns a job for a
-# missing output only when something needs that output.
-ADAPTER_OF = lora_adapters_by_checkpoint()
+    return targets + list(jobs.lora_adapters(config, RESULTS.root).values())
 
 
 # The keys of each kind of job, from a job's wildcards.
@@ -113,15 +97,8 @@ def job_params(step, key=artifact):
 
 
 def adapters_read(step, key=artifact):
-    """A rule's unnamed inputs: the adapter of each LoRA-trained checkpoint the step reads. So a stage
-    that gains `lora:` is trained again whichever of its files is asked for: its merged checkpoint's
-    params would not trigger that while the job's other output, the adapter, has no record."""
-
-    def read(wildcards):
-        files = jobs.inputs(step, key(wildcards), config).values()
-        return [ADAPTER_OF[f] for f in files if isinstance(f, str) and f in ADAPTER_OF]
-
-    return read
+    """A rule's unnamed inputs: the adapter of each LoRA-trained checkpoint the step reads (pipeline_lib.jobs)."""
+    return lambda wildcards: jobs.adapters_read(step, key(wildcards), config)
 
 
 def one_of(names):
