@@ -51,6 +51,9 @@ class Hook(Protocol):
     def before_step(self, model: nn.Module, epoch: int, epochs: int) -> None:
         """Runs after gradients are unscaled and before clipping/stepping (e.g. an L1 subgradient)."""
 
+    def after_step(self, optimizer: torch.optim.Optimizer, epoch: int, epochs: int) -> None:
+        """Runs after the optimizer's step, before EMA (e.g. the proximal L1 step on BN scales)."""
+
     def epoch_columns(self, model: nn.Module) -> dict[str, float]:
         """Extra per-epoch CSV columns (e.g. γ statistics)."""
 
@@ -269,7 +272,8 @@ def _train_epoch(state: _LoopState, run: _Run, loader: torch.utils.data.DataLoad
 
 
 def _step(state: _LoopState, run: _Run, epoch: int) -> None:
-    """One optimizer step on the accumulated gradients: unscale, hooks (the L1 subgradient), clip, step, EMA."""
+    """One optimizer step on the accumulated gradients: unscale, hooks (the L1 subgradient), clip, step,
+    hooks (the proximal L1 step), EMA."""
     scaler, optimizer = state.scaler, state.optimizer
     scaler.unscale_(optimizer)
     for hook in run.hooks:
@@ -281,6 +285,9 @@ def _step(state: _LoopState, run: _Run, epoch: int) -> None:
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
+    for hook in run.hooks:
+        if hasattr(hook, "after_step"):
+            hook.after_step(optimizer, epoch, run.cfg["epochs"])
     if state.ema is not None:
         state.ema.update(state.model)
 

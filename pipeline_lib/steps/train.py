@@ -168,7 +168,7 @@ def _train_process(spec: StageSpec) -> None:
     hooks, fixed = [], task.keep_width_modules(model)
     if train_cfg.get("sr", 0) > 0:  # the sparse stage: L1 on every prunable BN scale
         bns = prunable_bns(model, task.example_input(imgsz), fixed)
-        hooks.append(L1Sparsity(bns, train_cfg["sr"], train_cfg["sr_decay"]))
+        hooks.append(L1Sparsity(bns, train_cfg["sr"], train_cfg["sr_decay"], train_cfg["sr_step"]))
     params, lora = count_params(model), train_cfg.get("lora")
     layers = _inject_lora(spec, model, lora, fixed, hooks) if lora else []
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
