@@ -26,7 +26,7 @@ from .preflight import dataset_fingerprint
 from .registry import has_evaluator, validation_settings
 
 __all__ = ["STEPS", "PLOTS", "inputs", "outputs", "params", "step_args", "summary_rows", "onnx_rows",
-           "deployment_files", "lora_adapters", "adapters_read"]
+           "deployment_files", "lora_stages", "lora_adapters", "adapters_read"]
 
 
 def summary_rows(config: dict) -> list[tuple[str, str]]:
@@ -135,9 +135,14 @@ def deployment_files(config: dict, results: str = RESULTS) -> list[str]:
     return list(dict.fromkeys(files))
 
 
+def lora_stages(config: dict) -> list[str]:
+    """The trained stages whose training is LoRA adapters (rule train_lora, which also writes the adapter)."""
+    return [stage for stage in TRAINED_STAGES if stage_config(config, stage).get("lora")]
+
+
 def lora_adapters(config: dict, results: str = RESULTS) -> dict[str, str]:
-    """{merged checkpoint: its adapter} of every artifact trained with LoRA (rule train_lora), in every lineage."""
-    lora = [stage for stage in TRAINED_STAGES if stage_config(config, stage).get("lora")]
+    """{merged checkpoint: its adapter} of every artifact trained with LoRA, in every lineage."""
+    lora = lora_stages(config)
     adapters = {}
     for lineage in [*chain.iteration_lineages(config["prune"])[:-1], "", *chain.sweep_lineages(config["prune"])]:
         # a sweep only finetunes; an earlier iteration has no baseline of its own

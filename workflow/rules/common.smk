@@ -3,7 +3,7 @@ from pathlib import Path
 
 from pipeline_lib import chain as slim_chain  # not `chain`: Snakefile globals would shadow itertools.chain
 from pipeline_lib import jobs
-from pipeline_lib.config import TRAINED_STAGES, read_config_files, stage_config, validate_config
+from pipeline_lib.config import TRAINED_STAGES, read_config_files, validate_config
 from pipeline_lib.errors import UserError
 from pipeline_lib.layout import DEPLOYED, EVALUATED, Artifact, DataFolder, Exported, Results
 
@@ -53,8 +53,7 @@ onstart:
 
 
 TRAINED = list(TRAINED_STAGES)
-# Trained artifacts whose stage trains LoRA adapters (rule train_lora, which also writes the adapter).
-LORA = [stage for stage in TRAINED if stage_config(config, stage).get("lora")]
+LORA = jobs.lora_stages(config)  # trained by rule train_lora
 SWEEP = slim_chain.sweep_lineages(config["prune"])
 # What a rule's output, log and benchmark patterns are made of (pipeline_lib.layout).
 ARTIFACT, DATA, EXPORTED = Artifact("{lineage}", "{stage}"), DataFolder("{data}"), Exported("{prefix}", "{precision}")
