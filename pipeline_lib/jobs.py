@@ -158,6 +158,8 @@ def adapters_read(step: str, key, config: dict) -> list[str]:
     is asked for: its merged checkpoint's params trigger does not fire while the job's other output,
     the adapter, has no record."""
     adapter_of = lora_adapters(config, key.root if isinstance(key, Results) else key.results)
+    if not adapter_of:  # no LoRA stage (the usual run): no second pass over the step's inputs
+        return []
     return [adapter_of[f] for f in inputs(step, key, config).values() if isinstance(f, str) and f in adapter_of]
 
 
