@@ -74,13 +74,15 @@ def _iteration(lineage: str, prune_cfg: dict) -> int:
 
 
 def prune_settings(lineage: str, prune_cfg: dict, threads: int = 1, deploy_imgsz: list | None = None,
-                   quantize: dict | None = None) -> dict:
+                   quantize: dict | None = None, finetune_act: str | None = None) -> dict:
     """What `prune` needs in one lineage: its ratio or target and the guards (not `iterations`/`sweep`,
-    so adding a sweep ratio does not rerun the main chain's prune). `threads` (export.threads) and
-    `deploy_imgsz` (export.deploy.imgsz, where a timed target is measured by default) only with a
-    timed target: a FLOPs target or a ratio does not depend on them; `quantize` (the quantize_int8
-    step's export keys) as "int8_quantize" only with a target that counts INT8. `drop_blocks` only
-    when set, so that runs from before the key keep their params (and are not pruned again)."""
+    so adding a sweep ratio does not rerun the main chain's prune). `threads` (export.threads),
+    `deploy_imgsz` (export.deploy.imgsz, where a timed target is measured by default) and
+    `finetune_act` (stages.finetune.act: each candidate is timed with the activation it will be
+    deployed with) only with a timed target: a FLOPs target or a ratio does not depend on them;
+    `quantize` (the quantize_int8 step's export keys) as "int8_quantize" only with a target that
+    counts INT8. `drop_blocks` only when set, so that runs from before the key keep their params
+    (and are not pruned again)."""
     guards = {k: prune_cfg[k] for k in ("min_channels", "on_infeasible")} | {"round_to": resolve_round_to(prune_cfg["round_to"])}
     if prune_cfg.get("drop_blocks"):
         guards["drop_blocks"] = True
@@ -94,6 +96,7 @@ def prune_settings(lineage: str, prune_cfg: dict, threads: int = 1, deploy_imgsz
     if target:
         timed = {"threads": threads, "deploy_imgsz": deploy_imgsz} if is_timed(target) else {}
         timed |= {"int8_quantize": quantize} if timed and target.get("int8") else {}
+        timed |= {"finetune_act": finetune_act} if timed and finetune_act else {}
         return {"ratio": None, "target": target, **guards, **timed}
     return {"ratio": ratio, **guards}
 

@@ -75,11 +75,12 @@ def _train(a: Artifact, config: dict) -> tuple[dict, dict]:
 
 
 def _prune(a: Artifact, config: dict) -> tuple[dict, dict]:
-    """A target that counts INT8 quantizes each probe as quantize_int8 will quantize the finetuned
-    model: that step's settings and calibration data."""
-    settings = chain.prune_settings(a.lineage, config["prune"], config["export"]["threads"],
-                                    config["export"]["deploy"]["imgsz"], rule_settings(config["export"], "quantize_int8"))
+    """A timed target measures each probe as the finetuned model will be deployed: with the
+    finetune's activation, and (counting INT8) quantized with quantize_int8's settings and calibration data."""
     finetuned = replace(a, stage="pruned_finetuned")
+    settings = chain.prune_settings(a.lineage, config["prune"], config["export"]["threads"],
+                                    config["export"]["deploy"]["imgsz"], rule_settings(config["export"], "quantize_int8"),
+                                    stage_config(config, finetuned.stage).get("act"))
     calibration = {"manifest_path": _stage_data(finetuned, config)["manifest_path"]} if "int8_quantize" in settings else {}
     return ({"checkpoint": _checkpoint(chain.parent(a.lineage, "pruned", config), a.results), **calibration},
             {"prune_cfg": settings, "search_cache": a.prune_search})

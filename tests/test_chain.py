@@ -58,11 +58,12 @@ def test_lineage_pattern_accepts_every_lineage_it_names(lineage):
     assert not re.fullmatch(chain.LINEAGE_PATTERN, "iter/0/")
 
 
-def test_a_target_replaces_the_ratio_and_only_a_timed_one_depends_on_threads():
+def test_a_target_replaces_the_ratio_and_only_a_timed_one_depends_on_threads_and_the_finetunes_activation():
     flops = _config(target={"flops": 0.4})["prune"]
-    assert chain.prune_settings("", flops, threads=4) == {"ratio": None, "target": {"flops": 0.4}, "min_channels": 8,
-                                                          "round_to": runtime_block(), "on_infeasible": "error"}
-    assert chain.prune_settings("", _config(target={"speedup": 2})["prune"], threads=4)["threads"] == 4
+    assert chain.prune_settings("", flops, threads=4, finetune_act="relu") == {
+        "ratio": None, "target": {"flops": 0.4}, "min_channels": 8, "round_to": runtime_block(), "on_infeasible": "error"}
+    timed = chain.prune_settings("", _config(target={"speedup": 2})["prune"], threads=4, finetune_act="relu")
+    assert timed["threads"] == 4 and timed["finetune_act"] == "relu"
     assert chain.prune_settings("sweep/r0.25/", _config(target={"flops": 0.4}, sweep=[0.25])["prune"])["ratio"] == 0.25
 
 

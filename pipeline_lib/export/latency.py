@@ -85,14 +85,16 @@ class PairedLatency:
     per-round ratios) is far steadier than two latencies taken minutes apart. Models are exported
     as the export step exports them (torch.export, to a temporary file); `candidate_export(model,
     folder)`, when given, makes each candidate's ONNX file instead (e.g. its INT8 model) and returns
-    its path, while the reference stays the FP32 export.
+    its path, while the reference stays the FP32 export; `candidate_transform(model)`, when given,
+    is the model each candidate is deployed as (another activation, say) and what gets exported.
     """
 
     def __init__(self, reference: nn.Module, example: Inputs, *, threads: int, runs: int, rounds: int = 5,
-                 geometry: dict | None = None, candidate_export: Callable[[nn.Module, Path], Path] | None = None):
+                 geometry: dict | None = None, candidate_export: Callable[[nn.Module, Path], Path] | None = None,
+                 candidate_transform: Callable[[nn.Module], nn.Module] | None = None):
         self.example, self.threads, self.rounds, self.geometry = example, threads, rounds, geometry
         self.per_round = max(runs // rounds, 1)
-        self.candidate_export = candidate_export
+        self.candidate_export, self.candidate_transform = candidate_export, candidate_transform
         self.reference = self._runner(reference)
 
     def _export_fp32(self, model: nn.Module, folder: Path) -> Path:
@@ -110,7 +112,8 @@ class PairedLatency:
         return lambda: session.run(None, feed)
 
     def __call__(self, model: nn.Module) -> dict:
-        candidate = self._runner(model, self.candidate_export)
+        candidate = self._runner(self.candidate_transform(model) if self.candidate_transform else model,
+                                 self.candidate_export)
         timed = lambda run: np.median(time_calls(run, self.per_round, 2))  # noqa: E731
         pairs = [(timed(self.reference), timed(candidate)) for _ in range(self.rounds)]
         return {"latency_ms": round(float(np.median([c for _, c in pairs])) * 1e3, 4),

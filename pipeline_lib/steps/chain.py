@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from functools import partial
@@ -15,6 +16,7 @@ from torch import nn
 from ..checkpoint import save_checkpoint
 from ..config import config_hash
 from ..engine.utils import seed_everything, select_device, to_device
+from ..errors import UserError
 from ..io import read_json, sha256_file, write_json
 from ..profile import count_flops, count_params
 from ..slimming import plan_prune, prune_model, score_groups
@@ -34,7 +36,9 @@ def _bn_widths(model: nn.Module) -> dict[str, int]:
 def _target_timer(loaded, prune_cfg: dict, manifest_path: str | os.PathLike | None = None) -> partial:
     """PairedLatency at the timed target's geometry (export.geometry.target_geometry): candidates are
     exported with the input size they are timed at, or with `prune.target.int8` quantized as the
-    quantize step would (calibrated on `manifest_path`'s training images) and timed as INT8."""
+    quantize step would (calibrated on `manifest_path`'s training images) and timed as INT8; with
+    "finetune_act" (stages.finetune.act) each candidate gets that activation first, as its finetune
+    will, while the reference stays the unpruned model as trained."""
     # imported here: only a timed target exports and times candidates (torch.onnx, onnx, ONNX Runtime)
     from ..export.geometry import target_geometry
     from ..export.latency import PairedLatency
@@ -45,8 +49,14 @@ def _target_timer(loaded, prune_cfg: dict, manifest_path: str | os.PathLike | No
                                extra_sizes=task.deploy_sizes, dynamic=task.dynamic_input,
                                threads=prune_cfg.get("threads", 1))
     int8 = int8_probe_export(loaded, manifest_path, prune_cfg["int8_quantize"]) if geometry["precision"] == "int8" else None
+    act = prune_cfg.get("finetune_act")
+    if act and not hasattr(loaded.model, "set_activation"):
+        raise UserError(f"stages.finetune.act={act!r}: the {task.family} architecture has no activation setting "
+                        "to swap; remove the key")
+    deployed = (lambda candidate: copy.deepcopy(candidate).set_activation(act)) if act else None
     return partial(PairedLatency, example=task.example_input(geometry["imgsz"]), threads=geometry["threads"],
-                   runs=prune_cfg["target"].get("runs", 50), geometry=geometry, candidate_export=int8)
+                   runs=prune_cfg["target"].get("runs", 50), geometry=geometry, candidate_export=int8,
+                   candidate_transform=deployed)
 
 
 def prune_stage(*, checkpoint: str | os.PathLike, prune_cfg: dict, out_checkpoint: str | os.PathLike,

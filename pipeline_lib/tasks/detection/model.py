@@ -218,11 +218,16 @@ class YOLODetector(nn.Module):
         self.down_p4 = Conv(c512, c512, 3, 2)
         self.out_p5 = C3(2 * c512, c1024, n(3), False)
         self.detect = Detect(nc, anchors or ANCHORS, (c256, c512, c1024))
+        self.set_activation(act)
+
+    def set_activation(self, act: str) -> "YOLODetector":
+        """`act` after every conv, in place (an activation holds no weights); returns the model."""
         if act not in ACTIVATIONS:
             raise ValueError(f"act={act!r}: expected one of {sorted(ACTIVATIONS)}")
         for m in self.modules():
             if isinstance(m, Conv):
                 m.act = ACTIVATIONS[act]()
+        return self
 
     @property
     def stride(self) -> Tensor:
