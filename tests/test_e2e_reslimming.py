@@ -29,7 +29,7 @@ def test_two_iterations_slim_the_slim_model_again(tiny_run, tmp_path):
 
 def test_drop_blocks_removes_whole_residual_blocks_through_the_chain(tiny_run, tmp_path):
     # Two tiny sparsity epochs leave every |γ| near 1: only a ratio close to 1 puts a block's inner
-    # channels all below the threshold (the 3x detector chain of config/detector_speedup.yaml dropped 3 of 7).
+    # channels all below the threshold (session 9's 3x detector chain dropped 3 of 7).
     workdir, config = continue_tiny_run(tiny_run, tmp_path, ratio=0.99, drop_blocks=True)
     run_snakemake(workdir, config)
     results = workdir / "results"

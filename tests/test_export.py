@@ -142,7 +142,7 @@ def test_int8_runs_through_the_shared_evaluate_path(exported):
 
 
 def test_relu_detector_runs_integer_kernels_from_stem_to_heads(tmp_path):
-    """With ReLU (config/detector_speedup.yaml's act) the quantizer folds the activation into QLinearConv, and
+    """With ReLU (the default finetune's act) the quantizer folds the activation into QLinearConv, and
     the 6x6/2 stem, rewritten with SpaceToDepth, quantizes too: no float op and no DQ/Q pair is
     left between the input and the float heads."""
     model = _detector(act="relu")
