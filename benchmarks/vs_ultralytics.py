@@ -118,9 +118,9 @@ def ultralytics_side(out: Path, python: str, args, cfg: dict, manifest: dict, gt
     out.mkdir(parents=True)
     spec = load_data_yaml(args.data)
     # Absolute paths: ultralytics reads a relative `path` against the working directory, slimflow
-    # against the yaml's folder.
-    data = {"path": str(spec["root"]), "train": [str(p) for p in spec["train"]], "val": [str(p) for p in spec["val"]],
-            "names": dict(enumerate(spec["names"]))}
+    # against the yaml's folder (and load_data_yaml gives a folder inside this one relative to it).
+    data = {"path": os.path.abspath(spec["root"]), "train": [os.path.abspath(p) for p in spec["train"]],
+            "val": [os.path.abspath(p) for p in spec["val"]], "names": dict(enumerate(spec["names"]))}
     write_text(out / "data.yaml", yaml.safe_dump(data, sort_keys=False))
     val = manifest["splits"]["val"]
     write_text(out / "val_images.txt", "".join(f"{item['image']}\n" for item in val))
