@@ -19,7 +19,7 @@ import pandas as pd
 from PIL import Image
 
 from .chain import sweep_label
-from .export.geometry import geometry_label
+from .export.geometry import LATENCY_HEAD, deployment_head, geometry_label
 from .io import read_json
 from .plotting import plt, save_figure, wrapped
 from .targets import target_kind
@@ -115,12 +115,16 @@ def plot_pareto(table: pd.DataFrame, metric: str, out_png: str | os.PathLike, sw
 
     `sweep`: {"label", "flops", metric} per swept ratio."""
     fig, (ax_lat, ax_flops) = plt.subplots(1, 2, figsize=(11, 4.5))
-    onnx = table[(table["runtime"] != "torch") & table["latency_ms"].notna()]
-    _points(ax_lat, onnx["latency_ms"], onnx[metric], onnx["stage"], color="tab:blue", label="exported models")
-    _front(ax_lat, onnx["latency_ms"], onnx[metric])
+    # latency where the models are deployed (the largest input size, fewest threads, batch 1) when
+    # the export timed such geometries, else DESIGN's latency_ms (trained size, export.threads)
+    head = deployment_head(list(table.columns))
+    column, where = (head, head.removeprefix(f"{LATENCY_HEAD} ")) if head else ("latency_ms", "the trained size, b1")
+    onnx = table[(table["runtime"] != "torch") & table[column].notna()]
+    _points(ax_lat, onnx[column], onnx[metric], onnx["stage"], color="tab:blue", label="exported models")
+    _front(ax_lat, onnx[column], onnx[metric])
     if onnx.empty:
         ax_lat.text(0.5, 0.5, "no ONNX Runtime latency measured", ha="center", transform=ax_lat.transAxes)
-    ax_lat.set(xlabel="ONNX Runtime latency at batch 1, ms (median)", ylabel=metric,
+    ax_lat.set(xlabel=f"ONNX Runtime latency at {where}, ms (median)", ylabel=metric,
                title="accuracy against ONNX latency")
     torch_rows = table[table["runtime"] == "torch"]
     gflops, accuracy = list(torch_rows["flops"] / 1e9), list(torch_rows[metric])
