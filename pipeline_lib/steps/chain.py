@@ -16,7 +16,6 @@ from torch import nn
 from ..checkpoint import save_checkpoint
 from ..config import config_hash
 from ..engine.utils import seed_everything, select_device, to_device
-from ..errors import UserError
 from ..io import read_json, sha256_file, write_json
 from ..profile import count_flops, count_params
 from ..slimming import plan_prune, prune_model, score_groups
@@ -49,10 +48,7 @@ def _target_timer(loaded, prune_cfg: dict, manifest_path: str | os.PathLike | No
                                extra_sizes=task.deploy_sizes, dynamic=task.dynamic_input,
                                threads=prune_cfg.get("threads", 1))
     int8 = int8_probe_export(loaded, manifest_path, prune_cfg["int8_quantize"]) if geometry["precision"] == "int8" else None
-    act = prune_cfg.get("finetune_act")
-    if act and not hasattr(loaded.model, "set_activation"):
-        raise UserError(f"stages.finetune.act={act!r}: the {task.family} architecture has no activation setting "
-                        "to swap; remove the key")
+    act = prune_cfg.get("finetune_act")  # a family schema allows it only where its model has set_activation
     deployed = (lambda candidate: copy.deepcopy(candidate).set_activation(act)) if act else None
     return partial(PairedLatency, example=task.example_input(geometry["imgsz"]), threads=geometry["threads"],
                    runs=prune_cfg["target"].get("runs", 50), geometry=geometry, candidate_export=int8,
